@@ -1,0 +1,1 @@
+"""Pure computation: schemas, simulation, validation, windows, detectors, parsing."""

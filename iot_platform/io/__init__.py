@@ -1,0 +1,1 @@
+"""I/O adapters: the Parquet lake, the landing spool, DuckDB, serial ports."""
