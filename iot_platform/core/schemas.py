@@ -145,11 +145,18 @@ ANOMALIES = pa.schema(
     ]
 )
 
+# Rows that ingestion refused, with the reason: queryable like any lake table.
+REJECTED_READINGS = READINGS.append(pa.field("reason", pa.string(), nullable=False))
+
 TABLES: dict[str, pa.Schema] = {
     "readings": READINGS,
     "fault_labels": FAULT_LABELS,
     "window_stats": WINDOW_STATS,
     "anomalies": ANOMALIES,
+    # landing files after ingestion, split by event day: the durable raw layer
+    # that a backfill of `readings` re-reads, so a rebuilt day loses nothing
+    "raw_readings": LANDING,
+    "rejected_readings": REJECTED_READINGS,
 }
 
 

@@ -40,8 +40,9 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 # zstd keeps a day of 100 sensors near 100 MB; row groups of 1 M rows keep
-# the per-group min/max statistics useful for DuckDB's ts pruning.
-_WRITE_OPTIONS = dict(compression="zstd", row_group_size=1_000_000, write_statistics=True)
+# the per-group min/max statistics useful for DuckDB's pruning.
+_WRITER_OPTIONS = dict(compression="zstd", write_statistics=True)
+_ROW_GROUP = 1_000_000
 
 
 def _fsync_dir(path: Path) -> None:
@@ -52,13 +53,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` so that a reader only ever sees a complete file."""
+def write_parquet_atomic(
+    data: pa.Table | Iterable[pa.Table],
+    path: Path,
+    schema: pa.Schema | None = None,
+    metadata: dict[str, str] | None = None,
+) -> int:
+    """Write ``data`` (a table, or tables streamed one by one) so that a reader only
+    ever sees a complete file at ``path``. Returns the number of rows written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    chunks = [data] if isinstance(data, pa.Table) else data
+    schema = schema if schema is not None else (data.schema if isinstance(data, pa.Table) else None)
+    if schema is None:
+        raise ValueError("a schema is needed to stream tables into a Parquet file")
+    if metadata:
+        schema = schema.with_metadata({**(schema.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}})
+    rows = 0
     try:
         with open(tmp, "wb") as f:
-            pq.write_table(table, f, **_WRITE_OPTIONS)
+            with pq.ParquetWriter(f, schema, **_WRITER_OPTIONS) as writer:
+                for chunk in chunks:
+                    writer.write_table(chunk.replace_schema_metadata(schema.metadata), row_group_size=_ROW_GROUP)
+                    rows += chunk.num_rows
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -66,6 +83,13 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    return rows
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The key-value metadata our writers put in a Parquet file's schema."""
+    meta = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW")}
 
 
 def _exchange(a: Path, b: Path) -> None:
@@ -133,20 +157,29 @@ class Lake:
 
     # -- writes --------------------------------------------------------------
     def replace_partition(
-        self, table: str, day: dt.date | str, data: pa.Table, *, locked: bool = False
-    ) -> Path:
+        self,
+        table: str,
+        day: dt.date | str,
+        data: pa.Table | Iterable[pa.Table],
+        *,
+        metadata: dict[str, str] | None = None,
+        locked: bool = False,
+    ) -> int:
         """Replace a whole partition with ``data`` (one compacted file), atomically.
 
-        Pass ``locked=True`` when the caller already holds :meth:`lock`.
+        ``data`` may be an iterable of tables, streamed to disk one at a time so
+        that a large day never sits in memory whole. Pass ``locked=True`` when the
+        caller already holds :meth:`lock`. Returns the number of rows written.
         """
-        data = conform(data, TABLES[table])
+        schema = TABLES[table]
+        chunks = conform(data, schema) if isinstance(data, pa.Table) else (conform(t, schema) for t in data)
         ctx = contextlib.nullcontext() if locked else self.lock(table, day)
         with ctx:
             final = self.partition_dir(table, day)
             staging = self.table_dir(table) / _TMP_DIR / f"{partition_name(day)}.{uuid.uuid4().hex}"
             staging.mkdir(parents=True)
             try:
-                write_parquet_atomic(data, staging / COMPACTED)
+                rows = write_parquet_atomic(chunks, staging / COMPACTED, schema, metadata)
                 if final.exists():
                     _exchange(staging, final)  # staging now holds the old partition
                     shutil.rmtree(staging)
@@ -157,17 +190,24 @@ class Lake:
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
-        return final / COMPACTED
+        return rows
 
     def write_part(
-        self, table: str, day: dt.date | str, batch_id: str, data: pa.Table, *, locked: bool = False
+        self,
+        table: str,
+        day: dt.date | str,
+        batch_id: str,
+        data: pa.Table,
+        *,
+        metadata: dict[str, str] | None = None,
+        locked: bool = False,
     ) -> Path:
         """Add (or, for a retried batch, overwrite) the part ``batch_id`` of a partition."""
-        data = conform(data, TABLES[table])
+        schema = TABLES[table]
         path = self.partition_dir(table, day) / f"{PART_PREFIX}{batch_id}.parquet"
         ctx = contextlib.nullcontext() if locked else self.lock(table, day)
         with ctx:
-            write_parquet_atomic(data, path)
+            write_parquet_atomic(conform(data, schema), path, schema, metadata)
         return path
 
     def delete_partition(self, table: str, day: dt.date | str) -> None:

@@ -1,0 +1,1 @@
+"""Dagster wiring: resources, partitions, assets, checks, sensors and schedules."""

@@ -1,0 +1,1 @@
+"""Lake assets, one module per domain."""

@@ -1,0 +1,72 @@
+"""Dagster resources: where the data lives and what the simulated fleet is.
+
+Defaults come from environment variables (read here, at the edge) and can be
+overridden per run in the launchpad; the core only ever sees plain values.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from iot_platform.core.simulator import FleetParams
+from iot_platform.io.lake import Lake
+from iot_platform.settings import data_dir
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is invalid; expected an integer") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is invalid; expected a number") from None
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The data root: the Parquet lake, the landing zone and the warehouse live under it."""
+
+    data_dir: str
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.data_dir)
+
+
+class FleetResource(dg.ConfigurableResource):
+    """The simulated fleet. ``n_sensors=0`` turns the simulator off (real sensors only)."""
+
+    seed: int = 42
+    n_sensors: int = 10
+    sample_interval_s: float = 1.0
+
+    def params(self) -> FleetParams | None:
+        if self.n_sensors == 0:
+            return None
+        return FleetParams(seed=self.seed, n_sensors=self.n_sensors, sample_interval_s=self.sample_interval_s)
+
+
+def lake_from_env() -> LakeResource:
+    return LakeResource(data_dir=str(data_dir()))
+
+
+def fleet_from_env() -> FleetResource:
+    fleet = FleetResource(
+        seed=_env_int("IOT_FLEET_SEED", 42),
+        n_sensors=_env_int("IOT_FLEET_SIZE", 10),
+        sample_interval_s=_env_float("IOT_SAMPLE_INTERVAL_S", 1.0),
+    )
+    fleet.params()  # validate now: a bad setting fails at load time with its name
+    return fleet
