@@ -35,7 +35,7 @@ def _rejected(table: pa.Table, mask: np.ndarray, reason: str | np.ndarray) -> pa
     if rows.num_rows == 0:
         return REJECTED.empty_table()
     reasons = pa.array(reason[mask] if isinstance(reason, np.ndarray) else [reason] * rows.num_rows, pa.string())
-    return rows.append_column("reason", reasons)
+    return conform(rows.append_column("reason", reasons), REJECTED)
 
 
 def validate_readings(table: pa.Table, start_us: int | None = None, end_us: int | None = None) -> Validated:

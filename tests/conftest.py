@@ -1,0 +1,54 @@
+"""Shared fixtures: a tmp data root, a small simulated fleet, a real Dagster instance."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from iot_platform.core.simulator import FleetParams
+from iot_platform.io.lake import Lake
+from iot_platform.orchestration.resources import FleetResource, LakeResource
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DAY = dt.date(2024, 1, 3)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("IOT_DATA_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def lake(data_dir: Path) -> Lake:
+    return Lake(data_dir)
+
+
+@pytest.fixture
+def small_fleet() -> FleetParams:
+    """Three sensors every 10 s: realistic shape, test-sized volume."""
+    return FleetParams(seed=7, n_sensors=3, sample_interval_s=10.0)
+
+
+@pytest.fixture
+def resources(data_dir: Path, small_fleet: FleetParams) -> dict:
+    return {
+        "lake": LakeResource(data_dir=str(data_dir)),
+        "fleet": FleetResource(
+            seed=small_fleet.seed, n_sensors=small_fleet.n_sensors, sample_interval_s=small_fleet.sample_interval_s
+        ),
+    }
+
+
+@pytest.fixture
+def instance(tmp_path: Path):
+    """A real, persistent-on-disk Dagster instance in a tmp DAGSTER_HOME."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst

@@ -1,0 +1,71 @@
+"""validate_readings: exact results on tiny inline tables."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pytest
+
+from iot_platform.core.schemas import READINGS
+from iot_platform.core.validation import REJECTED, validate_readings
+
+
+def _t(rows: list[tuple]) -> pa.Table:
+    sensor, ts, temp = zip(*rows) if rows else ([], [], [])
+    return pa.table(
+        {"sensor_id": pa.array(sensor, pa.string()), "ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "temperature": pa.array(temp, pa.float64())}
+    )
+
+
+def test_sorts_and_keeps_the_first_arrival_of_a_key():
+    v = validate_readings(_t([("b", 5, 1.0), ("a", 9, 2.0), ("a", 3, 3.0), ("b", 5, 1.0)]))
+    assert v.good.select(["sensor_id", "ts", "temperature"]).to_pydict() == {
+        "sensor_id": ["a", "a", "b"],
+        "ts": [pa.scalar(3, pa.timestamp("us", tz="UTC")).as_py(), pa.scalar(9, pa.timestamp("us", tz="UTC")).as_py(), pa.scalar(5, pa.timestamp("us", tz="UTC")).as_py()],
+        "temperature": [3.0, 2.0, 1.0],
+    }
+    assert v.duplicates == 1
+    assert v.rejected.num_rows == 0
+    assert v.good.schema == READINGS
+
+
+def test_each_bad_row_is_rejected_with_its_reason_and_the_good_rows_are_kept():
+    rows = [
+        ("a", 1, 20.0),
+        ("a", 2, math.nan),
+        (None, 3, 20.0),
+        ("a", 4, -300.0),  # below absolute zero: cannot be a measurement
+        ("a", 5, 500.0),  # impossible for the instrument, but a real broken-sensor reading: kept
+        ("a", 1, 21.0),  # same key as the first row, other value
+        ("a", 99, 20.0),  # outside the partition
+    ]
+    v = validate_readings(_t(rows), 0, 50)
+    assert v.good["temperature"].to_pylist() == [20.0, 500.0]
+    reasons = dict(zip(v.rejected["temperature"].to_pylist(), v.rejected["reason"].to_pylist()))
+    assert v.rejected.schema == REJECTED
+    assert v.rejected.num_rows == 5
+    assert reasons[-300.0] == "temperature outside the ingest limits [-273.15, 10000.0]"
+    assert reasons[21.0] == "conflicting duplicate: another reading for this (sensor_id, ts) arrived first"
+    assert "ts outside the partition [0, 50) us" in reasons.values()
+    assert "temperature is not a finite number" in [r for r in v.rejected["reason"].to_pylist()]
+    assert "sensor_id is null" in v.rejected["reason"].to_pylist()
+
+
+def test_missing_metrics_are_nulls_not_errors():
+    v = validate_readings(_t([("a", 1, None)]))
+    assert v.good.num_rows == 1
+    assert v.good["humidity"].null_count == 1
+
+
+def test_empty_input_gives_empty_tables_with_the_schemas():
+    v = validate_readings(_t([]))
+    assert v.good.num_rows == 0 and v.good.schema == READINGS
+    assert v.rejected.num_rows == 0 and v.rejected.schema == REJECTED
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]])
+def test_result_does_not_depend_on_arrival_order_of_distinct_keys(order):
+    rows = [("s1", 1, 1.0), ("s1", 2, 2.0), ("s0", 1, 3.0), ("s2", 0, 4.0)]
+    v = validate_readings(_t([rows[i] for i in order]))
+    assert v.good["temperature"].to_pylist() == [3.0, 1.0, 2.0, 4.0]
