@@ -7,6 +7,7 @@ overridden per run in the launchpad; the core only ever sees plain values.
 from __future__ import annotations
 
 import os
+import time
 
 import dagster as dg
 
@@ -56,6 +57,16 @@ class FleetResource(dg.ConfigurableResource):
         if self.n_sensors == 0:
             return None
         return FleetParams(seed=self.seed, n_sensors=self.n_sensors, sample_interval_s=self.sample_interval_s)
+
+
+class ClockResource(dg.ConfigurableResource):
+    """The time the micro-batch sensor sees. ``fixed_now_us=0`` (the default) is the real clock;
+    tests and replays set it to drive a day through micro-batches deterministically."""
+
+    fixed_now_us: int = 0
+
+    def now_us(self) -> int:
+        return self.fixed_now_us or time.time_ns() // 1000
 
 
 def lake_from_env() -> LakeResource:

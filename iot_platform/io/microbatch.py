@@ -1,0 +1,367 @@
+"""Micro-batches: append new readings to today's partitions, exactly once.
+
+A batch ingests everything that is pending when it runs: the simulated
+fleet's readings up to ``until_us`` that no committed part holds yet, and
+every complete file in the landing zone. It then brings `window_stats`,
+`anomaly_points` and `anomalies` up to date for the windows it completed.
+
+Exactly once, by construction:
+
+* Every file a batch writes is a *part* named by its batch id; a retry of the
+  same batch overwrites its own parts.
+* A batch becomes visible to the next batch only when it is *committed*: one
+  atomic write of ``lake/_state/micro_batch.json`` listing its parts (with
+  their ts range and simulated coverage) and the landing files it ingested.
+  Parts on disk that the state does not list belong to a batch that died
+  before its commit: the next batch deletes them and redoes their work.
+* Landing files are moved to ``landing/_ingested/`` only after the commit; a
+  file the state lists as ingested is never read again.
+* Coverage is derived from disk plus state (a compacted ``data.parquet`` carries
+  its own coverage in its metadata), so a backfill or the nightly finalize
+  and micro-batches agree on what is already in a partition.
+
+Concurrency: one batch at a time (a global lock); within a batch, each
+partition is written under its lake lock, which backfills take too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from iot_platform.core import simulator as sim
+from iot_platform.core.schemas import LANDING, READINGS, conform
+from iot_platform.core.validation import validate_readings
+from iot_platform.io.ingest import SIM_UNTIL_KEY
+from iot_platform.io.lake import COMPACTED, PART_PREFIX, Lake, read_metadata, write_parquet_atomic
+
+STATE_FILE = Path("_state") / "micro_batch.json"
+INGESTED_DIR = "_ingested"
+
+
+# -- state -------------------------------------------------------------------------
+@dataclasses.dataclass
+class PartInfo:
+    """A committed part: its rows' ts range and, for readings, the simulator coverage."""
+
+    ts_min: int | None
+    ts_max: int | None
+    sim_from: int | None = None
+    sim_until: int | None = None
+    until: int | None = None  # for window_stats / anomaly_points parts: emitted up to here
+
+
+@dataclasses.dataclass
+class State:
+    # table -> day -> part file name -> info
+    parts: dict[str, dict[str, dict[str, PartInfo]]] = dataclasses.field(default_factory=dict)
+    landing_ingested: list[str] = dataclasses.field(default_factory=list)
+    batches: int = 0
+
+    def day_parts(self, table: str, day: dt.date) -> dict[str, PartInfo]:
+        return self.parts.setdefault(table, {}).setdefault(day.isoformat(), {})
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "parts": {t: {d: {n: dataclasses.asdict(i) for n, i in ps.items()} for d, ps in days.items()} for t, days in self.parts.items()},
+                "landing_ingested": self.landing_ingested,
+                "batches": self.batches,
+            },
+            indent=1,
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> State:
+        raw = json.loads(text)
+        parts = {t: {d: {n: PartInfo(**i) for n, i in ps.items()} for d, ps in days.items()} for t, days in raw["parts"].items()}
+        return cls(parts=parts, landing_ingested=list(raw["landing_ingested"]), batches=int(raw["batches"]))
+
+
+def state_path(lake: Lake) -> Path:
+    return lake.lake_dir / STATE_FILE
+
+
+def load_state(lake: Lake) -> State:
+    """The committed state, with entries for parts that no longer exist dropped.
+
+    A part disappears when its partition is compacted or rebuilt (finalize,
+    backfill); the compacted file then carries the coverage.
+    """
+    path = state_path(lake)
+    state = State.from_json(path.read_text()) if path.exists() else State()
+    for table, days in state.parts.items():
+        for day, parts in list(days.items()):
+            d = lake.partition_dir(table, day)
+            for name in list(parts):
+                if not (d / name).exists():
+                    del parts[name]
+            if not parts:
+                del days[day]
+    return state
+
+
+def commit_state(lake: Lake, state: State) -> None:
+    path = state_path(lake)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(state.to_json())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def remove_uncommitted_parts(lake: Lake, state: State, table: str, day: dt.date) -> list[str]:
+    """Delete parts of a partition that no committed batch lists (a batch died mid-way)."""
+    known = state.day_parts(table, day)
+    removed = []
+    for f in lake.files(table, day):
+        if f.name.startswith(PART_PREFIX) and f.name not in known:
+            f.unlink()
+            removed.append(f.name)
+    return removed
+
+
+@contextlib.contextmanager
+def batch_lock(lake: Lake) -> Iterator[None]:
+    with lake.lock("_micro_batch", "all"):
+        yield
+
+
+# -- coverage ------------------------------------------------------------------------
+def sim_coverage(lake: Lake, state: State, day: dt.date) -> int:
+    """Up to when the simulated fleet's readings of ``day`` are in the lake."""
+    start = sim.day_start_us(day)
+    covered = start
+    compacted = lake.partition_dir("readings", day) / COMPACTED
+    if compacted.exists():
+        covered = max(covered, int(read_metadata(compacted).get(SIM_UNTIL_KEY, start)))
+    for info in state.day_parts("readings", day).values():
+        if info.sim_until is not None:
+            covered = max(covered, info.sim_until)
+    return covered
+
+
+def existing_keys(lake: Lake, state: State, day: dt.date, sensors: list[str], lo: int, hi: int) -> pa.Table:
+    """(sensor_id, ts) already in `readings` of ``day`` for these sensors within [lo, hi]."""
+    files = []
+    compacted = lake.partition_dir("readings", day) / COMPACTED
+    if compacted.exists():
+        files.append(compacted)
+    for name, info in state.day_parts("readings", day).items():
+        if info.ts_min is not None and info.ts_min <= hi and info.ts_max >= lo:
+            files.append(lake.partition_dir("readings", day) / name)
+    if not files or not sensors:
+        return pa.table({"sensor_id": pa.array([], pa.string()), "ts": pa.array([], pa.int64())})
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    return con.execute(
+        "SELECT sensor_id, epoch_us(ts) AS ts FROM read_parquet(?) WHERE sensor_id IN (SELECT unnest(?)) AND epoch_us(ts) BETWEEN ? AND ?",
+        [[str(f) for f in files], sensors, lo, hi],
+    ).arrow()
+
+
+# -- landing ---------------------------------------------------------------------------
+def pending_landing_files(landing: Path) -> list[Path]:
+    """Complete landing files waiting for ingestion, oldest first."""
+    if not landing.is_dir():
+        return []
+    out = []
+    for stream in landing.iterdir():
+        if not stream.is_dir() or stream.name.startswith((".", "_")):
+            continue
+        out += [p for p in stream.iterdir() if p.suffix == ".parquet" and not p.name.startswith((".", "_"))]
+    return sorted(out, key=lambda p: (p.name, p.parent.name))
+
+
+def landing_id(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+def archive_landing(landing: Path, path: Path) -> None:
+    dest = landing / INGESTED_DIR / path.parent.name / path.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, dest)
+
+
+def read_landing(path: Path) -> pa.Table:
+    return conform(pq.read_table(path), LANDING)
+
+
+# -- the batch ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class BatchResult:
+    batch_id: str
+    ingested: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    landing_files: int = 0
+    partitions: list[str] = dataclasses.field(default_factory=list)
+    late_days: list[str] = dataclasses.field(default_factory=list)
+    newest_ts: int | None = None
+    removed_orphans: list[str] = dataclasses.field(default_factory=list)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def _days_between(lo_us: int, hi_us: int) -> list[dt.date]:
+    first, last = lo_us // sim.DAY_US, (hi_us - 1) // sim.DAY_US
+    return [sim._EPOCH + dt.timedelta(days=d) for d in range(first, last + 1)]
+
+
+def ingest_readings(
+    lake: Lake,
+    state: State,
+    batch_id: str,
+    fleet: sim.FleetParams | None,
+    until_us: int,
+    landing: Path,
+    first_day: dt.date,
+    result: BatchResult,
+) -> dict[dt.date, pa.Table]:
+    """Stage the batch's new readings as parts; return them by day (not yet committed).
+
+    The simulated fleet is covered for today and yesterday (a batch just after
+    midnight completes the previous day); older days are a backfill's job.
+    """
+    t0 = time.perf_counter()
+    new_rows: dict[dt.date, list[pa.Table]] = {}
+    sim_ranges: dict[dt.date, tuple[int, int]] = {}
+    if fleet is not None:
+        today = sim._EPOCH + dt.timedelta(days=(until_us - 1) // sim.DAY_US)
+        for day in (today - dt.timedelta(days=1), today):
+            if day < first_day:
+                continue
+            lo = sim_coverage(lake, state, day)
+            hi = min(until_us, sim.day_start_us(day) + sim.DAY_US)
+            if hi > lo:
+                new_rows.setdefault(day, []).append(sim.simulate(fleet, lo, hi).readings)
+                sim_ranges[day] = (lo, hi)
+    result.seconds["simulate"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    files = [f for f in pending_landing_files(landing) if landing_id(f) not in state.landing_ingested]
+    for f in files:
+        data = read_landing(f)
+        result.landing_files += 1
+        ts = data["ts"].cast(pa.int64())
+        days = pc.floor(pc.divide(ts.cast(pa.float64()), float(sim.DAY_US))) if data.num_rows else None
+        for ordinal in (pc.unique(days).to_pylist() if days is not None else []):
+            if ordinal is None:
+                continue
+            day = sim._EPOCH + dt.timedelta(days=int(ordinal))
+            rows = data.filter(pc.equal(days, ordinal))
+            # the raw layer keeps what arrived, so rebuilding the day loses nothing
+            lake.write_part("raw_readings", day, _safe(landing_id(f)), rows)
+            new_rows.setdefault(day, []).append(conform(rows, READINGS))
+        nulls = data.filter(pc.is_null(data["ts"])) if data.num_rows else data
+        if nulls.num_rows:
+            new_rows.setdefault(sim._EPOCH + dt.timedelta(days=until_us // sim.DAY_US), []).append(conform(nulls, READINGS))
+        state.landing_ingested.append(landing_id(f))
+    result.seconds["landing"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    staged: dict[dt.date, pa.Table] = {}
+    for day, pieces in sorted(new_rows.items()):
+        start = sim.day_start_us(day)
+        v = validate_readings(pa.concat_tables(pieces), start, start + sim.DAY_US)
+        good = v.good
+        with lake.lock("readings", day):
+            result.removed_orphans += remove_uncommitted_parts(lake, state, "readings", day)
+            landing_rows = pc.not_equal(good["source"], sim.SOURCE)
+            if good.num_rows and pc.any(pc.fill_null(landing_rows, True)).as_py():
+                good = _drop_existing(lake, state, day, good)
+            name = f"{PART_PREFIX}{batch_id}.parquet"
+            if good.num_rows or day in sim_ranges:
+                lake.write_part("readings", day, batch_id, good, locked=True)
+                ts = good["ts"].cast(pa.int64())
+                lo, hi = sim_ranges.get(day, (None, None))
+                state.day_parts("readings", day)[name] = PartInfo(
+                    ts_min=pc.min(ts).as_py(), ts_max=pc.max(ts).as_py(), sim_from=lo, sim_until=hi
+                )
+            if v.rejected.num_rows:
+                lake.write_part("rejected_readings", day, batch_id, v.rejected, locked=True)
+        result.ingested += good.num_rows
+        result.rejected += v.rejected.num_rows
+        result.duplicates += v.duplicates + (v.good.num_rows - good.num_rows)
+        if good.num_rows:
+            staged[day] = good
+            result.partitions.append(day.isoformat())
+            newest = pc.max(good["ts"].cast(pa.int64())).as_py()
+            result.newest_ts = newest if result.newest_ts is None else max(result.newest_ts, newest)
+    result.seconds["validate_write"] = time.perf_counter() - t0
+    return staged
+
+
+def _drop_existing(lake: Lake, state: State, day: dt.date, good: pa.Table) -> pa.Table:
+    """Anti-join: a reading already in the partition (re-sent, re-imported) is a duplicate."""
+    ts = good["ts"].cast(pa.int64())
+    sensors = pc.unique(good["sensor_id"]).to_pylist()
+    have = existing_keys(lake, state, day, sensors, pc.min(ts).as_py(), pc.max(ts).as_py())
+    if have.num_rows == 0:
+        return good
+    con = duckdb.connect()
+    con.register("good", good.append_column("_ts", ts).append_column("_i", pa.array(range(good.num_rows), pa.int64())))
+    con.register("have", have)
+    keep = con.execute(
+        "SELECT _i FROM good ANTI JOIN have ON good.sensor_id = have.sensor_id AND good._ts = have.ts ORDER BY _i"
+    ).arrow()["_i"]
+    return good.take(keep)
+
+
+def _safe(landing_name: str) -> str:
+    return landing_name.replace("/", "__").removesuffix(".parquet")
+
+
+def run_micro_batch(
+    lake: Lake,
+    batch_id: str,
+    until_us: int,
+    *,
+    fleet: sim.FleetParams | None,
+    landing: Path,
+    first_day: dt.date,
+    downstream=None,
+) -> BatchResult:
+    """Run one batch end to end: readings, then downstream, then commit and archive.
+
+    ``downstream(lake, state, batch_id, staged, until_us, result)`` brings the
+    derived tables up to date and records its parts in ``state``; it runs
+    before the commit, so a batch is committed whole or not at all.
+    """
+    result = BatchResult(batch_id=batch_id)
+    with batch_lock(lake):
+        state = load_state(lake)
+        pending = {landing_id(f) for f in pending_landing_files(landing)}
+        # files listed as ingested but still in the landing zone: the batch died
+        # between its commit and the move; finish the move, never re-read them
+        for f in pending_landing_files(landing):
+            if landing_id(f) in state.landing_ingested:
+                archive_landing(landing, f)
+        state.landing_ingested = [i for i in state.landing_ingested if i in pending]
+        before = set(state.landing_ingested)
+        staged = ingest_readings(lake, state, batch_id, fleet, until_us, landing, first_day, result)
+        if downstream is not None:
+            t0 = time.perf_counter()
+            downstream(lake, state, batch_id, staged, until_us, result)
+            result.seconds["downstream"] = time.perf_counter() - t0
+        state.batches += 1
+        commit_state(lake, state)
+        for f in pending_landing_files(landing):
+            if landing_id(f) in state.landing_ingested and landing_id(f) not in before:
+                archive_landing(landing, f)
+        state.landing_ingested = []
+        commit_state(lake, state)
+    return result
