@@ -82,7 +82,7 @@ def build_readings_day(
     day: dt.date,
     *,
     now_us: int | None = None,
-    sensors_per_chunk: int = 25,
+    sensors_per_chunk: int = 5,
 ) -> DayStats:
     """Rebuild the `readings`, `rejected_readings` and `fault_labels` partitions of ``day``."""
     start = sim.day_start_us(day)
