@@ -52,3 +52,33 @@ def instance(tmp_path: Path):
     home.mkdir()
     with dg.instance_for_test(temp_dir=str(home)) as inst:
         yield inst
+
+
+# -- the emulated Arduino's toolchain ---------------------------------------------------
+EMULATOR_PACKAGES = ["qemu-system-misc", "gcc-avr", "binutils-avr", "avr-libc", "socat"]
+EMULATOR_TOOLS = ["qemu-system-avr", "avr-gcc", "socat"]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Install the Debian packages the emulator tests need, when they are selected and missing.
+
+    So the README's single test command passes on a fresh machine. Only as root
+    with apt-get; otherwise the emulator tests fail and say what to install.
+    """
+    import os
+    import shutil
+    import subprocess
+
+    if not any(item.get_closest_marker("emulator") for item in items):
+        return
+    if all(shutil.which(t) for t in EMULATOR_TOOLS) or os.environ.get("IOT_SKIP_EMULATOR") == "1":
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return  # the tests themselves fail with the apt-get line to run
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    print(f"\ninstalling {' '.join(EMULATOR_PACKAGES)} for the emulator tests ...", flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *EMULATOR_PACKAGES],
+        check=True, env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip

@@ -210,6 +210,7 @@ class BatchResult:
     duplicates: int = 0
     landing_files: int = 0
     partitions: list[str] = dataclasses.field(default_factory=list)
+    per_day: dict[str, int] = dataclasses.field(default_factory=dict)  # readings ingested by day
     late_days: list[str] = dataclasses.field(default_factory=list)
     newest_ts: int | None = None
     removed_orphans: list[str] = dataclasses.field(default_factory=list)
@@ -242,8 +243,8 @@ def ingest_readings(
     if fleet is not None:
         today = sim._EPOCH + dt.timedelta(days=(until_us - 1) // sim.DAY_US)
         for day in (today - dt.timedelta(days=1), today):
-            if day < first_day:
-                continue
+            if day < first_day or (day < today and not lake.exists("readings", day)):
+                continue  # an untouched earlier day is the backfill's job, not a micro-batch's
             lo = sim_coverage(lake, state, day)
             hi = min(until_us, sim.day_start_us(day) + sim.DAY_US)
             if hi > lo:
@@ -299,6 +300,7 @@ def ingest_readings(
         if good.num_rows:
             staged[day] = good
             result.partitions.append(day.isoformat())
+            result.per_day[day.isoformat()] = good.num_rows
             newest = pc.max(good["ts"].cast(pa.int64())).as_py()
             result.newest_ts = newest if result.newest_ts is None else max(result.newest_ts, newest)
     result.seconds["validate_write"] = time.perf_counter() - t0

@@ -16,7 +16,7 @@ from dagster import OpExecutionContext, ScheduleEvaluationContext, SensorEvaluat
 from iot_platform.core.batching import BATCH_SECONDS, Cursor, decide
 from iot_platform.io.microbatch import landing_id, pending_landing_files, run_micro_batch
 from iot_platform.orchestration.metadata import ts_text
-from iot_platform.orchestration.partitions import daily_partitions
+from iot_platform.orchestration.partitions import daily_partitions, start_date
 from iot_platform.orchestration.resources import ClockResource, FleetResource, LakeResource
 from iot_platform.settings import landing_dir
 
@@ -45,7 +45,7 @@ def micro_batch(context: OpExecutionContext, config: MicroBatchConfig, lake: Lak
         config.until_us,
         fleet=fleet.params(),
         landing=landing_dir(root.root),
-        first_day=dt.date.fromisoformat(daily_partitions.start_date.strftime("%Y-%m-%d")),
+        first_day=dt.date.fromisoformat(start_date()),
         downstream=_downstream(),
     )
     duration = time.monotonic() - started
@@ -64,7 +64,8 @@ def micro_batch(context: OpExecutionContext, config: MicroBatchConfig, lake: Lak
     }
     for day in result.partitions:
         for key in ("readings", "window_stats", "anomalies"):
-            yield dg.AssetMaterialization(asset_key=key, partition=day, metadata={"batch_id": config.batch_id, **summary})
+            meta = {"batch_id": config.batch_id, "readings_ingested_this_day": result.per_day.get(day, 0), **summary}
+            yield dg.AssetMaterialization(asset_key=key, partition=day, metadata=meta)
     context.log.info(f"batch {config.batch_id}: {summary}")
     yield dg.Output(None, metadata=summary)
 
