@@ -31,7 +31,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iot_platform.core.schemas import TABLES, conform
+from iot_platform.core.detectors.points import POINTS
+from iot_platform.core.schemas import TABLES as _CORE_TABLES
+from iot_platform.core.schemas import conform
+
+# the lake's tables: the core's, plus the detectors' alert points (merged into
+# `anomalies` episodes; kept so micro-batches can re-merge a day exactly)
+TABLES = {**_CORE_TABLES, "anomaly_points": POINTS}
 
 COMPACTED = "data.parquet"
 PART_PREFIX = "part-"

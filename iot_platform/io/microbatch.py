@@ -168,10 +168,10 @@ def existing_keys(lake: Lake, state: State, day: dt.date, sensors: list[str], lo
         return pa.table({"sensor_id": pa.array([], pa.string()), "ts": pa.array([], pa.int64())})
     con = duckdb.connect()
     con.execute("SET threads TO 2")
-    return con.execute(
+    return con.sql(
         "SELECT sensor_id, epoch_us(ts) AS ts FROM read_parquet(?) WHERE sensor_id IN (SELECT unnest(?)) AND epoch_us(ts) BETWEEN ? AND ?",
-        [[str(f) for f in files], sensors, lo, hi],
-    ).arrow()
+        params=[[str(f) for f in files], sensors, lo, hi],
+    ).to_arrow_table()
 
 
 # -- landing ---------------------------------------------------------------------------
@@ -317,9 +317,9 @@ def _drop_existing(lake: Lake, state: State, day: dt.date, good: pa.Table) -> pa
     con = duckdb.connect()
     con.register("good", good.append_column("_ts", ts).append_column("_i", pa.array(range(good.num_rows), pa.int64())))
     con.register("have", have)
-    keep = con.execute(
+    keep = con.sql(
         "SELECT _i FROM good ANTI JOIN have ON good.sensor_id = have.sensor_id AND good._ts = have.ts ORDER BY _i"
-    ).arrow()["_i"]
+    ).to_arrow_table()["_i"]
     return good.take(keep)
 
 

@@ -1,0 +1,321 @@
+"""`window_stats`, `anomaly_points` and `anomalies` from the lake: whole days and micro-batches.
+
+The pure pipeline (``core.windows``, ``core.detectors``) is range-local: the
+output for a time range depends only on inputs within a documented lookback
+before it. So a day is built either in one go (backfill, finalize, late data)
+or 30 seconds at a time (micro-batches), with the same result:
+
+* ``window_stats`` and ``anomaly_points`` are appended as parts per batch,
+  each covering the windows that ended since the previous batch;
+* ``anomalies`` (episodes) are rebuilt from the day's points after each
+  batch: points are few, so that costs little, and merging them is exact.
+
+Windows are emitted up to ``until - allowed_lateness``: readings that arrive
+later than that for a window already emitted make the whole day be rebuilt
+(and are reported as late).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from collections.abc import Iterator
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from iot_platform.core import simulator as sim
+from iot_platform.core.detectors.drift import drift_baseline
+from iot_platform.core.detectors.episodes import to_episodes
+from iot_platform.core.detectors.params import DetectionParams, context_seconds
+from iot_platform.core.detectors.pipeline import detect_points, run_day_chunked
+from iot_platform.core.detectors.points import POINTS
+from iot_platform.core.schemas import READINGS, WINDOW_STATS, conform
+from iot_platform.core.windows import compute_window_stats
+from iot_platform.io.lake import COMPACTED, Lake, read_metadata
+
+UNTIL_KEY = "iot.until_us"
+DAY_US = sim.DAY_US
+US = 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class DownstreamSettings:
+    params: DetectionParams = DetectionParams()
+    allowed_lateness_s: int = 30
+    sensors_per_chunk: int = 25
+    # The simulated fleet, when on: its sensors' sample interval is known, so every
+    # slice of a day uses the same window geometry (an outage cannot fool an
+    # interval estimate), and a micro-batch's lookback can be that of its interval.
+    fleet: sim.FleetParams | None = None
+
+    @property
+    def fleet_interval_s(self) -> float | None:
+        return self.fleet.sample_interval_s if self.fleet is not None else None
+
+    def intervals(self) -> pa.Table | None:
+        if self.fleet is None:
+            return None
+        ids = self.fleet.sensor_ids
+        return pa.table({"sensor_id": pa.array(ids, pa.string()), "interval_s": pa.array([self.fleet.sample_interval_s] * len(ids), pa.float64())})
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.allowed_lateness_s, int) or self.allowed_lateness_s < 0:
+            raise ValueError(f"allowed_lateness_s={self.allowed_lateness_s!r} is invalid; expected an integer >= 0")
+
+
+def watermark(until_us: int, settings: DownstreamSettings) -> int:
+    """The end of the last window a batch ending at ``until_us`` may emit."""
+    hop = settings.params.windows.hop_s * US
+    return (until_us - settings.allowed_lateness_s * US) // hop * hop
+
+
+def _day_start(day: dt.date) -> int:
+    return sim.day_start_us(day)
+
+
+def _files_sql(files: list) -> str:
+    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+
+
+def _con() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    return con
+
+
+def read_ts_range(lake: Lake, table: str, days: list[dt.date], column: str, lo: int, hi: int, files=None) -> pa.Table:
+    """Rows of ``table`` in ``days`` with ``lo <= column < hi`` (microseconds), via DuckDB pruning."""
+    files = files if files is not None else [f for d in days for f in lake.files(table, d)]
+    schema = lake_schema(table)
+    if not files:
+        return schema.empty_table()
+    got = _con().sql(
+        f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true) WHERE epoch_us({column}) >= ? AND epoch_us({column}) < ?",
+        params=[lo, hi],
+    ).to_arrow_table()
+    return conform(got, schema)
+
+
+def lake_schema(table: str) -> pa.Schema:
+    from iot_platform.io.lake import TABLES
+
+    return TABLES[table]
+
+
+# -- whole days ------------------------------------------------------------------------------
+def day_sensors(lake: Lake, day: dt.date) -> list[str]:
+    files = lake.files("readings", day)
+    if not files:
+        return []
+    rows = _con().sql(f"SELECT DISTINCT sensor_id FROM read_parquet({_files_sql(files)}) ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
+
+
+def _sensor_rows(lake: Lake, day: dt.date, sensors: list[str], lo: int, hi: int) -> pa.Table:
+    files = lake.files("readings", day)
+    if not files or not sensors:
+        return READINGS.empty_table()
+    got = _con().sql(
+        f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true) "
+        "WHERE sensor_id IN (SELECT unnest(?)) AND epoch_us(ts) >= ? AND epoch_us(ts) < ?",
+        params=[sensors, lo, hi],
+    ).to_arrow_table()
+    return conform(got, READINGS)
+
+
+def iter_day_chunks(lake: Lake, day: dt.date, settings: DownstreamSettings) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """(readings of ``day``, previous day's tail) for chunks of sensors, in sensor order."""
+    a = _day_start(day)
+    ctx = context_seconds(settings.params).readings_s * US
+    prev = day - dt.timedelta(days=1)
+    sensors = day_sensors(lake, day)
+    n = settings.sensors_per_chunk
+    for i in range(0, len(sensors), n):
+        chunk = sensors[i : i + n]
+        yield _sensor_rows(lake, day, chunk, a, a + DAY_US), _sensor_rows(lake, prev, chunk, a - ctx, a)
+
+
+def history_window_stats(lake: Lake, day: dt.date, settings: DownstreamSettings) -> pa.Table:
+    """The previous days' window_stats the drift baseline and the detectors' context need."""
+    p = settings.params
+    ctx_days = math.ceil(context_seconds(p).window_stats_s / 86_400)
+    days = [day - dt.timedelta(days=i) for i in range(max(p.drift.history_days, ctx_days), 0, -1)]
+    files = [f for d in days for f in lake.files("window_stats", d)]
+    if not files:
+        return WINDOW_STATS.empty_table()
+    return conform(_con().sql(f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true)").to_arrow_table(), WINDOW_STATS)
+
+
+def emit_end_for(day: dt.date, now_us: int | None, settings: DownstreamSettings) -> int:
+    """A past day is emitted whole; today only up to the watermark."""
+    b = _day_start(day) + DAY_US
+    return b if now_us is None else max(_day_start(day), min(b, watermark(now_us, settings)))
+
+
+@dataclasses.dataclass(frozen=True)
+class DayOutput:
+    window_stats: pa.Table
+    points: pa.Table
+    anomalies: pa.Table
+    until_us: int
+
+
+def compute_day(lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: int | None = None) -> DayOutput:
+    """Window stats, points and episodes of ``day`` from the lake (pure given the lake's content)."""
+    end = emit_end_for(day, now_us, settings)
+    run = run_day_chunked(
+        iter_day_chunks(lake, day, settings), history_window_stats(lake, day, settings), settings.params,
+        day=day, intervals=settings.intervals(),
+    )  # fmt: skip
+    ws, points = run.window_stats, run.points
+    if end < _day_start(day) + DAY_US:  # today: nothing after the watermark
+        ws = ws.filter(pc.less_equal(ws["window_end"].cast(pa.int64()), end))
+        points = _points_until(points, end, settings)
+    return DayOutput(ws, points, to_episodes(points, settings.params) if points.num_rows != run.points.num_rows else run.anomalies, end)
+
+
+def _points_until(points: pa.Table, end: int, settings: DownstreamSettings) -> pa.Table:
+    from iot_platform.core.detectors.params import READING_TYPES
+
+    ts = points["ts"].cast(pa.int64())
+    per_reading = pc.is_in(points["anomaly_type"], pa.array(list(READING_TYPES), pa.string()))
+    keep = pc.if_else(per_reading, pc.less(ts, end), pc.less_equal(ts, end))
+    return points.filter(keep)
+
+
+def write_day(lake: Lake, day: dt.date, out: DayOutput) -> None:
+    meta = {UNTIL_KEY: str(out.until_us)}
+    lake.replace_partition("window_stats", day, out.window_stats, metadata=meta)
+    lake.replace_partition("anomaly_points", day, out.points, metadata=meta)
+    lake.replace_partition("anomalies", day, out.anomalies, metadata=meta)
+
+
+# -- micro-batches -------------------------------------------------------------------------------
+def downstream_until(lake: Lake, state, day: dt.date) -> int | None:
+    """Up to which window end ``day``'s derived tables are built (None: never built)."""
+    until = None
+    compacted = lake.partition_dir("anomaly_points", day) / COMPACTED
+    if compacted.exists():
+        raw = read_metadata(compacted).get(UNTIL_KEY)
+        until = int(raw) if raw is not None else _day_start(day) + DAY_US
+    for info in state.day_parts("anomaly_points", day).values():
+        if info.until is not None:
+            until = info.until if until is None else max(until, info.until)
+    return until
+
+
+def _committed_files(lake: Lake, state, table: str, day: dt.date, lo: int, hi: int, column_range=True) -> list:
+    """The compacted file and the committed parts of a partition whose rows may fall in [lo, hi]."""
+    files = []
+    compacted = lake.partition_dir(table, day) / COMPACTED
+    if compacted.exists():
+        files.append(compacted)
+    for name, info in state.day_parts(table, day).items():
+        if info.ts_min is None or (info.ts_min <= hi and info.ts_max >= lo):
+            files.append(lake.partition_dir(table, day) / name)
+    return files
+
+
+def _context_readings(lake: Lake, state, day: dt.date, staged: dict, lo: int, hi: int) -> pa.Table:
+    pieces = []
+    for d in sorted({sim._EPOCH + dt.timedelta(days=lo // DAY_US), day}):
+        files = _committed_files(lake, state, "readings", d, lo, hi)
+        pieces.append(read_ts_range(lake, "readings", [d], "ts", lo, hi, files=files))
+        if d in staged:
+            s = staged[d]
+            ts = s["ts"].cast(pa.int64())
+            pieces.append(s.filter(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi))))
+    return pa.concat_tables([conform(p, READINGS) for p in pieces])
+
+
+def _context_window_stats(lake: Lake, state, day: dt.date, lo: int, hi: int) -> pa.Table:
+    first = sim._EPOCH + dt.timedelta(days=lo // DAY_US)
+    pieces = []
+    d = first
+    while d <= day:
+        files = _committed_files(lake, state, "window_stats", d, lo, hi)
+        pieces.append(read_ts_range(lake, "window_stats", [d], "window_end", lo + 1, hi + 1, files=files))
+        d += dt.timedelta(days=1)
+    return pa.concat_tables(pieces)
+
+
+def baseline_for(lake: Lake, day: dt.date, settings: DownstreamSettings) -> pa.Table:
+    hist = history_window_stats(lake, day, settings)
+    a = _day_start(day)
+    end = hist["window_end"].cast(pa.int64())
+    hist = hist.filter(pc.greater(end, a - settings.params.drift.history_days * DAY_US))
+    return drift_baseline(hist, settings.params)
+
+
+def update_day(lake: Lake, state, batch_id: str, day: dt.date, staged: dict, until_us: int,
+               settings: DownstreamSettings) -> tuple[str, int]:  # fmt: skip
+    """Bring one day's derived tables up to the batch's watermark. Returns (how, rows emitted)."""
+    from iot_platform.io.microbatch import PartInfo, remove_uncommitted_parts
+
+    a = _day_start(day)
+    end = min(a + DAY_US, watermark(until_us, settings))
+    prev = downstream_until(lake, state, day)
+    rows = staged.get(day)
+    late = rows is not None and prev is not None and rows.num_rows and pc.min(rows["ts"].cast(pa.int64())).as_py() < prev
+    for table in ("window_stats", "anomaly_points"):
+        with lake.lock(table, day):
+            remove_uncommitted_parts(lake, state, table, day)
+    if prev is None or late:
+        # first build of the day, or readings for windows already emitted: the whole day
+        out = compute_day(lake, day, settings, now_us=None if end >= a + DAY_US else until_us)
+        write_day(lake, day, out)
+        for table in ("window_stats", "anomaly_points"):
+            state.parts.get(table, {}).pop(day.isoformat(), None)
+        return ("late" if late else "full"), out.window_stats.num_rows
+    if end <= prev:
+        return "current", 0
+    p = settings.params
+    only_simulated = not lake.exists("raw_readings", day)
+    ctx = context_seconds(p, max_interval_s=settings.fleet_interval_s if only_simulated else None)
+    readings = _context_readings(lake, state, day, staged, prev - ctx.readings_s * US, end)
+    intervals = settings.intervals()
+    new_ws = compute_window_stats(readings, p.windows, emit_start=prev, emit_end=end, intervals=intervals)
+    ws_ctx = _context_window_stats(lake, state, day, prev - ctx.window_stats_s * US, prev)
+    points = detect_points(readings, pa.concat_tables([ws_ctx, new_ws]), baseline_for(lake, day, settings), p,
+                           emit_start=prev, emit_end=end, intervals=intervals)  # fmt: skip
+    name = f"part-{batch_id}.parquet"
+    for table, data in (("window_stats", new_ws), ("anomaly_points", points)):
+        lake.write_part(table, day, batch_id, data, metadata={UNTIL_KEY: str(end)})
+        col = "window_end" if table == "window_stats" else "ts"
+        ts = data[col].cast(pa.int64()) if data.num_rows else None
+        state.day_parts(table, day)[name] = PartInfo(
+            ts_min=pc.min(ts).as_py() if ts is not None else None,
+            ts_max=pc.max(ts).as_py() if ts is not None else None,
+            until=end,
+        )
+    # the day's points: the compacted file and every committed part, this batch's included
+    lake.replace_partition("anomalies", day, to_episodes(_day_points(lake, state, day), p), metadata={UNTIL_KEY: str(end)})
+    return "incremental", new_ws.num_rows
+
+
+def _day_points(lake: Lake, state, day: dt.date) -> pa.Table:
+    files = _committed_files(lake, state, "anomaly_points", day, -(2**62), 2**62)
+    if not files:
+        return POINTS.empty_table()
+    return conform(_con().sql(f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true)").to_arrow_table(), POINTS)
+
+
+def make_update_downstream(settings: DownstreamSettings, first_day: dt.date | None = None):
+    """The ``downstream`` callback of :func:`iot_platform.io.microbatch.run_micro_batch`."""
+
+    def update(lake: Lake, state, batch_id: str, staged: dict, until_us: int, result) -> None:
+        today = sim._EPOCH + dt.timedelta(days=(until_us - 1) // DAY_US)
+        days = set(staged) | {d for d in (today - dt.timedelta(days=1), today) if lake.exists("readings", d)}
+        for day in sorted(days):
+            if first_day is not None and day < first_day:
+                continue
+            how, _ = update_day(lake, state, batch_id, day, staged, until_us, settings)
+            if how == "late":
+                result.late_days.append(day.isoformat())
+            if how != "current" and day.isoformat() not in result.partitions:
+                result.partitions.append(day.isoformat())
+
+    return update
