@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import dagster as dg
 
+from iot_platform.orchestration.assets.detection import anomalies, window_stats
 from iot_platform.orchestration.assets.fleet import fleet_readings
 from iot_platform.orchestration.checks import all_checks
 from iot_platform.orchestration.micro_batch import finalize_job, finalize_yesterday, micro_batch_job, micro_batch_sensor
-from iot_platform.orchestration.resources import ClockResource, fleet_from_env, lake_from_env
+from iot_platform.orchestration.resources import ClockResource, detection_from_env, fleet_from_env, lake_from_env
 
 defs = dg.Definitions(
-    assets=[fleet_readings],
+    assets=[fleet_readings, window_stats, anomalies],
     asset_checks=all_checks,
     jobs=[micro_batch_job, finalize_job],
     sensors=[micro_batch_sensor],
     schedules=[finalize_yesterday],
-    resources={"lake": lake_from_env(), "fleet": fleet_from_env(), "clock": ClockResource()},
+    resources={
+        "lake": lake_from_env(),
+        "fleet": fleet_from_env(),
+        "clock": ClockResource(),
+        "detection": detection_from_env(),
+    },
     # In-process: on a 2-core machine a process per step costs more than it buys
     # (a sensor tick to a trivial run's success: ~10.7 s multiprocess, ~4.4 s in-process).
     executor=dg.in_process_executor,

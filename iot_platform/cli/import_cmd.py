@@ -1,7 +1,94 @@
-"""Placeholder, replaced by its issue's implementation."""
+"""``iot-platform import``: land historical readings from CSV or Parquet files."""
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+
+from iot_platform.cli import CliError
+from iot_platform.core.parsing import METRICS, mapped_keys
+from iot_platform.core.parsing import TimestampParser as _TimestampParser
+from iot_platform.io.importer import ImportOptions, file_kind, import_file
+from iot_platform.settings import landing_dir
+
+EPILOG = f"""\
+Columns are found by name unless mapped: sensor_id, seq, a timestamp (ts, timestamp, time, datetime,
+date) and the metrics ({', '.join(METRICS)}); any subset of the metrics will do.
+Timestamps: ISO 8601, epoch numbers (--timestamp-unit), or any layout pandas reads (--timestamp-format
+for unusual ones); times without an offset are in --timezone (default UTC).
+Bad rows go to landing/_quarantine/import-<name>/ with the reason; good rows are kept.
+
+examples:
+  iot-platform import plant.csv
+  iot-platform import export.csv --sensor-id boiler_1 --map temperature=value
+  iot-platform import logger.csv --sensor-id-column device --map temperature=temp_c --timezone Europe/Berlin
+"""
+
 
 def register(sub) -> None:
-    pass
+    p = sub.add_parser(
+        "import",
+        help="import historical readings from CSV or Parquet files into the landing zone",
+        description="Put readings from CSV or Parquet files into $IOT_DATA_DIR/landing/import-<name>/ "
+        "in the landing format, quarantining bad rows.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help=".csv, .tsv (optionally .gz/.bz2/.zst) or .parquet")
+    ids = p.add_mutually_exclusive_group()
+    ids.add_argument("--sensor-id-column", help="the column holding the sensor id (default sensor_id)")
+    ids.add_argument("--sensor-id", help="one sensor id for every row of the files")
+    p.add_argument("--timestamp-column", help="the column holding the time (default: ts, timestamp, time, ...)")
+    p.add_argument("--timestamp-format", help="strptime format of the times, e.g. '%%d.%%m.%%Y %%H:%%M'")
+    p.add_argument("--timestamp-unit", default="s", choices=tuple(_TimestampParser.UNITS),
+                   help="unit of numeric (epoch) times (default s)")
+    p.add_argument("--timezone", default="UTC", help="zone of times without an offset (default UTC)")
+    p.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                   help="read FIELD from COLUMN, e.g. temperature=temp_c (repeatable)")
+    p.add_argument("--seq-column", help="the column holding a device sequence number (default seq if present)")
+    p.add_argument("--delimiter", help="CSV field separator (default , or tab for .tsv)")
+    p.add_argument("--stream", help="landing sub-directory (default import-<file name>)")
+    p.add_argument("--rows-per-file", type=int, default=1_000_000, help="rows per landing file (default 1000000)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        options = ImportOptions(
+            sensor_id=args.sensor_id,
+            sensor_id_column=args.sensor_id_column,
+            timestamp_column=args.timestamp_column,
+            timestamp_format=args.timestamp_format,
+            timestamp_unit=args.timestamp_unit,
+            timezone=args.timezone,
+            mapping=mapped_keys(args.map),
+            seq_column=args.seq_column,
+            delimiter=args.delimiter,
+            stream=args.stream,
+            rows_per_file=args.rows_per_file,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    paths = [Path(f) for f in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise CliError(f"no such file: {', '.join(missing)}")
+    received = dt.datetime.now(dt.timezone.utc)  # one import time for all files
+    landing = landing_dir()
+    for i, path in enumerate(paths):
+        try:
+            file_kind(path)
+            r = import_file(path, landing, options, received_at=received)
+        except (ValueError, pa.ArrowInvalid) as exc:
+            done = f" ({i} earlier files were imported)" if i else ""
+            raise CliError(f"{exc}{done}") from exc
+        span = f"; ts {r.ts_min.isoformat()} to {r.ts_max.isoformat()}" if r.ts_min and r.ts_max else ""
+        quarantine = f" ({r.quarantine_file})" if r.quarantine_file else ""
+        print(
+            f"{r.path.name}: {r.rows} rows, {r.landed} landed in {len(r.files)} files under "
+            f"landing/{r.stream}, {r.quarantined} quarantined{quarantine}{span}"
+        )
+    return 0

@@ -186,11 +186,44 @@ def _points_until(points: pa.Table, end: int, settings: DownstreamSettings) -> p
     return points.filter(keep)
 
 
-def write_day(lake: Lake, day: dt.date, out: DayOutput) -> None:
+def write_day(
+    lake: Lake, day: dt.date, out: DayOutput, tables: tuple[str, ...] = ("window_stats", "anomaly_points", "anomalies")
+) -> None:
     meta = {UNTIL_KEY: str(out.until_us)}
-    lake.replace_partition("window_stats", day, out.window_stats, metadata=meta)
-    lake.replace_partition("anomaly_points", day, out.points, metadata=meta)
-    lake.replace_partition("anomalies", day, out.anomalies, metadata=meta)
+    data = {"window_stats": out.window_stats, "anomaly_points": out.points, "anomalies": out.anomalies}
+    for table in tables:
+        lake.replace_partition(table, day, data[table], metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowDay:
+    rows: int
+    sensors: int
+    mean_missing_rate: float
+    until_us: int
+
+
+def compute_window_stats_day(lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: int | None = None) -> WindowDay:
+    """Rebuild the `window_stats` partition of ``day``, a chunk of sensors at a time (streamed)."""
+    a = _day_start(day)
+    end = emit_end_for(day, now_us, settings)
+    totals = {"rows": 0, "sensors": 0, "missing": 0.0}
+
+    def chunks() -> Iterator[pa.Table]:
+        for readings, tail in iter_day_chunks(lake, day, settings):
+            ws = compute_window_stats(
+                pa.concat_tables([tail, readings]), settings.params.windows, emit_start=a, emit_end=end,
+                intervals=settings.intervals(),
+            )  # fmt: skip
+            ws = ws.sort_by([("sensor_id", "ascending"), ("window_end", "ascending")])
+            totals["rows"] += ws.num_rows
+            totals["sensors"] += len(pc.unique(ws["sensor_id"])) if ws.num_rows else 0
+            totals["missing"] += pc.sum(pc.fill_null(ws["missing_rate"], 0.0)).as_py() or 0.0
+            yield ws
+
+    lake.replace_partition("window_stats", day, chunks(), metadata={UNTIL_KEY: str(end)})
+    rows = totals["rows"]
+    return WindowDay(rows, totals["sensors"], totals["missing"] / rows if rows else 0.0, end)
 
 
 # -- micro-batches -------------------------------------------------------------------------------

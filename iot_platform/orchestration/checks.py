@@ -5,6 +5,7 @@
 import dagster as dg
 from dagster import AssetCheckExecutionContext
 
+from iot_platform.core.checks import ANOMALIES_CHECKS, WINDOW_STATS_CHECKS
 from iot_platform.io.audits import AuditResult, audit_plausible, audit_readings
 from iot_platform.orchestration.metadata import days_of
 from iot_platform.orchestration.partitions import daily_partitions
@@ -52,4 +53,22 @@ def readings_plausible(context: AssetCheckExecutionContext, lake: LakeResource) 
     return _result(results, severity=dg.AssetCheckSeverity.WARN)
 
 
-all_checks = [*readings_checks, readings_plausible]
+def _table_check(table: str, name: str, fn):
+    @dg.asset_check(asset=table, name=name, description=(fn.__doc__ or name).strip().splitlines()[0],
+                    partitions_def=daily_partitions)  # fmt: skip
+    def check(context: AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+        results = []
+        for day in days_of(context):
+            r = fn(lake.lake.read(table, [day]))
+            examples = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in r.examples.to_pylist()]
+            results.append((str(day), AuditResult(name, r.n_bad, examples)))
+        return _result(results)
+
+    return check
+
+
+table_checks = [_table_check("window_stats", n, f) for n, f in WINDOW_STATS_CHECKS.items()] + [
+    _table_check("anomalies", n, f) for n, f in ANOMALIES_CHECKS.items()
+]
+
+all_checks = [*readings_checks, readings_plausible, *table_checks]

@@ -14,10 +14,11 @@ import dagster as dg
 from dagster import OpExecutionContext, ScheduleEvaluationContext, SensorEvaluationContext
 
 from iot_platform.core.batching import BATCH_SECONDS, Cursor, decide
+from iot_platform.io.downstream import make_update_downstream
 from iot_platform.io.microbatch import landing_id, pending_landing_files, run_micro_batch
 from iot_platform.orchestration.metadata import ts_text
 from iot_platform.orchestration.partitions import daily_partitions, start_date
-from iot_platform.orchestration.resources import ClockResource, FleetResource, LakeResource
+from iot_platform.orchestration.resources import ClockResource, DetectionResource, FleetResource, LakeResource
 from iot_platform.settings import landing_dir
 
 
@@ -26,27 +27,21 @@ class MicroBatchConfig(dg.Config):
     until_us: int
 
 
-def _downstream():
-    """The derived tables' incremental update (imported lazily: optional until wired)."""
-    try:
-        from iot_platform.io.downstream import update_downstream
-    except ImportError:  # pragma: no cover
-        return None
-    return update_downstream
-
-
 @dg.op(description="Ingest one micro-batch and bring the derived tables up to date.")
-def micro_batch(context: OpExecutionContext, config: MicroBatchConfig, lake: LakeResource, fleet: FleetResource):
+def micro_batch(
+    context: OpExecutionContext, config: MicroBatchConfig, lake: LakeResource, fleet: FleetResource, detection: DetectionResource
+):
     started = time.monotonic()
     root = lake.lake
+    first_day = dt.date.fromisoformat(start_date())
     result = run_micro_batch(
         root,
         config.batch_id,
         config.until_us,
         fleet=fleet.params(),
         landing=landing_dir(root.root),
-        first_day=dt.date.fromisoformat(start_date()),
-        downstream=_downstream(),
+        first_day=first_day,
+        downstream=make_update_downstream(detection.settings(fleet.params()), first_day),
     )
     duration = time.monotonic() - started
     lag = (time.time_ns() // 1000 - result.newest_ts) / 1e6 if result.newest_ts is not None else None

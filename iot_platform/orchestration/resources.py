@@ -69,6 +69,38 @@ class ClockResource(dg.ConfigurableResource):
         return self.fixed_now_us or time.time_ns() // 1000
 
 
+class DetectionResource(dg.ConfigurableResource):
+    """How windows are cut and when a batch may emit them; detector parameters keep their
+    documented defaults (``core.detectors.params``)."""
+
+    window_length_s: int = 300
+    window_hop_s: int = 60
+    min_readings: int = 30
+    allowed_lateness_s: int = 30
+
+    def settings(self, fleet: FleetParams | None):
+        import dataclasses
+
+        from iot_platform.core.detectors.params import DetectionParams
+        from iot_platform.io.downstream import DownstreamSettings
+
+        base = DetectionParams()
+        windows = dataclasses.replace(
+            base.windows, length_s=self.window_length_s, hop_s=self.window_hop_s, min_readings=self.min_readings
+        )
+        return DownstreamSettings(
+            params=dataclasses.replace(base, windows=windows), allowed_lateness_s=self.allowed_lateness_s, fleet=fleet
+        )
+
+
+def detection_from_env() -> DetectionResource:
+    return DetectionResource(
+        window_length_s=_env_int("IOT_WINDOW_LENGTH_S", 300),
+        window_hop_s=_env_int("IOT_WINDOW_HOP_S", 60),
+        allowed_lateness_s=_env_int("IOT_ALLOWED_LATENESS_S", 30),
+    )
+
+
 def lake_from_env() -> LakeResource:
     return LakeResource(data_dir=str(data_dir()))
 

@@ -1,0 +1,235 @@
+"""The detectors' inputs as numpy frames: window statistics and the drift baseline.
+
+Readings frames live in :mod:`iot_platform.core.windows`. Every frame of one
+detection call shares the same sorted ``names`` (sensor ids), so a code means
+the same sensor in all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from iot_platform.core.windows import DAY_US, US, EncodedSensors, WindowParams, _float, _ts_us
+
+BASELINE = pa.schema(
+    [
+        pa.field("sensor_id", pa.string(), nullable=False),
+        pa.field("slot_s", pa.int32(), nullable=False),  # window_end's seconds after midnight UTC
+        pa.field("temp_median", pa.float64()),  # median temp_mean of the slot over the previous days
+        pa.field("n_days", pa.int32(), nullable=False),  # previous days with a usable window in the slot
+        pa.field("temp_scale", pa.float64()),  # per sensor: robust sd of temp_mean around the slot medians
+    ]
+)
+
+_WINDOW_COLUMNS = ("window_start", "window_end", "n_readings", "temp_mean", "temp_std", "vibration_max",
+                   "battery_level", "missing_rate")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowFrame:
+    """Window statistics of a set of sensors, sorted by (code, window_end) and unique on it.
+
+    ``hop_us`` is per row: the hop of the sensor's window grid.
+    """
+
+    names: np.ndarray
+    code: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    n: np.ndarray
+    temp_mean: np.ndarray
+    temp_std: np.ndarray
+    vib_max: np.ndarray
+    battery: np.ndarray
+    missing: np.ndarray
+    hop_us: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.code)
+
+    def select(self, mask: np.ndarray) -> WindowFrame:
+        return WindowFrame(self.names, *(getattr(self, f.name)[mask] for f in dataclasses.fields(self)[1:]))
+
+    @classmethod
+    def from_table(
+        cls,
+        table: pa.Table | None,
+        names: np.ndarray,
+        windows: WindowParams,
+        hop_us: np.ndarray | None = None,
+    ) -> WindowFrame:
+        """Rows of ``table`` (WINDOW_STATS columns, at least sensor_id and window_end) for sensors in ``names``.
+
+        ``hop_us`` (per code) gives each sensor's hop; where it is not given
+        (or for sensors it marks 0), the smallest step between the sensor's
+        window ends in ``table`` is used, else ``windows.hop_s``.
+        """
+        if table is None or table.num_rows == 0:
+            z = np.zeros(0, np.int64)
+            return cls(names, z, z, z, z, *(np.zeros(0) for _ in range(5)), z)
+        code = EncodedSensors(table.column("sensor_id")).codes(names)
+        keep = code >= 0
+        n = table.num_rows
+        cols = {}
+        for c in _WINDOW_COLUMNS:
+            if c in ("window_start", "window_end"):
+                cols[c] = _ts_us(table.column(c)) if c in table.column_names else None
+            elif c == "n_readings":
+                cols[c] = (
+                    np.asarray(pc.fill_null(table.column(c), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+                    if c in table.column_names
+                    else np.zeros(n, np.int64)
+                )
+            else:
+                cols[c] = _float(table.column(c) if c in table.column_names else None, n)
+        end = cols["window_end"]
+        start = cols["window_start"] if cols["window_start"] is not None else end
+        code, end = code[keep], end[keep]
+        order = np.lexsort((end, code))
+        code, end = code[order], end[order]
+        first = np.ones(len(code), dtype=bool)
+        first[1:] = (code[1:] != code[:-1]) | (end[1:] != end[:-1])
+        sel = np.flatnonzero(keep)[order][first]
+        code, end = code[first], end[first]
+        hop = _hops(code, end, len(names), windows, hop_us)
+        return cls(
+            names,
+            code,
+            start[sel],
+            end,
+            cols["n_readings"][sel],
+            cols["temp_mean"][sel],
+            cols["temp_std"][sel],
+            cols["vibration_max"][sel],
+            cols["battery_level"][sel],
+            cols["missing_rate"][sel],
+            hop[code] if len(code) else np.zeros(0, np.int64),
+        )
+
+    @classmethod
+    def from_arrays(cls, names: np.ndarray, arrays: dict[str, np.ndarray], hop_us: np.ndarray) -> WindowFrame:
+        """From :func:`iot_platform.core.windows.window_arrays` output (already sorted and unique)."""
+        c = arrays["code"]
+        return cls(
+            names,
+            c,
+            arrays["window_start"],
+            arrays["window_end"],
+            arrays["n_readings"],
+            arrays["temp_mean"],
+            arrays["temp_std"],
+            arrays["vibration_max"],
+            arrays["battery_level"],
+            arrays["missing_rate"],
+            hop_us[c] if len(c) else np.zeros(0, np.int64),
+        )
+
+    def for_names(self, names: np.ndarray, hop_us: np.ndarray | None = None) -> WindowFrame:
+        """The rows of sensors in ``names`` (sorted), recoded to positions in it; ``hop_us`` (per new code,
+        0 = keep) overrides the rows' hops."""
+        lut = _lut(self.names, names)
+        code = lut[self.code] if len(self.code) else self.code
+        keep = code >= 0
+        out = WindowFrame(names, code[keep], *(getattr(self, f.name)[keep] for f in dataclasses.fields(self)[2:]))
+        if hop_us is not None and out.n_rows:
+            given = hop_us[out.code]
+            out = dataclasses.replace(out, hop_us=np.where(given > 0, given, out.hop_us))
+        return out
+
+    @classmethod
+    def concat(cls, frames: list[WindowFrame]) -> WindowFrame:
+        """Frames of the same names; rows of a later frame replace equal keys of an earlier one."""
+        fields = [f.name for f in dataclasses.fields(cls)][1:]
+        merged = {f: np.concatenate([getattr(fr, f) for fr in frames]) for f in fields}
+        rank = np.concatenate([np.full(fr.n_rows, -i) for i, fr in enumerate(frames)])
+        order = np.lexsort((rank, merged["end"], merged["code"]))
+        code, end = merged["code"][order], merged["end"][order]
+        first = np.ones(len(code), dtype=bool)
+        first[1:] = (code[1:] != code[:-1]) | (end[1:] != end[:-1])
+        sel = order[first]
+        return cls(frames[0].names, *(merged[f][sel] for f in fields))
+
+
+def _lut(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """For each of the sorted ``old`` names, its position in the sorted ``new`` names, or -1."""
+    if len(old) == 0 or len(new) == 0:
+        return np.full(len(old), -1, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(new, old), len(new) - 1)
+    return np.where(new[pos] == old, pos, -1).astype(np.int64)
+
+
+def _hops(code: np.ndarray, end: np.ndarray, n_names: int, windows: WindowParams, hop_us: np.ndarray | None) -> np.ndarray:
+    out = np.full(n_names, windows.hop_us, dtype=np.int64)
+    if len(code) > 1:
+        same = code[1:] == code[:-1]
+        step = np.where(same, end[1:] - end[:-1], np.iinfo(np.int64).max)
+        smallest = np.full(n_names, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(smallest, code[1:], step)
+        seen = smallest < np.iinfo(np.int64).max
+        out[seen] = smallest[seen]
+    if hop_us is not None:
+        given = hop_us > 0
+        out[given] = hop_us[given]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineFrame:
+    """The drift baseline of a set of sensors: slot medians, per-sensor scale, and who is known."""
+
+    known: np.ndarray  # per code: seen on a previous day
+    key: np.ndarray  # code * 86400 + slot_s, sorted
+    median: np.ndarray
+    n_days: np.ndarray
+    scale: np.ndarray  # per code (NaN when unknown)
+
+    @classmethod
+    def from_table(cls, table: pa.Table | None, names: np.ndarray) -> BaselineFrame:
+        n_names = len(names)
+        if table is None or table.num_rows == 0:
+            return cls(np.zeros(n_names, bool), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64),
+                       np.full(n_names, np.nan))  # fmt: skip
+        code = EncodedSensors(table.column("sensor_id")).codes(names)
+        keep = code >= 0
+        n = table.num_rows
+        slot = np.asarray(table.column("slot_s").to_numpy(zero_copy_only=False), dtype=np.int64)[keep]
+        median = _float(table.column("temp_median"), n)[keep]
+        n_days = np.asarray(pc.fill_null(table.column("n_days"), 0).to_numpy(zero_copy_only=False), np.int64)[keep]
+        scale_rows = _float(table.column("temp_scale"), n)[keep]
+        code = code[keep]
+        key = code * 86_400 + slot
+        order = np.argsort(key, kind="stable")
+        known = np.zeros(n_names, bool)
+        known[code] = True
+        scale = np.full(n_names, np.nan)
+        scale[code[order][::-1]] = scale_rows[order][::-1]  # first row of each sensor wins
+        return cls(known, key[order], median[order], n_days[order], scale)
+
+    def for_names(self, names: np.ndarray, old_names: np.ndarray) -> BaselineFrame:
+        """This baseline (coded by ``old_names``) recoded to positions in ``names`` (sorted)."""
+        lut = _lut(old_names, names)
+        new_of_old = np.flatnonzero(lut >= 0)
+        known = np.zeros(len(names), bool)
+        scale = np.full(len(names), np.nan)
+        known[lut[new_of_old]] = self.known[new_of_old]
+        scale[lut[new_of_old]] = self.scale[new_of_old]
+        old_code = self.key // 86_400
+        new_code = lut[old_code] if len(old_code) else old_code
+        keep = new_code >= 0
+        key = new_code[keep] * 86_400 + (self.key[keep] - old_code[keep] * 86_400)
+        return BaselineFrame(known, key, self.median[keep], self.n_days[keep], scale)
+
+    def lookup(self, code: np.ndarray, window_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(median, n_days) of the slot of each window; (NaN, 0) where the slot has no baseline."""
+        slot = (window_end % DAY_US) // US
+        key = code * 86_400 + slot
+        if len(self.key) == 0:
+            return np.full(len(key), np.nan), np.zeros(len(key), np.int64)
+        pos = np.minimum(np.searchsorted(self.key, key), len(self.key) - 1)
+        hit = self.key[pos] == key
+        return np.where(hit, self.median[pos], np.nan), np.where(hit, self.n_days[pos], 0)

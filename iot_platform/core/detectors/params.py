@@ -1,0 +1,320 @@
+"""Parameters of the detectors: frozen dataclasses that validate themselves on construction.
+
+One dataclass per detector family, gathered in :class:`DetectionParams`.
+Defaults come from the seed tutorial where it gives one (z-score 3 / 5,
+flatline std 0.01 over 30 readings, vibration 2 / 5 g, battery 20 / 5 %,
+missing rate 0.1, 30 readings before alerting, systemic above half the fleet);
+the others are explained where they are defined.
+
+Errors name the field, the value received and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from iot_platform.core.schemas import ANOMALY_TYPES, METRICS
+from iot_platform.core.windows import US, WindowParams, geometry
+
+READING_TYPES = ("spike", "sensor_fault")  # detected per reading; all other types per window or tick
+
+
+def _fail(obj: object, name: str, value: object, expected: str) -> None:
+    raise ValueError(f"{type(obj).__name__}.{name}={value!r} is invalid; expected {expected}")
+
+
+def _number(obj: object, name: str, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> None:
+    v = getattr(obj, name)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if ok and lo is not None:
+        ok = v > lo if lo_open else v >= lo
+    if ok and hi is not None:
+        ok = v <= hi
+    if not ok:
+        rng = f"{'>' if lo_open else '>='} {lo}" if lo is not None else "finite"
+        _fail(obj, name, v, f"a number {rng}" + (f" and <= {hi}" if hi is not None else ""))
+
+
+def _integer(obj: object, name: str, lo: int) -> None:
+    v = getattr(obj, name)
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+        _fail(obj, name, v, f"an integer >= {lo}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpikeParams:
+    """Robust z-score of each reading against the trailing window of its own sensor.
+
+    Trailing window: the sensor's window that ended where the reading's
+    sub-window (pane, one hop long) begins. Location: the median of the means of
+    the last ``location_subwindows`` panes; scale: the median over the window's
+    panes of the mean absolute successive difference (times sqrt(pi)/2, an
+    estimate of the noise sd that slow trends such as the diurnal cycle do not
+    inflate), floored at ``min_scale``. A spike or two inside the window moves
+    neither median. No evaluation when the window holds fewer than
+    ``WindowParams.min_readings`` valid values (warm-up, also after gaps);
+    panes whose value never changed (a stuck sensor) are left out of it.
+
+    min_scale: the smallest deviation unit, in the metric's units. 0.5 C is the
+        accuracy of common temperature probes (DS18B20: +-0.5 C); without a
+        floor, a z of 3 on a quiet 0.15 C-noise sensor alerts 0.27 % of all
+        readings (230 a day at 1 Hz), which is noise, not spikes.
+    """
+
+    metric: str = "temperature"
+    warning_z: float = 3.0
+    critical_z: float = 5.0
+    min_scale: float = 0.5
+    location_subwindows: int = 5
+    max_gap_intervals: float = 3.0  # successive differences only between readings this close (in intervals)
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            _fail(self, "metric", self.metric, f"one of {', '.join(METRICS)}")
+        _number(self, "warning_z", lo=0, lo_open=True)
+        _number(self, "critical_z", lo=self.warning_z if isinstance(self.warning_z, (int, float)) else 0)
+        _number(self, "min_scale", lo=0, lo_open=True)
+        _integer(self, "location_subwindows", 1)
+        _number(self, "max_gap_intervals", lo=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SensorFaultParams:
+    """Physically impossible values: outside ``schemas.VALID_RANGE`` (e.g. 500 C, -127 C).
+
+    The ranges are a property of the instruments, shared with the window
+    statistics (which leave the same values out), so they are not a parameter
+    here; ``metrics`` chooses which metrics are checked. Severity: critical.
+    """
+
+    metrics: tuple[str, ...] = METRICS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metrics, tuple) or not self.metrics or any(m not in METRICS for m in self.metrics):
+            _fail(self, "metrics", self.metrics, f"a non-empty tuple of {', '.join(METRICS)}")
+        if len(set(self.metrics)) != len(self.metrics):
+            _fail(self, "metrics", self.metrics, "no repeated metric")
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftParams:
+    """Two-sided CUSUM of window mean temperatures against a baseline from previous days.
+
+    Baseline (:func:`~iot_platform.core.detectors.drift.drift_baseline`): per
+    sensor and time of day (the window end modulo 24 h), the median over the
+    previous days of ``temp_mean``; per sensor, a robust sd of the deviations
+    from it, floored at ``min_scale``. Each window gives ``z = (temp_mean -
+    median) / sd``; ``S+`` and ``S-`` accumulate ``z - k`` and ``-z - k``
+    over the last ``memory_s`` (a CUSUM that forgets evidence older than that,
+    which keeps every slice a function of a bounded context). A window alerts
+    (warning) when ``S > h`` and its own deviation still exceeds ``k`` in that
+    direction, so an episode ends when the drift does.
+
+    k, h: in units of the sd. The sd is dominated by day-to-day weather (a
+        day's offset persists for hours, so the deviations are not the
+        independent noise the textbook k = 0.5 assumes); k = 2.5 tolerates
+        ordinary weather and h = 10 asks for a few minutes of sustained excess.
+    history_days: how many previous days of window_stats the caller passes.
+    min_days: slots seen on fewer previous days are not evaluated (warm-up:
+        with no history, no drift is evaluated).
+    flat_std: windows whose temp_std is at or below this are a stuck sensor
+        (the flatline detector's), not evidence of drift; the baseline skips
+        them too.
+    """
+
+    k: float = 2.5
+    h: float = 10.0
+    memory_s: int = 6 * 3600
+    history_days: int = 7
+    min_days: int = 3
+    min_scale: float = 0.2
+    flat_std: float = 0.01
+
+    def __post_init__(self) -> None:
+        _number(self, "k", lo=0)
+        _number(self, "h", lo=0, lo_open=True)
+        _integer(self, "memory_s", 1)
+        _integer(self, "history_days", 1)
+        _integer(self, "min_days", 1)
+        if self.min_days > self.history_days:
+            _fail(self, "min_days", self.min_days, f"at most history_days={self.history_days}")
+        _number(self, "min_scale", lo=0, lo_open=True)
+        _number(self, "flat_std", lo=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class FlatlineParams:
+    """A stuck sensor: temp_std of a window at or below ``max_std`` over at least ``min_readings`` readings.
+
+    Severity: critical. Defaults from the seed (std < 0.01 over 30 readings).
+    """
+
+    max_std: float = 0.01
+    min_readings: int = 30
+
+    def __post_init__(self) -> None:
+        _number(self, "max_std", lo=0)
+        _integer(self, "min_readings", 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdParams:
+    """Fixed limits on window statistics (seed defaults).
+
+    vibration_max above ``vibration_warning`` / ``vibration_critical`` (g);
+    battery_level (last in window) below ``battery_warning`` /
+    ``battery_critical`` (%); missing_rate above ``missing_rate_warning``.
+    The warm-up applies to vibration and battery; not to the missing rate,
+    which is the count of readings itself rather than a statistic estimated
+    from too few of them (a window with 20 of 300 expected readings is the
+    anomaly).
+    """
+
+    vibration_warning: float = 2.0
+    vibration_critical: float = 5.0
+    battery_warning: float = 20.0
+    battery_critical: float = 5.0
+    missing_rate_warning: float = 0.1
+
+    def __post_init__(self) -> None:
+        _number(self, "vibration_warning", lo=0)
+        _number(self, "vibration_critical", lo=self.vibration_warning if _num(self.vibration_warning) else 0)
+        _number(self, "battery_warning", lo=0, hi=100)
+        _number(self, "battery_critical", lo=0, hi=self.battery_warning if _num(self.battery_warning) else 100)
+        _number(self, "missing_rate_warning", lo=0, hi=1)
+
+
+def _num(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclasses.dataclass(frozen=True)
+class SilenceParams:
+    """A known sensor that stops reporting is an anomaly, not an absence of anomalies.
+
+    At each tick (a multiple of ``WindowParams.hop_s``), a known sensor with no
+    reading in the last ``max(min_silence_s, missed_samples * interval)``
+    seconds is silent (warning); critical once it also has had no window for
+    ``critical_after_s``. Known: in the drift baseline (seen on a previous day)
+    or with a window ending in the last ``horizon_s``; a sensor never seen
+    before is not missed, and one gone for longer than the horizon without
+    history is forgotten (a bounded context for every slice).
+    """
+
+    min_silence_s: float = 60.0
+    missed_samples: int = 5
+    critical_after_s: int = 3600
+    horizon_s: int = 6 * 3600
+
+    def __post_init__(self) -> None:
+        _number(self, "min_silence_s", lo=0, lo_open=True)
+        _integer(self, "missed_samples", 1)
+        _integer(self, "critical_after_s", 1)
+        _integer(self, "horizon_s", 1)
+        if self.horizon_s < self.critical_after_s:
+            _fail(self, "horizon_s", self.horizon_s, f"at least critical_after_s={self.critical_after_s}")
+
+
+SYSTEMIC_TYPES = ("spike", "sensor_fault", "drift", "flatline", "high_vibration", "high_missing_rate", "silent_sensor")
+
+
+@dataclasses.dataclass(frozen=True)
+class SystemicParams:
+    """More than ``min_fraction`` of the fleet alerting in one tick is one fleet-wide anomaly.
+
+    A tick (``WindowParams.hop_s``) covers the readings in ``[tick - hop, tick)``
+    and the windows ending at it. Fleet: the known sensors (see
+    :class:`SilenceParams`); at least ``min_fleet`` of them, so that two
+    sensors of a three-sensor site are not "the fleet". ``types`` are the
+    alert types counted: low battery is not (a fleet installed on one day
+    drains together, and every sensor still needs its battery changed).
+    ``mode``: ``"link"`` keeps the individual alerts with ``systemic_id`` set;
+    ``"suppress"`` drops them (seed's network-burst scenario).
+    """
+
+    min_fraction: float = 0.5
+    min_fleet: int = 4
+    types: tuple[str, ...] = SYSTEMIC_TYPES
+    mode: str = "link"
+
+    def __post_init__(self) -> None:
+        _number(self, "min_fraction", lo=0, hi=1)
+        _integer(self, "min_fleet", 1)
+        allowed = [t for t in ANOMALY_TYPES if t != "systemic"]
+        if not isinstance(self.types, tuple) or any(t not in allowed for t in self.types):
+            _fail(self, "types", self.types, f"a tuple of {', '.join(allowed)}")
+        if self.mode not in ("link", "suppress"):
+            _fail(self, "mode", self.mode, "'link' or 'suppress'")
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeParams:
+    """Consecutive alerts of one (sensor, type, metric) become one episode.
+
+    Two alerts are consecutive when the second comes at most
+    ``max_gap_steps`` steps after the first (a step: the sensor's sample
+    interval for per-reading alerts, the hop for per-window ones), which
+    bridges a dropped reading or a window that dipped under a threshold.
+    """
+
+    max_gap_steps: float = 3.0
+
+    def __post_init__(self) -> None:
+        _number(self, "max_gap_steps", lo=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionParams:
+    """Everything the detection pipeline needs, one field per detector family."""
+
+    windows: WindowParams = WindowParams()
+    spike: SpikeParams = SpikeParams()
+    sensor_fault: SensorFaultParams = SensorFaultParams()
+    drift: DriftParams = DriftParams()
+    flatline: FlatlineParams = FlatlineParams()
+    thresholds: ThresholdParams = ThresholdParams()
+    silence: SilenceParams = SilenceParams()
+    systemic: SystemicParams = SystemicParams()
+    episodes: EpisodeParams = EpisodeParams()
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            expected = f.default.__class__
+            if not isinstance(v, expected):
+                _fail(self, f.name, v, f"a {expected.__name__}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """Lookback each input of :func:`~iot_platform.core.detectors.pipeline.detect_points` needs before emit_start."""
+
+    readings_s: int  # readings (also enough for compute_window_stats)
+    window_stats_s: int  # window_stats rows (window_end after emit_start - this)
+
+
+def context_seconds(params: DetectionParams = DetectionParams(), max_interval_s: float | None = None) -> Context:
+    """The context a slice needs so that its results equal the full-day run's.
+
+    For sensors sampling at most every ``max_interval_s`` (default
+    ``params.windows.max_interval_s``; a fleet known to sample at 1 Hz can ask
+    for far less). Readings: the window of the slowest sensor plus the spike
+    detector's trailing window, one pane and one tick (the systemic check of
+    the first tick looks back a hop). Window stats: the drift CUSUM's memory
+    and the silence horizon.
+    """
+    w = params.windows
+    iv_s = w.max_interval_s if max_interval_s is None else min(max_interval_s, w.max_interval_s)
+    iv = max(round(iv_s * US), 1_000)
+    hop, length = (int(x) for x in geometry(iv, w))
+    spike = w.hop_us + hop + max(length, params.spike.location_subwindows * hop) + math.ceil(
+        params.spike.max_gap_intervals * iv
+    )
+    silence = max(round(params.silence.min_silence_s * US), params.silence.missed_samples * iv)
+    readings_us = max(length, spike, silence)
+    return Context(
+        readings_s=-(-readings_us // US),
+        window_stats_s=max(params.drift.memory_s, params.silence.horizon_s, params.silence.critical_after_s)
+        + w.hop_s,
+    )

@@ -1,0 +1,317 @@
+"""The detection pipeline: window statistics, alert points, episodes, for a slice or a whole day.
+
+Two stages, so that 30-second micro-batches and a full-day backfill give the
+same bytes:
+
+(a) :func:`detect_points` is range-local: given readings and window_stats
+    with :func:`~iot_platform.core.detectors.params.context_seconds` of
+    context before ``emit_start``, and the drift baseline, it returns the
+    points of ``[emit_start, emit_end)`` (per-reading points) and
+    ``(emit_start, emit_end]`` (per-window and per-tick points, as
+    :func:`~iot_platform.core.windows.compute_window_stats` emits windows),
+    equal to what a run over a longer range returns for that range;
+(b) :func:`~iot_platform.core.detectors.episodes.to_episodes` merges a day's
+    points into ANOMALIES rows; cheap, deterministic, order-independent.
+
+:func:`run_day` is the backfill path: one daily partition from the day's
+readings, the previous day's tail and the previous days' window_stats,
+processed a chunk of sensors at a time (:func:`run_day_chunked` takes the
+chunks from the caller, for fleets too big to hold in memory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from iot_platform.core.detectors import drift, flatline, sensor_fault, silence, spike, systemic, thresholds
+from iot_platform.core.detectors.episodes import to_episodes
+from iot_platform.core.detectors.inputs import BaselineFrame, WindowFrame
+from iot_platform.core.detectors.params import READING_TYPES, DetectionParams, context_seconds
+from iot_platform.core.detectors.points import POINTS, concat_points
+from iot_platform.core.schemas import WINDOW_STATS
+from iot_platform.core.windows import (
+    DAY_US,
+    US,
+    Panes,
+    ReadingsFrame,
+    ReadingsSource,
+    aggregate_panes,
+    emit_range,
+    sensor_names,
+    window_arrays,
+    window_table,
+)
+
+
+def _sensor_points(
+    frame: ReadingsFrame,
+    panes: Panes,
+    wf: WindowFrame,
+    bf: BaselineFrame,
+    params: DetectionParams,
+    reading_start: int,
+    start: int,
+    end: int,
+) -> pa.Table:
+    w = params.windows
+    return concat_points(
+        [
+            sensor_fault.detect_frame(frame, params.sensor_fault, w, reading_start, end),
+            spike.detect_frame(frame, panes, params.spike, w, reading_start, end),
+            flatline.detect_frame(wf, params.flatline, w, start, end),
+            thresholds.detect_frame(wf, params.thresholds, w, start, end),
+            drift.detect_frame(wf, bf, params.drift, w, start, end),
+            silence.detect_frame(frame, wf, bf, params.silence, w, start, end),
+        ]
+    )
+
+
+class _Fleet:
+    """Fleet size per tick, summed over sensor chunks."""
+
+    def __init__(self) -> None:
+        self.ticks: list[np.ndarray] = []
+        self.counts: list[np.ndarray] = []
+
+    def add(self, tick: np.ndarray, count: np.ndarray) -> None:
+        self.ticks.append(tick)
+        self.counts.append(count)
+
+    def table(self) -> pa.Table:
+        if not self.ticks:
+            return systemic.fleet_table(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return systemic.fleet_table(np.concatenate(self.ticks), np.concatenate(self.counts))
+
+
+def _finish(points: pa.Table, fleet: _Fleet, params: DetectionParams, start: int, end: int) -> pa.Table:
+    """Systemic points from all sensors' points, then drop the per-reading look-back before ``start``."""
+    sys_points = systemic.detect(
+        points, fleet.table(), params.systemic, windows=params.windows, emit_start=start, emit_end=end
+    )
+    if points.num_rows:
+        ts = pc.cast(points.column("ts"), pa.int64()).to_numpy()
+        per_reading = np.isin(points.column("anomaly_type").to_numpy(zero_copy_only=False), READING_TYPES)
+        points = points.filter(pa.array(~per_reading | (ts >= start)))
+    return concat_points([points, sys_points])
+
+
+def _detect(
+    readings: pa.Table,
+    window_stats: pa.Table | None,
+    baseline: pa.Table | None,
+    params: DetectionParams,
+    start: int,
+    end: int,
+    intervals: pa.Table | None,
+    chunk_rows: int,
+) -> tuple[pa.Table, _Fleet]:
+    """Per-sensor points (per-reading ones from ``start - hop``, for the systemic check) and the fleet sizes."""
+    w = params.windows
+    names = sensor_names(readings, window_stats, baseline)
+    source = ReadingsSource([readings], names)
+    wf_all = WindowFrame.from_table(window_stats, names, w)
+    bf_all = BaselineFrame.from_table(baseline, names)
+    parts, fleet = [], _Fleet()
+    for lo, hi in source.chunks(chunk_rows):
+        frame = source.frame(lo, hi, w, intervals)
+        wf = wf_all.for_names(frame.names, frame.hop_us)
+        bf = bf_all.for_names(frame.names, names)
+        parts.append(_sensor_points(frame, aggregate_panes(frame), wf, bf, params, start - w.hop_us, start, end))
+        fleet.add(*silence.known_counts(wf, bf, params.silence, w, start, end))
+    return concat_points(parts), fleet
+
+
+def detect_sensor_points(
+    readings: pa.Table,
+    window_stats: pa.Table | None,
+    baseline: pa.Table | None,
+    params: DetectionParams = DetectionParams(),
+    *,
+    emit_start: dt.datetime | int,
+    emit_end: dt.datetime | int,
+    intervals: pa.Table | None = None,
+    chunk_rows: int = 1_000_000,
+) -> pa.Table:
+    """Stage (a) without the systemic check: each sensor's own points (POINTS), any subset of sensors."""
+    a, b = emit_range(emit_start, emit_end)
+    points, _ = _detect(readings, window_stats, baseline, params, a, b, intervals, chunk_rows)
+    if points.num_rows == 0:
+        return points
+    ts = pc.cast(points.column("ts"), pa.int64()).to_numpy()
+    return points.filter(pa.array(ts >= a))
+
+
+def detect_points(
+    readings: pa.Table,
+    window_stats: pa.Table | None,
+    baseline: pa.Table | None,
+    params: DetectionParams = DetectionParams(),
+    *,
+    emit_start: dt.datetime | int,
+    emit_end: dt.datetime | int,
+    intervals: pa.Table | None = None,
+    chunk_rows: int = 1_000_000,
+) -> pa.Table:
+    """Stage (a): the POINTS of a time range, every detector including the systemic check.
+
+    readings: schemas.READINGS rows from ``emit_start - context.readings_s`` to
+        ``emit_end`` (any order; the whole fleet, for the systemic check).
+    window_stats: WINDOW_STATS rows with ``window_end`` from
+        ``emit_start - context.window_stats_s`` to ``emit_end`` (including the
+        windows of this range, as compute_window_stats returns them).
+    baseline: :func:`~iot_platform.core.detectors.drift.drift_baseline` of
+        the previous days (None or empty: drift is in warm-up).
+    intervals: optional (sensor_id, interval_s); the same table must then be
+        passed to compute_window_stats.
+
+    Per-reading points have ``ts`` in ``[emit_start, emit_end)``; per-window
+    and per-tick points in ``(emit_start, emit_end]``.
+    """
+    a, b = emit_range(emit_start, emit_end)
+    points, fleet = _detect(readings, window_stats, baseline, params, a, b, intervals, chunk_rows)
+    return _finish(points, fleet, params, a, b)
+
+
+@dataclasses.dataclass(frozen=True)
+class DayRun:
+    window_stats: pa.Table  # WINDOW_STATS of windows ending in (day, day + 1]
+    points: pa.Table  # POINTS of the day
+    anomalies: pa.Table  # ANOMALIES: the day's episodes
+
+
+def _day_start(day: dt.date) -> int:
+    return (day - dt.date(1970, 1, 1)).days * DAY_US
+
+
+def run_day_chunked(
+    chunks: Iterable[tuple[pa.Table, pa.Table | None]],
+    baseline_stats: pa.Table | None,
+    params: DetectionParams = DetectionParams(),
+    *,
+    day: dt.date,
+    intervals: pa.Table | None = None,
+    chunk_rows: int = 1_000_000,
+) -> DayRun:
+    """One day, from ``(readings, prev_tail)`` pairs of disjoint sets of sensors.
+
+    For fleets whose day does not fit in memory: only one chunk's readings
+    are held at a time (plus the day's window_stats and points). Each pair:
+    the day's readings of some sensors and the previous day's last
+    ``context_seconds(params).readings_s`` of readings of the same sensors.
+    ``baseline_stats``: WINDOW_STATS of the previous days (at least the
+    columns sensor_id, window_end, n_readings, temp_mean, temp_std), the last
+    ``drift.history_days`` of which make the drift baseline and the last
+    ``context_seconds(params).window_stats_s`` the drift/silence context.
+    Sensors known from it but absent from every chunk are reported silent.
+    """
+    if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
+        raise ValueError(f"day={day!r} is invalid; expected a datetime.date")
+    w = params.windows
+    a = _day_start(day)
+    b = a + DAY_US
+    ctx = context_seconds(params)
+    hist = _ends_in(baseline_stats, a - params.drift.history_days * DAY_US, a)
+    baseline = drift.drift_baseline(hist, params)
+    wctx = _ends_in(baseline_stats, a - ctx.window_stats_s * US, a)
+    ctx_names = sensor_names(wctx, baseline)
+    wf_ctx = WindowFrame.from_table(wctx, ctx_names, w)
+    bf_ctx = BaselineFrame.from_table(baseline, ctx_names)
+
+    ws_parts, pt_parts, fleet, seen = [], [], _Fleet(), set()
+
+    def process(frame: ReadingsFrame) -> None:
+        panes = aggregate_panes(frame)
+        arrays = window_arrays(frame, panes, a, b)
+        ws_parts.append(window_table(frame.names, arrays))
+        wf = WindowFrame.concat(
+            [wf_ctx.for_names(frame.names, frame.hop_us), WindowFrame.from_arrays(frame.names, arrays, frame.hop_us)]
+        )
+        bf = bf_ctx.for_names(frame.names, ctx_names)
+        pt_parts.append(_sensor_points(frame, panes, wf, bf, params, a - w.hop_us, a, b))
+        fleet.add(*silence.known_counts(wf, bf, params.silence, w, a, b))
+        seen.update(frame.names.tolist())
+
+    for readings, prev_tail in chunks:
+        source = ReadingsSource([prev_tail, readings])
+        for lo, hi in source.chunks(chunk_rows):
+            process(source.frame(lo, hi, w, intervals))
+    absent = np.array([n for n in ctx_names if n not in seen], dtype=object)
+    if len(absent):
+        process(ReadingsSource([], absent).frame(0, len(absent), w))
+
+    points = _finish(concat_points(pt_parts), fleet, params, a, b)
+    window_stats = pa.concat_tables(ws_parts) if ws_parts else WINDOW_STATS.empty_table()
+    if len(ws_parts) > 1:
+        window_stats = window_stats.take(
+            pc.sort_indices(window_stats, sort_keys=[("sensor_id", "ascending"), ("window_end", "ascending")])
+        )
+    return DayRun(window_stats, points, to_episodes(points, params))
+
+
+def run_day(
+    readings: pa.Table,
+    prev_tail: pa.Table | None,
+    baseline_stats: pa.Table | None,
+    params: DetectionParams = DetectionParams(),
+    *,
+    day: dt.date,
+    intervals: pa.Table | None = None,
+    chunk_rows: int = 1_000_000,
+) -> tuple[pa.Table, pa.Table]:
+    """(window_stats, anomalies) of one daily partition: the backfill path.
+
+    readings: the day's readings (schemas.READINGS; any order);
+    prev_tail: the previous day's last ``context_seconds(params).readings_s``
+        seconds of readings (None on the very first day: the first windows
+        are then partial and their missing rate high);
+    baseline_stats: the previous days' window_stats (see :func:`run_day_chunked`).
+
+    Defined as stage (a) over the whole day followed by stage (b), so it equals
+    the concatenation of any slicing of the day with enough context.
+    """
+    run = run_day_chunked([(readings, prev_tail)], baseline_stats, params, day=day, intervals=intervals,
+                          chunk_rows=chunk_rows)  # fmt: skip
+    return run.window_stats, run.anomalies
+
+
+def _ends_in(table: pa.Table | None, lo: int, hi: int) -> pa.Table | None:
+    """Rows with window_end in (lo, hi]."""
+    if table is None or table.num_rows == 0:
+        return table
+    end = pc.cast(pc.cast(table.column("window_end"), WINDOW_STATS.field("window_end").type), pa.int64()).to_numpy()
+    return table.filter(pa.array((end > lo) & (end <= hi)))
+
+
+# -- the detectors, behind one signature (for the contract tests and for callers picking one) ----
+Detector = Callable[[pa.Table, pa.Table, pa.Table, DetectionParams, int, int], pa.Table]
+
+
+def _systemic_only(r, ws, bl, p, a, b):
+    pts = detect_points(r, ws, bl, p, emit_start=a, emit_end=b)
+    return pts.filter(pc.equal(pts.column("anomaly_type"), "systemic"))
+
+
+DETECTORS: dict[str, Detector] = {
+    "sensor_fault": lambda r, ws, bl, p, a, b: sensor_fault.detect(
+        r, p.sensor_fault, windows=p.windows, emit_start=a, emit_end=b
+    ),
+    "spike": lambda r, ws, bl, p, a, b: spike.detect(r, p.spike, windows=p.windows, emit_start=a, emit_end=b),
+    "flatline": lambda r, ws, bl, p, a, b: flatline.detect(ws, p.flatline, windows=p.windows, emit_start=a, emit_end=b),
+    "thresholds": lambda r, ws, bl, p, a, b: thresholds.detect(
+        ws, p.thresholds, windows=p.windows, emit_start=a, emit_end=b
+    ),
+    "drift": lambda r, ws, bl, p, a, b: drift.detect(ws, bl, p.drift, windows=p.windows, emit_start=a, emit_end=b),
+    "silence": lambda r, ws, bl, p, a, b: silence.detect(
+        r, ws, bl, p.silence, windows=p.windows, emit_start=a, emit_end=b
+    ),
+    "systemic": _systemic_only,
+}
+"""Every detector as ``f(readings, window_stats, baseline, params, emit_start_us, emit_end_us) -> POINTS``."""
+
+__all__ = ["DETECTORS", "DayRun", "detect_points", "detect_sensor_points", "run_day", "run_day_chunked"]

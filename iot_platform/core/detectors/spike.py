@@ -1,0 +1,194 @@
+"""Spikes: readings far from the trailing window of their own sensor (robust z-score).
+
+For a reading in pane ``p`` (the sensor's sub-window of one hop, 60 s at
+1 Hz), the reference is the sensor's window that ended where ``p`` begins,
+i.e. its last ``length / hop`` completed panes (the previous 300 s at 1 Hz):
+
+* location: the median of the means of the last ``location_subwindows``
+  panes (recent enough that the diurnal trend does not bias it, even for a
+  sensor sampling every 5 minutes);
+* scale: the median over the window's panes of the mean absolute successive
+  difference, times sqrt(pi)/2 (for Gaussian noise this estimates its sd, and
+  differences cancel slow trends), floored at ``min_scale``;
+
+and ``z = (x - location) / scale``: warning above ``warning_z``, critical
+above ``critical_z``. Both medians are over panes, so one or two spikes in
+the window move neither, and the detector does not learn from what it flags.
+
+Why panes rather than an exact per-reading rolling median: the pane
+aggregates are computed once per (sensor, minute) with vectorized
+reductions, then gathered per reading, so a day of 100 sensors at 1 Hz costs
+a fraction of a second; an exact rolling median over 300 readings per
+reading costs about 4 s in DuckDB for the same day. The reference lags the
+reading by at most one pane plus the location span.
+
+Panes in which the value never changed (a stuck sensor, the flatline
+detector's case) are left out of the reference, so the jump when a stuck
+sensor recovers is not compared with its stuck value. No evaluation
+(warm-up) when the rest of the trailing window holds fewer than
+``WindowParams.min_readings`` valid values: a restart, a new sensor, after a
+gap, during a flatline. Values outside the valid range are sensor faults, left out of
+both the reference and the evaluation; NaN passes through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pyarrow as pa
+
+from iot_platform.core.detectors.params import SpikeParams
+from iot_platform.core.detectors.points import POINTS, concat_points, fmt, join, make_points, reading_tick
+from iot_platform.core.windows import (
+    US,
+    Panes,
+    ReadingsFrame,
+    ReadingsSource,
+    WindowParams,
+    aggregate_panes,
+    to_us,
+)
+
+_SD_PER_MASD = math.sqrt(math.pi) / 2  # Gaussian noise: E|x_i - x_{i-1}| = 2 sd / sqrt(pi)
+
+
+def row_nanmedian(m: np.ndarray) -> np.ndarray:
+    """Median of each row ignoring NaN (NaN for an all-NaN row), vectorized."""
+    if m.shape[0] == 0:
+        return np.zeros(0)
+    s = np.sort(m, axis=1)  # NaN sorts last
+    c = np.sum(~np.isnan(m), axis=1)
+    r = np.arange(m.shape[0])
+    lo = np.maximum((c - 1) // 2, 0)
+    hi = np.maximum(c // 2, 0)
+    hi = np.where(c > 0, hi, 0)
+    with np.errstate(invalid="ignore"):
+        return np.where(c > 0, (s[r, lo] + s[r, hi]) / 2, np.nan)
+
+
+def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok: np.ndarray, max_gap: float):
+    """Per pane: sum and count of |x_i - x_prev| over valid readings, prev the sensor's previous valid reading."""
+    n_panes = len(panes.key)
+    if ok.all():  # no gather needed: consecutive rows are consecutive valid readings
+        code, ts, x, row_pane = frame.code, frame.ts, frame.values[metric], panes.row_pane
+    else:
+        v = np.flatnonzero(ok)
+        code, ts, x, row_pane = frame.code[v], frame.ts[v], frame.values[metric][v], panes.row_pane[v]
+    if len(ts) < 2:
+        return np.zeros(n_panes), np.zeros(n_panes, np.int64)
+    close = (code[1:] == code[:-1]) & (ts[1:] - ts[:-1] <= max_gap * frame.interval_us[code[1:]])
+    d = np.abs(x[1:] - x[:-1])
+    pane = row_pane[1:]
+    return (
+        np.bincount(pane, weights=np.where(close, d, 0.0), minlength=n_panes),
+        np.bincount(pane, weights=close, minlength=n_panes).astype(np.int64),
+    )
+
+
+def detect_frame(
+    frame: ReadingsFrame,
+    panes: Panes,
+    params: SpikeParams,
+    windows: WindowParams,
+    start_us: int,
+    end_us: int,
+) -> pa.Table:
+    """Points for the readings of ``frame`` with ``start_us <= ts < end_us`` (context before them in ``frame``)."""
+    m = params.metric
+    if frame.n_rows == 0:
+        return POINTS.empty_table()
+    ok = frame.valid(m)
+    sel = np.flatnonzero(ok & (frame.ts >= start_us) & (frame.ts < end_us))
+    if len(sel) == 0:
+        return POINTS.empty_table()
+    dsum, dcount = _successive_differences(frame, panes, m, ok, params.max_gap_intervals)
+    # A pane whose value never changed is a stuck sensor's: no reference for anything (flatline's case).
+    live = ~((dcount > 0) & (dsum == 0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        masd = np.where(live & (dcount > 0), dsum / np.maximum(dcount, 1), np.nan)
+    pane_mean = np.where(live, panes.mean(m), np.nan)
+    live_count = np.where(live, panes.count[m], 0)
+
+    # References, one per pane holding evaluated readings.
+    row_pane = panes.row_pane[sel]  # non-decreasing
+    new = np.ones(len(sel), dtype=bool)
+    new[1:] = row_pane[1:] != row_pane[:-1]
+    pp = row_pane[new]
+    at = np.cumsum(new) - 1  # position in pp of each evaluated reading
+    code = panes.code[pp]
+    k = (frame.length_us // frame.hop_us)[code]
+    n_loc = params.location_subwindows
+    k_max = int(k.max())
+    count = np.zeros(len(pp), np.int64)
+    spread = np.full((len(pp), k_max), np.nan)
+    level = np.full((len(pp), n_loc), np.nan)
+    for j in range(1, max(k_max, n_loc) + 1):
+        pos, found = panes.find(panes.key[pp] - j)
+        if j <= k_max:
+            in_window = found & (j <= k)
+            count += np.where(in_window, live_count[pos], 0)
+            spread[:, j - 1] = np.where(in_window, masd[pos], np.nan)
+        if j <= n_loc:
+            level[:, j - 1] = np.where(found, pane_mean[pos], np.nan)
+    location = row_nanmedian(level)
+    sd = row_nanmedian(spread) * _SD_PER_MASD
+    usable = (count >= windows.min_readings) & np.isfinite(location) & (sd > 0)
+    scale = np.maximum(np.nan_to_num(sd, nan=0.0), params.min_scale)
+
+    use = usable[at]
+    sel, at = sel[use], at[use]
+    x = frame.values[m][sel]
+    z = (x - location[at]) / scale[at]
+    hit = np.abs(z) > params.warning_z
+    sel, at, x, z = sel[hit], at[hit], x[hit], z[hit]
+    if len(sel) == 0:
+        return POINTS.empty_table()
+    codes = frame.code[sel]
+    loc, sc = location[at], scale[at]
+    return concat_points(
+        [
+            make_points(
+                frame.names,
+                codes,
+                anomaly_type="spike",
+                severity=np.where(np.abs(z) > params.critical_z, "critical", "warning").astype(object),
+                metric=m,
+                ts=frame.ts[sel],
+                tick_ts=reading_tick(frame.ts[sel], windows.hop_us),
+                step_s=frame.interval_us[codes] / US,
+                value=x,
+                threshold=loc + np.sign(z) * params.warning_z * sc,
+                score=np.abs(z),
+                message=join(
+                    f"{m} ", fmt(x, 3), " is ", fmt(z, 1), " robust sd from the trailing level ", fmt(loc, 3),
+                    " (sd ", fmt(sc, 3), ")",
+                ),
+            )
+        ]
+    )
+
+
+def detect(
+    readings: pa.Table,
+    params: SpikeParams = SpikeParams(),
+    *,
+    windows: WindowParams = WindowParams(),
+    emit_start: dt.datetime | int | None = None,
+    emit_end: dt.datetime | int | None = None,
+    intervals: pa.Table | None = None,
+) -> pa.Table:
+    """POINTS for the readings with ts in ``[emit_start, emit_end)``; earlier readings serve as context."""
+    a = to_us(emit_start, "emit_start")
+    b = to_us(emit_end, "emit_end")
+    source = ReadingsSource([readings])
+    parts = []
+    for lo, hi in source.chunks():
+        frame = source.frame(lo, hi, windows, intervals)
+        parts.append(
+            detect_frame(
+                frame, aggregate_panes(frame), params, windows, -(2**62) if a is None else a, 2**62 if b is None else b
+            )
+        )
+    return concat_points(parts)

@@ -1,0 +1,105 @@
+"""Systemic anomalies: when more than half of the fleet alerts at once, the cause is shared.
+
+A gateway clock that jumped, a network burst delivering a backlog, a stale
+baseline: every sensor alerts at the same time although no sensor is broken
+(the seed's debugging scenario). At each tick ``W`` (a multiple of
+``WindowParams.hop_s``), the sensors alerting in it (points of
+``SystemicParams.types`` whose ``tick_ts`` is ``W``: readings of
+``[W - hop, W)``, windows ending at ``W``, silence at ``W``) are counted
+against the fleet (the known sensors at ``W``); above ``min_fraction`` of a
+fleet of at least ``min_fleet`` sensors, one critical ``systemic`` point with
+``sensor_id = FLEET_ID`` is raised. Linking (or suppressing) the individual
+alerts is done when points become episodes
+(:func:`~iot_platform.core.detectors.episodes.to_episodes`).
+
+The fleet size is additive over sensors (see ``silence.known_counts``), so a
+fleet processed a chunk of sensors at a time sums the chunks' counts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from iot_platform.core.detectors.params import SystemicParams
+from iot_platform.core.detectors.points import POINTS, make_points
+from iot_platform.core.detectors.silence import FLEET
+from iot_platform.core.schemas import FLEET_ID
+from iot_platform.core.windows import WindowParams, emit_range
+
+
+def fleet_table(tick: np.ndarray, count: np.ndarray) -> pa.Table:
+    return pa.Table.from_arrays([pa.array(tick, pa.int64()).cast(FLEET.field("tick_ts").type), pa.array(count, pa.int64())],
+                                schema=FLEET)  # fmt: skip
+
+
+def detect(
+    points: pa.Table,
+    fleet: pa.Table,
+    params: SystemicParams = SystemicParams(),
+    *,
+    windows: WindowParams = WindowParams(),
+    emit_start: dt.datetime | int,
+    emit_end: dt.datetime | int,
+) -> pa.Table:
+    """Systemic POINTS at ticks in ``(emit_start, emit_end]``.
+
+    ``points``: every sensor's points whose ``tick_ts`` is in that range (for
+    per-reading points this means readings from ``emit_start - hop_s``);
+    ``fleet``: (tick_ts, n_sensors), the fleet size at each tick.
+    """
+    a, b = emit_range(emit_start, emit_end)
+    if points.num_rows == 0 or fleet.num_rows == 0:
+        return POINTS.empty_table()
+    tick = pc.cast(points.column("tick_ts"), pa.int64()).to_numpy()
+    types = points.column("anomaly_type").to_numpy(zero_copy_only=False)
+    sensors = points.column("sensor_id").to_numpy(zero_copy_only=False)
+    m = np.isin(types, list(params.types)) & (sensors != FLEET_ID) & (tick > a) & (tick <= b)
+    if not m.any():
+        return POINTS.empty_table()
+    tick, types, sensors = tick[m], types[m], sensors[m]
+
+    f_tick = pc.cast(fleet.column("tick_ts"), pa.int64()).to_numpy()
+    f_n = np.asarray(pc.fill_null(fleet.column("n_sensors"), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    f_tick, f_n = _sum_by(f_tick, f_n)
+
+    # distinct (tick, sensor) pairs, then sensors per tick
+    pair_order = np.lexsort((sensors, tick))
+    t_s, s_s, ty_s = tick[pair_order], sensors[pair_order], types[pair_order]
+    new_pair = np.r_[True, (t_s[1:] != t_s[:-1]) | (s_s[1:] != s_s[:-1])]
+    u_tick, n_alert = np.unique(t_s[new_pair], return_counts=True)
+    pos = np.minimum(np.searchsorted(f_tick, u_tick), len(f_tick) - 1)
+    n_fleet = np.where(f_tick[pos] == u_tick, f_n[pos], 0)
+    raise_it = (n_fleet >= params.min_fleet) & (n_alert > params.min_fraction * n_fleet)
+    if not raise_it.any():
+        return POINTS.empty_table()
+    rows = np.flatnonzero(raise_it)
+    messages = []
+    for r in rows:
+        in_tick = t_s == u_tick[r]
+        kinds, counts = np.unique(ty_s[in_tick & new_pair], return_counts=True)
+        detail = ", ".join(f"{k} {c}" for k, c in zip(kinds, counts))
+        messages.append(f"{n_alert[r]} of {n_fleet[r]} sensors alerting at once ({detail}): a fleet-wide cause")
+    frac = n_alert[rows] / n_fleet[rows]
+    return make_points(
+        np.array([FLEET_ID], dtype=object),
+        np.zeros(len(rows), np.int64),
+        anomaly_type="systemic",
+        severity="critical",
+        metric=None,
+        ts=u_tick[rows],
+        tick_ts=u_tick[rows],
+        step_s=windows.hop_s,
+        value=frac,
+        threshold=params.min_fraction,
+        score=frac,
+        message=pa.array(messages, pa.string()),
+    )
+
+
+def _sum_by(key: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    u, inv = np.unique(key, return_inverse=True)
+    return u, np.bincount(inv, weights=value, minlength=len(u)).astype(np.int64)

@@ -1,0 +1,88 @@
+"""Fixed limits on window statistics: vibration, battery, missing readings.
+
+* ``high_vibration``: ``vibration_max`` above 2 g (warning) / 5 g (critical);
+* ``low_battery``: ``battery_level`` (last in window) below 20 % / 5 %;
+* ``high_missing_rate``: ``missing_rate`` above 0.1 (warning), the missing
+  rate being relative to the sensor's own sample interval.
+
+Vibration and battery obey the warm-up (``WindowParams.min_readings``); the
+missing rate does not: it is the count of readings, not a statistic
+estimated from them, and a window holding 20 of 300 expected readings is
+exactly what it reports. NaN statistics pass through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+
+from iot_platform.core.detectors.inputs import WindowFrame
+from iot_platform.core.detectors.params import ThresholdParams
+from iot_platform.core.detectors.points import concat_points, fmt, join, make_points
+from iot_platform.core.windows import US, WindowParams, sensor_names, to_us
+
+
+def detect_frame(wf: WindowFrame, params: ThresholdParams, windows: WindowParams, start_us: int, end_us: int) -> pa.Table:
+    """Points for the windows of ``wf`` ending in ``(start_us, end_us]``."""
+    emitted = (wf.end > start_us) & (wf.end <= end_us)
+    warm = emitted & (wf.n >= windows.min_readings)
+    parts = []
+
+    def add(kind, metric, mask, value, critical, threshold, score, message):
+        i = np.flatnonzero(mask)
+        if len(i) == 0:
+            return
+        parts.append(
+            make_points(
+                wf.names,
+                wf.code[i],
+                anomaly_type=kind,
+                severity=np.where(critical[i], "critical", "warning").astype(object),
+                metric=metric,
+                ts=wf.end[i],
+                tick_ts=wf.end[i],
+                step_s=wf.hop_us[i] / US,
+                value=value[i],
+                threshold=threshold[i],
+                score=score[i],
+                message=message(i),
+            )
+        )
+
+    p = params
+    with np.errstate(invalid="ignore"):
+        vib = wf.vib_max
+        crit = vib > p.vibration_critical
+        add("high_vibration", "vibration", warm & (vib > p.vibration_warning), vib, crit,
+            np.where(crit, p.vibration_critical, p.vibration_warning), vib / max(p.vibration_warning, 1e-12),
+            lambda i: join("vibration max ", fmt(vib[i], 3), " g above ",
+                           fmt(np.where(crit[i], p.vibration_critical, p.vibration_warning), 2), " g"))
+        bat = wf.battery
+        crit = bat < p.battery_critical
+        add("low_battery", "battery_level", warm & (bat < p.battery_warning), bat, crit,
+            np.where(crit, p.battery_critical, p.battery_warning),
+            (p.battery_warning - bat) / max(p.battery_warning, 1e-12),
+            lambda i: join("battery ", fmt(bat[i], 1), " % below ",
+                           fmt(np.where(crit[i], p.battery_critical, p.battery_warning), 1), " %"))
+        miss = wf.missing
+        add("high_missing_rate", "missing_rate", emitted & (miss > p.missing_rate_warning), miss,
+            np.zeros(len(miss), bool), np.full(len(miss), p.missing_rate_warning), miss,
+            lambda i: join("missing rate ", fmt(miss[i], 3), " above ", f"{p.missing_rate_warning:g} (",
+                           fmt(wf.n[i], 0), " readings in the window)"))  # fmt: skip
+    return concat_points(parts)
+
+
+def detect(
+    window_stats: pa.Table,
+    params: ThresholdParams = ThresholdParams(),
+    *,
+    windows: WindowParams = WindowParams(),
+    emit_start: dt.datetime | int | None = None,
+    emit_end: dt.datetime | int | None = None,
+) -> pa.Table:
+    """POINTS for the windows (schemas.WINDOW_STATS) ending in ``(emit_start, emit_end]``."""
+    wf = WindowFrame.from_table(window_stats, sensor_names(window_stats), windows)
+    a, b = to_us(emit_start, "emit_start"), to_us(emit_end, "emit_end")
+    return detect_frame(wf, params, windows, -(2**62) if a is None else a, 2**62 if b is None else b)

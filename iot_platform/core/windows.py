@@ -1,0 +1,661 @@
+"""Window statistics: per sensor, epoch-aligned hopping windows over its readings.
+
+A window is the half-open interval ``[window_start, window_end)`` of event
+time; it holds the sensor's readings with ``window_start <= ts < window_end``.
+Window ends lie on a grid aligned to the Unix epoch (``window_end`` is a
+multiple of the hop), so a window computed from any slice of the data equals
+the window computed from the whole day.
+
+Geometry follows each sensor's own sample interval (estimated from its
+readings, see :func:`estimate_intervals`), never an assumed 1 Hz:
+
+* hop = ``hop_s`` rounded up to a whole multiple of ``hop_s`` that is at least
+  the interval (a sensor sampling every 5 min hops every 5 min, not every
+  minute over mostly empty windows);
+* length = ``max(length_s, min_samples * interval)`` rounded up to whole hops
+  (a window must be able to hold enough samples for the warm-up rule: with the
+  defaults, 300 s at 1 Hz but 12,000 s at one sample every 5 min);
+* expected readings = length / interval, and
+  ``missing_rate = max(0, 1 - n_readings / expected)``.
+
+Emission rule: ``compute_window_stats(readings, emit_start=a, emit_end=b)``
+emits exactly the windows whose ``window_end`` is in ``(a, b]`` and that hold
+at least one reading. Such a window only needs readings with ``ts < b``, and
+reaches back at most :func:`window_context_seconds` before ``a``: callers pass
+that much context (the previous day's tail, the previous micro-batches).
+A daily partition D is ``(D 00:00, D+1 00:00]``: its first windows straddle
+midnight and are complete because the context supplies the previous day's tail.
+
+Statistics ignore nulls, NaN and values outside ``schemas.VALID_RANGE`` (a
+broken sensor's values are reported by the ``sensor_fault`` detector and kept
+out of the statistics the other detectors use); ``n_readings`` counts every
+reading the sensor delivered. ``temp_std`` is the population standard deviation.
+
+Engine: readings are sorted by (sensor, ts) and cut into *panes*, one per
+sensor and hop; each pane is aggregated once (``numpy`` reductions over
+contiguous segments) and a window combines its panes in a fixed order
+(oldest first). No Python loop runs per reading or per window, and the
+floating-point result depends only on the readings of the window, which is
+what makes slices and full-day runs byte-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from iot_platform.core.schemas import METRICS, TS_TYPE, VALID_RANGE, WINDOW_STATS
+
+US = 1_000_000
+DAY_US = 86_400 * US
+PANE_KEY = 2**32  # pane key = sensor code * PANE_KEY + pane index (|index| < 2**31)
+_MIN_INTERVAL_US = 1_000  # 1 ms: the finest sample interval the geometry accepts
+
+INTERVALS = pa.schema([pa.field("sensor_id", pa.string(), nullable=False), pa.field("interval_s", pa.float64())])
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowParams:
+    """Window geometry and the warm-up rule.
+
+    length_s, hop_s: window length and hop for a sensor sampling at least
+        every ``hop_s`` (tumbling when equal); whole seconds, length a multiple
+        of hop. Defaults from the seed: 300 s windows every 60 s.
+    min_readings: warm-up: no statistical alert comes from a window (or a
+        trailing window) holding fewer readings, so restarts and gaps do not
+        produce alerts from thin data (seed: 30).
+    min_samples: a window spans at least this many sample intervals, so that
+        slow sensors get windows that can pass the warm-up.
+    max_interval_s: the slowest sampling the geometry follows; slower sensors
+        get the geometry of this interval (windows too short for the warm-up,
+        so only the sensor-fault and silence detectors report on them). It
+        bounds the context a slice needs (:func:`window_context_seconds`).
+    default_interval_s: interval assumed for a sensor with fewer than two
+        readings in the input.
+    """
+
+    length_s: int = 300
+    hop_s: int = 60
+    min_readings: int = 30
+    min_samples: int = 40
+    max_interval_s: float = 300.0
+    default_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("length_s", "hop_s", "min_readings", "min_samples"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                raise ValueError(f"WindowParams.{name}={v!r} is invalid; expected an integer >= 1")
+        if self.length_s % self.hop_s:
+            raise ValueError(
+                f"WindowParams.length_s={self.length_s} is invalid; expected a multiple of hop_s={self.hop_s} "
+                "(windows are made of whole hops)"
+            )
+        for name in ("max_interval_s", "default_interval_s"):
+            v = getattr(self, name)
+            if not _is_number(v) or not 0.001 <= v <= 86_400:
+                raise ValueError(f"WindowParams.{name}={v!r} is invalid; expected seconds in [0.001, 86400]")
+        if self.default_interval_s > self.max_interval_s:
+            raise ValueError(
+                f"WindowParams.default_interval_s={self.default_interval_s!r} is invalid; "
+                f"expected at most max_interval_s={self.max_interval_s!r}"
+            )
+
+    @property
+    def hop_us(self) -> int:
+        return self.hop_s * US
+
+    @property
+    def length_us(self) -> int:
+        return self.length_s * US
+
+
+def _ceil_div(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
+    return -(-np.asarray(a, dtype=np.int64) // np.asarray(b, dtype=np.int64))
+
+
+def geometry(interval_us: np.ndarray | int, params: WindowParams) -> tuple[np.ndarray, np.ndarray]:
+    """(hop_us, length_us) of sensors sampling every ``interval_us`` (see the module docstring)."""
+    iv = np.minimum(np.asarray(interval_us, dtype=np.int64), round(params.max_interval_s * US))
+    hop = params.hop_us * np.maximum(1, _ceil_div(iv, params.hop_us))
+    need = np.maximum(params.length_us, params.min_samples * iv)
+    return hop, hop * _ceil_div(need, hop)
+
+
+def window_context_seconds(params: WindowParams) -> int:
+    """Seconds of readings before ``emit_start`` that :func:`compute_window_stats` needs.
+
+    The longest window of any sensor sampling at most every ``max_interval_s``.
+    """
+    _, length = geometry(round(params.max_interval_s * US), params)
+    return int(_ceil_div(int(length), US))
+
+
+def to_us(t: dt.datetime | int | np.integer | None, name: str) -> int | None:
+    """Microseconds since the epoch of an aware datetime (or of an int, taken as microseconds)."""
+    if t is None:
+        return None
+    if _is_int(t):
+        return int(t)
+    if isinstance(t, dt.datetime):
+        if t.tzinfo is None:
+            raise ValueError(f"{name}={t!r} is invalid; expected a timezone-aware datetime (UTC) or int microseconds")
+        delta = t - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
+    raise ValueError(f"{name}={t!r} is invalid; expected a timezone-aware datetime or int microseconds")
+
+
+def emit_range(emit_start, emit_end) -> tuple[int, int]:
+    a, b = to_us(emit_start, "emit_start"), to_us(emit_end, "emit_end")
+    if a is None or b is None:
+        raise ValueError("emit_start and emit_end are required")
+    if b < a:
+        raise ValueError(f"emit_end={emit_end!r} is before emit_start={emit_start!r}")
+    return a, b
+
+
+# -- sensors and frames ---------------------------------------------------------------
+class EncodedSensors:
+    """A sensor_id column dictionary-encoded once: the distinct ids and each row's index into them."""
+
+    def __init__(self, column: pa.ChunkedArray | pa.Array):
+        enc = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+        if isinstance(enc, pa.ChunkedArray):
+            enc = enc.unify_dictionaries() if enc.num_chunks > 1 else enc
+            chunks = enc.chunks
+        else:
+            chunks = [enc]
+        self.n = len(column)
+        self.dictionary = (
+            np.asarray(chunks[0].dictionary.to_numpy(zero_copy_only=False), dtype=object) if chunks else np.zeros(0, object)
+        )
+        parts = []
+        for ch in chunks:
+            idx = ch.indices
+            raw = pc.fill_null(idx, -1) if idx.null_count else idx
+            parts.append(np.asarray(raw.to_numpy(zero_copy_only=False), dtype=np.int64))
+        self.indices = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def used(self) -> set[str]:
+        if self.n == 0 or len(self.dictionary) == 0:
+            return set()
+        seen = np.zeros(len(self.dictionary) + 1, dtype=bool)
+        seen[self.indices] = True  # index -1 (null) marks the extra slot
+        return {str(v) for v in self.dictionary[seen[:-1]] if v is not None}
+
+    def codes(self, names: np.ndarray) -> np.ndarray:
+        """Positions of each row's id in sorted ``names``; -1 for ids not in ``names`` and nulls."""
+        if self.n == 0:
+            return np.zeros(0, np.int64)
+        lut = np.full(len(self.dictionary) + 1, -1, dtype=np.int64)  # last slot: null rows
+        if len(names) and len(self.dictionary):
+            where = np.minimum(np.searchsorted(names, self.dictionary), len(names) - 1)
+            lut[:-1] = np.where(names[where] == self.dictionary, where, -1)
+        return lut[self.indices]
+
+
+def sensor_names(*tables: pa.Table | None) -> np.ndarray:
+    """The sorted distinct sensor ids of ``tables`` (each with a ``sensor_id`` column)."""
+    found: set[str] = set()
+    for t in tables:
+        if t is not None and t.num_rows:
+            found |= EncodedSensors(t.column("sensor_id")).used()
+    return np.array(sorted(found), dtype=object)
+
+
+def encode_sensors(column: pa.ChunkedArray | pa.Array, names: np.ndarray) -> np.ndarray:
+    """Codes (positions in sorted ``names``) of a sensor_id column; -1 for ids not in ``names`` and nulls."""
+    return EncodedSensors(column).codes(names)
+
+
+def names_array(names: np.ndarray, code: np.ndarray) -> pa.Array:
+    """The sensor_id strings of ``code`` (positions in ``names``)."""
+    if len(code) == 0:
+        return pa.array([], pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(code, pa.int32()), pa.array(names, pa.string())).cast(pa.string())
+
+
+def _ts_us(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return pc.cast(pc.cast(column, TS_TYPE), pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def _float(column: pa.ChunkedArray | pa.Array | None, n: int) -> np.ndarray:
+    if column is None:
+        return np.full(n, np.nan)
+    arr = pc.cast(column, pa.float64())
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadingsFrame:
+    """Readings of a set of sensors as numpy arrays, sorted by (sensor, ts) and unique on it.
+
+    ``code`` indexes ``names``; rows of code ``i`` are ``offsets[i]:offsets[i+1]``.
+    Geometry arrays (``interval_us``, ``hop_us``, ``length_us``) are per code.
+    """
+
+    names: np.ndarray
+    code: np.ndarray
+    ts: np.ndarray
+    values: dict[str, np.ndarray]
+    offsets: np.ndarray
+    interval_us: np.ndarray
+    hop_us: np.ndarray
+    length_us: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.ts)
+
+    def valid(self, metric: str) -> np.ndarray:
+        """Rows whose ``metric`` is a value a working sensor can report (not null, not NaN, in range)."""
+        v = self.values[metric]
+        lo, hi = VALID_RANGE[metric]
+        with np.errstate(invalid="ignore"):
+            return (v >= lo) & (v <= hi)
+
+
+class ReadingsSource:
+    """Readings tables encoded once, cut on demand into frames of a few sensors each.
+
+    Several tables (e.g. the previous day's tail and the day) are read as one;
+    a frame covers a contiguous range of sensor codes (positions in the sorted
+    ``names``, by default every sensor of the tables), so a caller can process
+    a big fleet a chunk of sensors at a time.
+    """
+
+    def __init__(self, tables: Sequence[pa.Table | None], names: np.ndarray | None = None):
+        tables = [t for t in tables if t is not None and t.num_rows]
+        for t in tables:
+            if "sensor_id" not in t.column_names or "ts" not in t.column_names:
+                raise ValueError(f"readings must have columns sensor_id and ts; got {t.column_names}")
+        encoded = [EncodedSensors(t.column("sensor_id")) for t in tables]
+        if names is None:
+            names = np.array(sorted(set().union(*(e.used() for e in encoded))), dtype=object)
+        self.names = names
+        self._parts = []
+        for t, e in zip(tables, encoded):
+            code = e.codes(names)
+            if len(code) < 2 or np.all(code[1:] >= code[:-1]):
+                order = None  # already grouped by sensor (validated readings are): slice, don't copy
+                sorted_code = code
+            else:
+                order = np.argsort(code, kind="stable")
+                sorted_code = code[order]
+            cols = {c: t.column(c) for c in ("ts", *METRICS) if c in t.column_names}
+            self._parts.append((pa.table(cols), order, sorted_code))
+
+    def rows_per_sensor(self) -> np.ndarray:
+        out = np.zeros(len(self.names), dtype=np.int64)
+        for _, _, sorted_code in self._parts:
+            lo = np.searchsorted(sorted_code, 0)
+            out += np.bincount(sorted_code[lo:], minlength=len(self.names))
+        return out
+
+    def chunks(self, max_rows: int = 1_000_000, max_sensors: int = 1_000) -> Iterator[tuple[int, int]]:
+        """Ranges of codes holding about ``max_rows`` readings (at least one sensor) each."""
+        rows = self.rows_per_sensor()
+        lo = 0
+        while lo < len(rows):
+            cum = np.cumsum(rows[lo : lo + max_sensors])
+            hi = lo + max(1, int(np.searchsorted(cum, max_rows, side="right")))
+            yield lo, hi
+            lo = hi
+
+    def frame(self, lo: int, hi: int, params: WindowParams, intervals: pa.Table | None = None) -> ReadingsFrame:
+        """The frame of codes ``lo <= code < hi`` (renumbered from 0)."""
+        names = self.names[lo:hi]
+        pieces = []
+        for table, order, sorted_code in self._parts:
+            a, b = np.searchsorted(sorted_code, [lo, hi])
+            if b <= a:
+                continue
+            if order is None:
+                piece = table.slice(a, b - a)
+            else:
+                piece = table.take(pa.array(order[a:b]))
+            n = piece.num_rows
+            pieces.append(
+                (
+                    sorted_code[a:b] - lo,
+                    _ts_us(piece.column("ts")),
+                    {m: _float(piece.column(m) if m in piece.column_names else None, n) for m in METRICS},
+                )
+            )
+        if pieces:
+            code = np.concatenate([p[0] for p in pieces])
+            ts = np.concatenate([p[1] for p in pieces])
+            values = {m: np.concatenate([p[2][m] for p in pieces]) for m in METRICS}
+        else:
+            code, ts = np.zeros(0, np.int64), np.zeros(0, np.int64)
+            values = {m: np.zeros(0) for m in METRICS}
+        return build_frame(names, code, ts, values, params, intervals)
+
+
+def _sort_unique(code: np.ndarray, ts: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Row order by (code, ts), keeping one row per key; None when already sorted and unique.
+
+    Of several rows for one key the one with the smallest values (NaN last) is
+    kept, so the result does not depend on the input row order. Callers
+    normally pass validated readings, unique already.
+    """
+    n = len(ts)
+    if n < 2:
+        return None
+    same_code = code[1:] == code[:-1]
+    step = ts[1:] - ts[:-1]
+    if np.all((code[1:] > code[:-1]) | (same_code & (step > 0))):
+        return None
+    order = _key_order(code, ts)
+    c, t = code[order], ts[order]
+    dup = (c[1:] == c[:-1]) & (t[1:] == t[:-1])
+    if not dup.any():
+        return order
+    # rows of keys that occur more than once: pick the smallest values among them
+    in_group = np.zeros(n, dtype=bool)
+    in_group[1:] |= dup
+    in_group[:-1] |= dup
+    sub = order[in_group]
+    vals = [np.where(np.isnan(values[m][sub]), np.inf, values[m][sub]) for m in reversed(METRICS)]
+    sub = sub[np.lexsort((*vals, ts[sub], code[sub]))]
+    first = np.ones(len(sub), dtype=bool)
+    first[1:] = (code[sub][1:] != code[sub][:-1]) | (ts[sub][1:] != ts[sub][:-1])
+    keep = np.concatenate([order[~in_group], sub[first]])
+    return keep[_key_order(code[keep], ts[keep])]
+
+
+def _key_order(code: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    lo = int(ts.min())
+    span = int(ts.max()) - lo + 1
+    if span * (int(code.max()) + 1) < 2**62:
+        return np.argsort(code * span + (ts - lo), kind="stable")
+    return np.lexsort((ts, code))
+
+
+def build_frame(
+    names: np.ndarray,
+    code: np.ndarray,
+    ts: np.ndarray,
+    values: dict[str, np.ndarray],
+    params: WindowParams,
+    intervals: pa.Table | None = None,
+) -> ReadingsFrame:
+    order = _sort_unique(code, ts, values)
+    if order is not None:
+        code, ts = code[order], ts[order]
+        values = {m: v[order] for m, v in values.items()}
+    offsets = np.searchsorted(code, np.arange(len(names) + 1)).astype(np.int64)
+    interval = _intervals_us(names, ts, offsets, params, intervals)
+    hop, length = geometry(interval, params)
+    return ReadingsFrame(names, code, ts, values, offsets, interval, hop, length)
+
+
+def round_interval_us(median_us: float) -> int:
+    """A median sample spacing rounded to two significant digits (1.003 s -> 1 s, 299.6 s -> 300 s).
+
+    The rounding absorbs clock jitter, so every slice of a regular sensor's data
+    yields the same interval, and with it the same windows.
+    """
+    d = max(int(round(median_us)), _MIN_INTERVAL_US)
+    p = 10 ** max(len(str(d)) - 2, 0)
+    return (d + p // 2) // p * p
+
+
+def _intervals_us(
+    names: np.ndarray, ts: np.ndarray, offsets: np.ndarray, params: WindowParams, intervals: pa.Table | None
+) -> np.ndarray:
+    out = np.full(len(names), round_interval_us(params.default_interval_s * US), dtype=np.int64)
+    given = np.zeros(len(names), dtype=bool)
+    if intervals is not None and intervals.num_rows:
+        code = encode_sensors(intervals.column("sensor_id"), names)
+        iv = _float(intervals.column("interval_s"), intervals.num_rows)
+        ok = (code >= 0) & np.isfinite(iv) & (iv > 0)
+        out[code[ok]] = np.maximum(np.round(iv[ok] * US).astype(np.int64), _MIN_INTERVAL_US)
+        given[code[ok]] = True
+    for i in np.flatnonzero(~given):
+        a, b = offsets[i], offsets[i + 1]
+        if b - a >= 2:
+            out[i] = round_interval_us(float(np.median(np.diff(ts[a:b]))))
+    return out
+
+
+def estimate_intervals(readings: pa.Table, params: WindowParams = WindowParams()) -> pa.Table:
+    """Each sensor's sample interval: the median spacing of its readings, to two significant digits.
+
+    Pass the result as ``intervals=`` to make several calls (e.g. the slices of
+    a day) use the same geometry whatever readings each call sees.
+    """
+    source = ReadingsSource([readings])
+    parts = []
+    for lo, hi in source.chunks():
+        frame = source.frame(lo, hi, params)
+        parts.append(pa.Table.from_arrays([pa.array(frame.names, pa.string()), pa.array(frame.interval_us / US)], schema=INTERVALS))
+    return pa.concat_tables(parts) if parts else INTERVALS.empty_table()
+
+
+# -- panes ----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Panes:
+    """Per-(sensor, hop) aggregates of a frame: the building blocks of windows and trailing statistics."""
+
+    code: np.ndarray
+    idx: np.ndarray  # pane covers [idx * hop, (idx + 1) * hop) of its sensor
+    key: np.ndarray  # code * PANE_KEY + idx, sorted and unique
+    start: np.ndarray  # first row of the pane in the frame
+    row_pane: np.ndarray  # pane position of each row of the frame
+    n_rows: np.ndarray
+    count: dict[str, np.ndarray]  # valid values per metric
+    total: dict[str, np.ndarray]  # sum of valid values per metric
+    temp_m2: np.ndarray  # sum of squared deviations from the pane mean
+    temp_min: np.ndarray
+    temp_max: np.ndarray
+    vib_max: np.ndarray
+    battery_last: np.ndarray  # last valid battery level in the pane, NaN if none
+
+    def mean(self, metric: str) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.count[metric] > 0, self.total[metric] / np.maximum(self.count[metric], 1), np.nan)
+
+    def find(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of pane keys ``key`` and whether each exists."""
+        if len(self.key) == 0:
+            return np.zeros(len(key), np.int64), np.zeros(len(key), bool)
+        pos = np.minimum(np.searchsorted(self.key, key), len(self.key) - 1)
+        return pos, self.key[pos] == key
+
+
+def aggregate_panes(frame: ReadingsFrame) -> Panes:
+    n = frame.n_rows
+    if n == 0:
+        z = np.zeros(0, np.int64)
+        zf = np.zeros(0)
+        return Panes(z, z, z, z, z, z, {m: z for m in METRICS}, {m: zf for m in METRICS}, zf, zf, zf, zf, zf)
+    hop = frame.hop_us[frame.code]
+    pane_idx = frame.ts // hop
+    boundary = np.ones(n, dtype=bool)
+    boundary[1:] = (frame.code[1:] != frame.code[:-1]) | (pane_idx[1:] != pane_idx[:-1])
+    start = np.flatnonzero(boundary)
+    row_pane = np.cumsum(boundary) - 1
+    code = frame.code[start]
+    idx = pane_idx[start]
+    n_rows = np.diff(np.append(start, n))
+
+    count, total, clean = {}, {}, {}
+    for m in METRICS:
+        ok = frame.valid(m)
+        if ok.all():  # the common case: no nulls, no broken-sensor values, no copies
+            count[m], total[m], clean[m] = n_rows, np.add.reduceat(frame.values[m], start), frame.values[m]
+        else:
+            count[m] = np.add.reduceat(ok, start, dtype=np.int64)
+            total[m] = np.add.reduceat(np.where(ok, frame.values[m], 0.0), start)
+            clean[m] = np.where(ok, frame.values[m], np.nan) if m in ("temperature", "vibration", "battery_level") else None
+    t = clean["temperature"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_mean = total["temperature"] / np.maximum(count["temperature"], 1)
+    dev = t - t_mean[row_pane]
+    dev *= dev
+    temp_m2 = np.add.reduceat(np.nan_to_num(dev, copy=False, nan=0.0), start)
+    temp_min = np.fmin.reduceat(t, start)
+    temp_max = np.fmax.reduceat(t, start)
+    vib_max = np.fmax.reduceat(clean["vibration"], start)
+    b = clean["battery_level"]
+    b_ok = ~np.isnan(b)
+    if b_ok.all():
+        battery_last = b[np.append(start[1:], n) - 1]
+    else:
+        last = np.maximum.reduceat(np.where(b_ok, np.arange(n), -1), start)
+        battery_last = np.where(last >= 0, b[np.maximum(last, 0)], np.nan)
+    return Panes(
+        code=code,
+        idx=idx,
+        key=code * PANE_KEY + idx,
+        start=start,
+        row_pane=row_pane,
+        n_rows=n_rows,
+        count=count,
+        total=total,
+        temp_m2=temp_m2,
+        temp_min=temp_min,
+        temp_max=temp_max,
+        vib_max=vib_max,
+        battery_last=battery_last,
+    )
+
+
+# -- windows ------------------------------------------------------------------------
+def window_arrays(frame: ReadingsFrame, panes: Panes, emit_start: int, emit_end: int) -> dict[str, np.ndarray]:
+    """Window statistics (as arrays, with ``code``) of windows ending in ``(emit_start, emit_end]``."""
+    n_panes = np.asarray(frame.length_us // frame.hop_us, dtype=np.int64)  # panes per window, per code
+    if len(panes.key) == 0:
+        return _empty_window_arrays()
+    k_of_pane = n_panes[panes.code]
+    k_max = int(n_panes.max())
+    # A window ending at pane boundary e (its last pane is e - 1) exists if one of its panes is non-empty.
+    ends = np.unique(
+        np.concatenate([(panes.key + j)[j <= k_of_pane] for j in range(1, k_max + 1)])
+    )
+    w_code = ends // PANE_KEY
+    w_e = ends - w_code * PANE_KEY
+    w_end = w_e * frame.hop_us[w_code]
+    keep = (w_end > emit_start) & (w_end <= emit_end)
+    ends, w_code, w_e, w_end = ends[keep], w_code[keep], w_e[keep], w_end[keep]
+    k = n_panes[w_code]
+    nw = len(ends)
+
+    n_rows = np.zeros(nw, np.int64)
+    cnt = {m: np.zeros(nw, np.int64) for m in METRICS}
+    tot = {m: np.zeros(nw) for m in METRICS}
+    t_min = np.full(nw, np.nan)
+    t_max = np.full(nw, np.nan)
+    v_max = np.full(nw, np.nan)
+    batt = np.full(nw, np.nan)
+    found_at = []
+    for j in range(k_max, 0, -1):  # oldest pane first: a fixed order of floating-point sums
+        pos, found = panes.find(ends - j)
+        found &= j <= k
+        found_at.append((pos, found))
+        n_rows += np.where(found, panes.n_rows[pos], 0)
+        for m in METRICS:
+            cnt[m] += np.where(found, panes.count[m][pos], 0)
+            tot[m] += np.where(found, panes.total[m][pos], 0.0)
+        t_min = np.fmin(t_min, np.where(found, panes.temp_min[pos], np.nan))
+        t_max = np.fmax(t_max, np.where(found, panes.temp_max[pos], np.nan))
+        v_max = np.fmax(v_max, np.where(found, panes.vib_max[pos], np.nan))
+        b = np.where(found, panes.battery_last[pos], np.nan)
+        batt = np.where(np.isnan(b), batt, b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = {m: np.where(cnt[m] > 0, tot[m] / np.maximum(cnt[m], 1), np.nan) for m in METRICS}
+        t_mean = mean["temperature"]
+        m2 = np.zeros(nw)
+        p_mean = panes.mean("temperature")
+        for pos, found in found_at:  # within-pane plus between-pane sums of squares (exact decomposition)
+            use = found & (panes.count["temperature"][pos] > 0)
+            d = p_mean[pos] - t_mean
+            m2 += np.where(use, panes.temp_m2[pos] + panes.count["temperature"][pos] * d * d, 0.0)
+        t_std = np.where(cnt["temperature"] > 0, np.sqrt(m2 / np.maximum(cnt["temperature"], 1)), np.nan)
+        expected = frame.length_us[w_code] / frame.interval_us[w_code]
+        missing = np.clip(1.0 - n_rows / expected, 0.0, 1.0)
+    return {
+        "code": w_code,
+        "window_start": w_end - frame.length_us[w_code],
+        "window_end": w_end,
+        "n_readings": n_rows,
+        "temp_mean": t_mean,
+        "temp_std": t_std,
+        "temp_min": t_min,
+        "temp_max": t_max,
+        "humidity_mean": mean["humidity"],
+        "pressure_mean": mean["pressure"],
+        "vibration_mean": mean["vibration"],
+        "vibration_max": v_max,
+        "battery_level": batt,
+        "missing_rate": missing,
+    }
+
+
+def _empty_window_arrays() -> dict[str, np.ndarray]:
+    out = {f.name: np.zeros(0) for f in WINDOW_STATS if f.name != "sensor_id"}
+    for c in ("code", "window_start", "window_end", "n_readings"):
+        out[c] = np.zeros(0, np.int64)
+    return out
+
+
+def window_table(names: np.ndarray, arrays: dict[str, np.ndarray]) -> pa.Table:
+    """A WINDOW_STATS table from :func:`window_arrays` output (NaN becomes null)."""
+    cols = []
+    for f in WINDOW_STATS:
+        if f.name == "sensor_id":
+            cols.append(names_array(names, arrays["code"]))
+        elif f.name in ("window_start", "window_end"):
+            cols.append(pa.array(arrays[f.name], pa.int64()).cast(TS_TYPE))
+        elif f.name == "n_readings":
+            cols.append(pa.array(arrays[f.name], pa.int64()))
+        else:
+            cols.append(pa.array(arrays[f.name], pa.float64(), from_pandas=True))
+    return pa.Table.from_arrays(cols, schema=WINDOW_STATS)
+
+
+def compute_window_stats(
+    readings: pa.Table,
+    params: WindowParams = WindowParams(),
+    *,
+    emit_start: dt.datetime | int,
+    emit_end: dt.datetime | int,
+    intervals: pa.Table | None = None,
+    chunk_rows: int = 1_000_000,
+) -> pa.Table:
+    """WINDOW_STATS of the windows whose ``window_end`` is in ``(emit_start, emit_end]``.
+
+    ``readings`` (schemas.READINGS columns; any row order) must include the
+    context: readings from :func:`window_context_seconds` before
+    ``emit_start``. ``intervals`` (sensor_id, interval_s) overrides the
+    estimated sample intervals. Rows are sorted by (sensor_id, window_end).
+
+    >>> import datetime as dt, pyarrow as pa
+    >>> from iot_platform.core.schemas import TS_TYPE
+    >>> r = pa.table({"sensor_id": ["s1"] * 3, "ts": pa.array([0, 10_000_000, 20_000_000]).cast(TS_TYPE),
+    ...               "temperature": [20.0, 21.0, 22.0]})
+    >>> ws = compute_window_stats(r, WindowParams(length_s=60, hop_s=60, min_samples=1), emit_start=0, emit_end=60_000_000)
+    >>> ws.column("n_readings").to_pylist(), ws.column("temp_mean").to_pylist(), ws.column("missing_rate").to_pylist()
+    ([3], [21.0], [0.5])
+    """
+    a, b = emit_range(emit_start, emit_end)
+    source = ReadingsSource([readings])
+    parts = []
+    for lo, hi in source.chunks(chunk_rows):
+        frame = source.frame(lo, hi, params, intervals)
+        parts.append(window_table(frame.names, window_arrays(frame, aggregate_panes(frame), a, b)))
+    return pa.concat_tables(parts) if parts else WINDOW_STATS.empty_table()
