@@ -119,3 +119,36 @@ def test_late_readings_refresh_their_day(instance, tmp_path: Path):
     assert set(changed["temp_max"].to_pylist()) == {40.0}
     spikes = _table(root, "anomalies", DAY).filter(pc.equal(pc.field("start_ts"), pa.scalar(late_ts, pa.timestamp("us", tz="UTC"))))
     assert spikes["anomaly_type"].to_pylist() == ["spike"]
+
+
+def test_a_batch_killed_after_its_downstream_parts_is_redone_exactly(instance, tmp_path: Path):
+    """Crash after every part of a batch is on disk but before its commit; the next batch redoes it."""
+    from iot_platform.io.downstream import make_update_downstream
+    from iot_platform.io.microbatch import run_micro_batch
+
+    live, batch = tmp_path / "live", tmp_path / "backfill"
+    for root in (live, batch):
+        _backfill(instance, root, PREV)
+    _backfill(instance, batch, DAY)
+    res = _resources(live)
+    settings = res["detection"].settings(res["fleet"].params())
+    lake = Lake(live)
+    update = make_update_downstream(settings)
+
+    def crash_after_parts(*args):
+        update(*args)
+        raise RuntimeError("killed before commit")
+
+    def batch_(until: int, downstream) -> None:
+        run_micro_batch(lake, f"mb-{until}", until, fleet=res["fleet"].params(), landing=live / "landing",
+                        first_day=PREV, downstream=downstream)  # fmt: skip
+
+    batch_(D0 + 2 * H, update)
+    try:
+        batch_(D0 + 5 * H, crash_after_parts)
+    except RuntimeError:
+        pass
+    assert any(f.name == f"part-mb-{D0 + 5 * H}.parquet" for f in lake.files("window_stats", DAY))
+    batch_(D0 + 24 * H + 90 * S, update)
+    for table in KEYS:
+        assert _table(live, table, DAY).equals(_table(batch, table, DAY)), table
