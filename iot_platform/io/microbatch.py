@@ -48,6 +48,10 @@ from iot_platform.io.lake import COMPACTED, PART_PREFIX, Lake, read_metadata, wr
 
 STATE_FILE = Path("_state") / "micro_batch.json"
 INGESTED_DIR = "_ingested"
+# A batch simulates at most this many readings; a run that starts far behind
+# (a fresh lake at 15:00, a daemon that was down) catches up over several
+# batches instead of holding hours of a large fleet in memory at once.
+MAX_SIM_READINGS_PER_BATCH = 4_000_000
 
 
 # -- state -------------------------------------------------------------------------
@@ -211,6 +215,7 @@ class BatchResult:
     landing_files: int = 0
     partitions: list[str] = dataclasses.field(default_factory=list)
     per_day: dict[str, int] = dataclasses.field(default_factory=dict)  # readings ingested by day
+    caught_up_to: int | None = None  # set when the simulator is behind: the batch stopped here
     late_days: list[str] = dataclasses.field(default_factory=list)
     newest_ts: int | None = None
     removed_orphans: list[str] = dataclasses.field(default_factory=list)
@@ -247,6 +252,11 @@ def ingest_readings(
                 continue  # an untouched earlier day is the backfill's job, not a micro-batch's
             lo = sim_coverage(lake, state, day)
             hi = min(until_us, sim.day_start_us(day) + sim.DAY_US)
+            max_span = MAX_SIM_READINGS_PER_BATCH // fleet.n_sensors * fleet.interval_us
+            capped = min(hi, lo + max(max_span, fleet.interval_us))
+            if capped < hi:
+                result.caught_up_to = capped if result.caught_up_to is None else min(result.caught_up_to, capped)
+            hi = capped
             if hi > lo:
                 new_rows.setdefault(day, []).append(sim.simulate(fleet, lo, hi).readings)
                 sim_ranges[day] = (lo, hi)
@@ -357,7 +367,9 @@ def run_micro_batch(
         staged = ingest_readings(lake, state, batch_id, fleet, until_us, landing, first_day, result)
         if downstream is not None:
             t0 = time.perf_counter()
-            downstream(lake, state, batch_id, staged, until_us, result)
+            # windows are emitted only as far as the readings are complete
+            complete = until_us if result.caught_up_to is None else result.caught_up_to
+            downstream(lake, state, batch_id, staged, complete, result)
             result.seconds["downstream"] = time.perf_counter() - t0
         state.batches += 1
         commit_state(lake, state)
