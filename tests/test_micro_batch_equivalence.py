@@ -152,3 +152,24 @@ def test_a_batch_killed_after_its_downstream_parts_is_redone_exactly(instance, t
     batch_(D0 + 24 * H + 90 * S, update)
     for table in KEYS:
         assert _table(live, table, DAY).equals(_table(batch, table, DAY)), table
+
+
+def test_merged_parts_keep_the_day_equal_and_the_file_count_bounded(instance, tmp_path: Path, monkeypatch):
+    from iot_platform.io import downstream
+    from iot_platform.io.microbatch import run_micro_batch
+
+    monkeypatch.setattr(downstream, "MERGE_PARTS_AT", 3)
+    live, batch = tmp_path / "live", tmp_path / "backfill"
+    for root in (live, batch):
+        _backfill(instance, root, PREV)
+    _backfill(instance, batch, DAY)
+    res = _resources(live)
+    update = downstream.make_update_downstream(res["detection"].settings(res["fleet"].params()))
+    lake = Lake(live)
+    for until in [D0 + 30 * S] + [D0 + h * H for h in range(1, 24)] + [D0 + 24 * H + 90 * S]:
+        run_micro_batch(lake, f"mb-{until}", until, fleet=res["fleet"].params(), landing=live / "landing",
+                        first_day=PREV, downstream=update)  # fmt: skip
+        assert len(lake.files("anomaly_points", DAY)) <= 4
+    for table in KEYS:
+        assert _table(live, table, DAY).equals(_table(batch, table, DAY)), table
+    assert len(lake.files("readings", DAY)) == 25

@@ -37,6 +37,9 @@ from iot_platform.core.windows import compute_window_stats
 from iot_platform.io.lake import COMPACTED, Lake, read_metadata
 
 UNTIL_KEY = "iot.until_us"
+# window_stats and anomaly_points parts of a day are merged into one part when
+# there are this many, so a batch at 23:59 reads as few files as one at 00:01
+MERGE_PARTS_AT = 40
 DAY_US = sim.DAY_US
 US = 1_000_000
 
@@ -324,9 +327,33 @@ def update_day(lake: Lake, state, batch_id: str, day: dt.date, staged: dict, unt
             ts_max=pc.max(ts).as_py() if ts is not None else None,
             until=end,
         )
+    for table in ("window_stats", "anomaly_points"):
+        _merge_parts(lake, state, table, day, batch_id)
     # the day's points: the compacted file and every committed part, this batch's included
     lake.replace_partition("anomalies", day, to_episodes(_day_points(lake, state, day), p), metadata={UNTIL_KEY: str(end)})
     return "incremental", new_ws.num_rows
+
+
+def _merge_parts(lake: Lake, state, table: str, day: dt.date, batch_id: str) -> None:
+    """Replace a day's many small parts by one (the old files go once the batch commits)."""
+    from iot_platform.io.microbatch import PartInfo
+
+    parts = state.day_parts(table, day)
+    if len(parts) < MERGE_PARTS_AT:
+        return
+    d = lake.partition_dir(table, day)
+    files = [d / name for name in sorted(parts)]
+    data = conform(_con().sql(f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true)").to_arrow_table(), lake_schema(table))
+    col = "window_end" if table == "window_stats" else "ts"
+    data = data.sort_by([("sensor_id", "ascending"), (col, "ascending")])
+    infos = list(parts.values())
+    until = max(i.until for i in infos if i.until is not None)
+    lake.write_part(table, day, f"merged-{batch_id}", data, metadata={UNTIL_KEY: str(until)})
+    lo = [i.ts_min for i in infos if i.ts_min is not None]
+    hi = [i.ts_max for i in infos if i.ts_max is not None]
+    parts.clear()
+    parts[f"part-merged-{batch_id}.parquet"] = PartInfo(ts_min=min(lo) if lo else None, ts_max=max(hi) if hi else None, until=until)
+    state.superseded.extend(files)
 
 
 def _day_points(lake: Lake, state, day: dt.date) -> pa.Table:

@@ -72,6 +72,8 @@ class State:
     parts: dict[str, dict[str, dict[str, PartInfo]]] = dataclasses.field(default_factory=dict)
     landing_ingested: list[str] = dataclasses.field(default_factory=list)
     batches: int = 0
+    # files superseded by this batch (merged parts): deleted right after the commit
+    superseded: list[Path] = dataclasses.field(default_factory=list)
 
     def day_parts(self, table: str, day: dt.date) -> dict[str, PartInfo]:
         return self.parts.setdefault(table, {}).setdefault(day.isoformat(), {})
@@ -373,6 +375,8 @@ def run_micro_batch(
             result.seconds["downstream"] = time.perf_counter() - t0
         state.batches += 1
         commit_state(lake, state)
+        for path in state.superseded:  # a crash here leaves them uncommitted: the next batch deletes them
+            path.unlink(missing_ok=True)
         for f in pending_landing_files(landing):
             if landing_id(f) in state.landing_ingested and landing_id(f) not in before:
                 archive_landing(landing, f)
