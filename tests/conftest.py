@@ -10,7 +10,7 @@ import pytest
 
 from iot_platform.core.simulator import FleetParams
 from iot_platform.io.lake import Lake
-from iot_platform.orchestration.resources import FleetResource, LakeResource
+from iot_platform.orchestration.resources import ClockResource, DetectionResource, FleetResource, LakeResource
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAY = dt.date(2024, 1, 3)
@@ -42,6 +42,8 @@ def resources(data_dir: Path, small_fleet: FleetParams) -> dict:
         "fleet": FleetResource(
             seed=small_fleet.seed, n_sensors=small_fleet.n_sensors, sample_interval_s=small_fleet.sample_interval_s
         ),
+        "detection": DetectionResource(),
+        "clock": ClockResource(),
     }
 
 
