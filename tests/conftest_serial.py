@@ -7,14 +7,11 @@ Arduino from ``../shared/tools/arduino_emu``, pyserial's ``loop://``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import select
 import shutil
-import struct
 import subprocess
 import sys
-import termios
 import threading
 import time
 import tty
@@ -57,6 +54,9 @@ def wait_until(predicate: Callable[[], object], what: str, timeout: float = 10.0
 class PtyPair:
     """A pseudo-terminal: the test writes "device" bytes to the master, capture opens ``path``.
 
+    To know that capture has read what was written, wait on capture's own byte
+    count: FIONREAD on the slave misses bytes still in the kernel's flip buffer.
+
     ``link`` gives the slave a stable path (like udev's /dev/serial/by-id), so
     that a test can unplug the device (close the pair) and plug in a new one
     behind the same path.
@@ -76,14 +76,6 @@ class PtyPair:
         while view:
             n = os.write(self.master, view)
             view = view[n:]
-
-    def queued(self) -> int:
-        """Bytes written but not yet read by whoever reads the slave."""
-        buf = fcntl.ioctl(self.slave, termios.FIONREAD, b"\0\0\0\0")
-        return struct.unpack("i", buf)[0]
-
-    def drained(self) -> bool:
-        return self.queued() == 0
 
     def close(self) -> None:
         """Unplug: the stable path goes first (as udev removes it), then the device."""

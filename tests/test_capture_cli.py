@@ -20,8 +20,10 @@ def test_signal_flushes_everything_read_and_exits_0(tmp_path, sig):
     data = tmp_path / "data"
     with PtyPair() as pty:
         proc = subprocess.Popen(
-            # a rotation far away: whatever lands, the signal's flush wrote it
-            [*cli_command(), "capture", "--port", pty.path, "--baud", "115200", "--rotate-seconds", "3600"],
+            # a rotation far away: whatever lands, the signal's flush wrote it; frequent metrics
+            # lines tell the test how many bytes the capture has read
+            [*cli_command(), "capture", "--port", pty.path, "--baud", "115200", "--rotate-seconds", "3600",
+             "--metrics-interval", "0.05"],
             env={**os.environ, "IOT_DATA_DIR": str(data)},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -39,8 +41,9 @@ def test_signal_flushes_everything_read_and_exits_0(tmp_path, sig):
         try:
             wait_until(lambda: started.is_set() or proc.poll() is not None, "the capture to start", timeout=60)
             assert started.is_set(), "".join(log)
-            pty.write(b"".join(csv_line(i) for i in range(2000)) + b"sensor_001,2000,23")
-            wait_until(pty.drained, "the capture to read every byte")
+            sent = b"".join(csv_line(i) for i in range(2000)) + b"sensor_001,2000,23"
+            pty.write(sent)
+            wait_until(lambda: any(f"totals: {len(sent)} bytes" in line for line in log), "every byte read", 60)
             proc.send_signal(sig)
             out = proc.stdout.read()  # type: ignore[union-attr]
             assert proc.wait(timeout=30) == 0, "".join(log)

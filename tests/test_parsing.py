@@ -255,7 +255,7 @@ def _per_line(parser: LineParser, lines):
     return out
 
 
-def _batch(parser: LineParser, lines, base_us: int = 1_763_823_662_000_000):
+def _batch(parser: LineParser, lines, base_us: int = 1_000_000_000_000_001):  # no token gives this time
     received = np.arange(len(lines), dtype=np.int64) + base_us
     batch = parser.parse_batch(lines, received, "serial:test")
     assert batch.table.schema.equals(LANDING)
@@ -509,3 +509,22 @@ def test_timestamp_out_of_range_names_the_unit():
 
 def test_default_columns_constant():
     assert DEFAULT_COLUMNS == ("sensor_id", "seq", "temperature", "humidity", "pressure", "vibration", "battery_level")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "lines"),
+    [
+        (LineFormat(kind="value", metric="humidity", sensor_id="d", scale=0.1, offset=1.0),
+         [b"450", b"ERR", b"1e999", b"-5", b"45\r", b"", b"# x", b"99999", b"7,7"] * 2),
+        (LineFormat(columns=("_", "temperature", "seq"), sensor_id="d", delimiter="\t"),
+         [b"512\t23.51\t1", b"x\t-300\t2", b"\t1\t", b"a\tb\tc", b"1\t2"] * 4),
+        (LineFormat(kind="kv", sensor_id="d"), [b"temperature=1 seq=2", b"temperature=x", b"", b"seq=1"] * 5),
+        (LineFormat(kind="json"), [b'{"sensor_id": "a", "humidity": 1}', b"{", b'{"sensor_id": "a"}'] * 6),
+    ],
+    ids=["value", "tsv-skip", "kv", "json"],
+)  # fmt: skip
+def test_parse_batch_matches_parse_line_for_every_format(fmt, lines):
+    parser = LineParser(fmt)
+    _, got = _batch(parser, lines)
+    assert got == {i: v for i, v in _per_line(parser, lines) if v is not None}
+    assert any(isinstance(v, Reading) for v in got.values()) and any(isinstance(v, tuple) for v in got.values())

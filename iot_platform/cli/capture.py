@@ -6,6 +6,8 @@ import argparse
 import signal
 import threading
 
+import pyarrow as pa
+
 from iot_platform.cli import CliError
 from iot_platform.core.buffer import DropPolicy
 from iot_platform.core.parsing import DEFAULT_COLUMNS, LINE_FORMATS, METRICS, TS_UNITS, LineFormat, mapped_keys
@@ -104,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {}
     if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        # pyarrow otherwise installs its own SIGINT handler during long operations and cancels
+        # them (ArrowCancelled), which would abort the flush a signal is meant to start.
+        pa.enable_signal_handlers(False)
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     timer = None
     if args.duration is not None:

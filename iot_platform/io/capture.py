@@ -54,6 +54,7 @@ log = logging.getLogger("iot_platform.capture")
 
 _BATCH = 50_000  # most lines parsed in one go
 _MIN_BATCH_INTERVAL = 0.05  # below the batch size, parse at most this often (small batches are costly)
+_POLL = 0.05  # the longest a wait goes without looking for a stop request
 # what the reader found instead of a line: (reject code, reason)
 _FRAMING = {
     "too_long": ("too_long", "line longer than {max} bytes without an end of line (wrong baud rate or binary data?)"),
@@ -133,6 +134,7 @@ class Capture:
         self._opener = opener
         self.landing_root = Path(landing_root)
         self.stop_event = stop if stop is not None else threading.Event()
+        self._stop_requested = False  # set by stop(); see there
         self.connected = threading.Event()  # set while the port is open
         self.stats = CaptureStats()
         self.source = serial_source(config.port)
@@ -152,8 +154,28 @@ class Capture:
         self._metrics_base = CaptureStats()
 
     def stop(self) -> None:
-        """Ask :meth:`run` to stop reading, write everything read, and return. Safe from signal handlers."""
-        self.stop_event.set()
+        """Ask :meth:`run` to stop reading, write everything read, and return.
+
+        Safe in a signal handler: it only sets a flag. (``Event.set()`` takes a
+        lock, and a handler runs in the main thread, which may hold that very
+        lock inside ``Event.wait()``: a deadlock.) Every wait in the capture is
+        at most :data:`_POLL` long and looks at the flag.
+        """
+        self._stop_requested = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested or self.stop_event.is_set()
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait up to ``seconds``, in short slices; True as soon as a stop is requested."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.stop_event.wait(min(left, _POLL))
+        return True
 
     # -- the whole run ---------------------------------------------------------------
     def run(self) -> CaptureStats:
@@ -216,10 +238,10 @@ class Capture:
         backoff = Backoff(self.config.backoff_initial, maximum=self.config.backoff_max)
         since = time.monotonic()
         error: BaseException = first_error
-        while not self.stop_event.is_set():
+        while not self.stopping:
             delay = backoff.next_delay()
             log.warning("%s: %s; retrying in %.3g s (attempt %d)", self.config.port, error, delay, backoff.attempts)
-            if self.stop_event.wait(delay):
+            if self._sleep(delay):
                 return None
             try:
                 port = self._open()
@@ -238,7 +260,7 @@ class Capture:
     def _read_loop(self, port: serial.SerialBase | None) -> None:
         lost: BaseException | None = None
         try:
-            while not self.stop_event.is_set():
+            while not self.stopping:
                 if port is None:
                     port = self._reopen(PortError(f"port lost ({lost})", kind="lost", retryable=True))
                     if port is None:
@@ -313,6 +335,8 @@ class Capture:
         next_metrics = now + cfg.metrics_interval
         self._metrics_at = now
         while True:
+            if self._stop_requested and not self.stop_event.is_set():
+                self.stop_event.set()  # here, not in stop(): see there
             started = time.monotonic()
             done = not reader.is_alive()  # read before the buffer, so no last item is missed
             items = self._buffer.get_many(_BATCH, timeout=_MIN_BATCH_INTERVAL)
@@ -330,33 +354,37 @@ class Capture:
             if items and len(items) < _BATCH:
                 # Let lines gather: parsing 1-line batches costs far more per line.
                 rest = _MIN_BATCH_INTERVAL - (time.monotonic() - started)
-                if rest > 0 and not self.stop_event.is_set():
-                    self.stop_event.wait(rest)
+                if rest > 0:
+                    self._sleep(rest)
         self._flush()
         self._log_metrics(time.monotonic())
 
     def _process(self, items: list[tuple]) -> None:
         line_nos, times, raws, kinds = zip(*items)
-        framing = [i for i, k in enumerate(kinds) if k is not None] if any(kinds) else []
-        for i in framing:
-            code, reason = _FRAMING[kinds[i]]
-            self._reject(line_nos[i], times[i], raws[i], code, reason.format(max=self.config.max_line_bytes))
-        if framing:
+        # (line number, received, raw, code, reason) of every refused line, written in line order
+        refused: list[tuple[int, int, bytes, str, str]] = []
+        if any(kinds):
+            for i, kind in enumerate(kinds):
+                if kind is not None:
+                    code, reason = _FRAMING[kind]
+                    refused.append((line_nos[i], times[i], raws[i], code, reason.format(max=self.config.max_line_bytes)))
             keep = [i for i, k in enumerate(kinds) if k is None]
             line_nos = tuple(line_nos[i] for i in keep)
             times = tuple(times[i] for i in keep)
             raws = tuple(raws[i] for i in keep)
-        if not raws:
-            return
-        received = np.fromiter(times, dtype=np.int64, count=len(times))
-        batch = self._parser.parse_batch(raws, received, self.source)
-        for rej in batch.rejects:
-            self._reject(line_nos[rej.index], times[rej.index], raws[rej.index], rej.error.code, str(rej.error))
-        self.stats.comments += batch.comments
-        if batch.table.num_rows:
-            self.stats.readings += batch.table.num_rows
-            self._pending.append(batch.table)
-            self._pending_rows += batch.table.num_rows
+        if raws:
+            received = np.fromiter(times, dtype=np.int64, count=len(times))
+            batch = self._parser.parse_batch(raws, received, self.source)
+            for rej in batch.rejects:
+                i = rej.index
+                refused.append((line_nos[i], times[i], raws[i], rej.error.code, str(rej.error)))
+            self.stats.comments += batch.comments
+            if batch.table.num_rows:
+                self.stats.readings += batch.table.num_rows
+                self._pending.append(batch.table)
+                self._pending_rows += batch.table.num_rows
+        for line_no, received_us, raw, code, reason in sorted(refused, key=lambda r: r[0]):
+            self._reject(line_no, received_us, raw, code, reason)
 
     def _reject(self, line_no: int, received_us: int, raw: bytes, code: str, reason: str) -> None:
         assert code in REJECT_CODES, code
@@ -396,11 +424,12 @@ class Capture:
             "peak_utilization": bs.peak_utilization,
         }
         log.info(
-            "%s: %.1f lines/s, %d readings, %d rejected%s, %d dropped (%.2f%%), buffer %.1f%% (peak %.1f%%), "
-            "%d files so far",
+            "%s: %.1f lines/s, %d readings, %d rejected%s, %d dropped (%.2f%%), buffer %.1f%% (peak %.1f%%); "
+            "totals: %d bytes, %d lines, %d readings, %d files",
             self.config.port, lines / elapsed, s.readings - b.readings, rejected,
             f" ({', '.join(f'{k} {v}' for k, v in codes.most_common())})" if codes else "",
-            dropped, 100 * self.last_metrics["drop_rate"], 100 * bs.utilization, 100 * bs.peak_utilization, s.files,
+            dropped, 100 * self.last_metrics["drop_rate"], 100 * bs.utilization, 100 * bs.peak_utilization,
+            s.bytes, s.lines, s.readings, s.files,
         )  # fmt: skip
         if bs.peak_utilization > WARN_UTILIZATION:
             log.warning(
