@@ -83,8 +83,9 @@ def build_readings_day(
     *,
     now_us: int | None = None,
     sensors_per_chunk: int = 5,
+    write_labels: bool = True,
 ) -> DayStats:
-    """Rebuild the `readings`, `rejected_readings` and `fault_labels` partitions of ``day``."""
+    """Rebuild the `readings`, `rejected_readings` and (``write_labels``) `fault_labels` partitions of ``day``."""
     start = sim.day_start_us(day)
     until = sim_end_us(day, now_us) if fleet is not None else start
     raw_files = lake.files("raw_readings", day)
@@ -144,7 +145,7 @@ def build_readings_day(
     label_table = pa.concat_tables(labels) if labels else FAULT_LABELS.empty_table()
     # today's ground truth is what has happened so far, not the episodes still to come
     label_table = label_table.filter(pc.less(label_table["start_ts"].cast(pa.int64()), until))
-    if fleet is not None:
+    if fleet is not None and write_labels:
         lake.replace_partition("fault_labels", day, label_table.sort_by([("sensor_id", "ascending"), ("start_ts", "ascending")]))
     stats.labels = label_table.num_rows
     return stats
