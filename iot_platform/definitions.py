@@ -7,15 +7,23 @@ import dagster as dg
 from iot_platform.orchestration.assets.detection import anomalies, window_stats
 from iot_platform.orchestration.assets.fleet import fleet_readings
 from iot_platform.orchestration.checks import all_checks
-from iot_platform.orchestration.micro_batch import finalize_job, finalize_yesterday, micro_batch_job, micro_batch_sensor
+from iot_platform.orchestration.models import build_model_assets, build_model_checks
+from iot_platform.orchestration.micro_batch import (
+    finalize_job,
+    finalize_yesterday,
+    micro_batch_job,
+    micro_batch_sensor,
+    refresh_models_job,
+    refresh_models_schedule,
+)
 from iot_platform.orchestration.resources import ClockResource, detection_from_env, fleet_from_env, lake_from_env
 
 defs = dg.Definitions(
-    assets=[fleet_readings, window_stats, anomalies],
-    asset_checks=all_checks,
-    jobs=[micro_batch_job, finalize_job],
+    assets=[fleet_readings, window_stats, anomalies, *build_model_assets()],
+    asset_checks=[*all_checks, *build_model_checks()],
+    jobs=[micro_batch_job, finalize_job, refresh_models_job],
     sensors=[micro_batch_sensor],
-    schedules=[finalize_yesterday],
+    schedules=[finalize_yesterday, refresh_models_schedule],
     resources={
         "lake": lake_from_env(),
         "fleet": fleet_from_env(),

@@ -101,9 +101,24 @@ def micro_batch_sensor(context: SensorEvaluationContext, lake: LakeResource, fle
 
 finalize_job = dg.define_asset_job(
     "finalize_day",
-    selection=dg.AssetSelection.assets("readings", "fault_labels").downstream(),
+    selection=dg.AssetSelection.groups("lake"),
     partitions_def=daily_partitions,
-    description="Rebuild a whole day: compact micro-batch parts, recompute window_stats, anomalies and models.",
+    description="Rebuild a whole day: compact micro-batch parts, recompute window_stats and anomalies.",
+)
+
+refresh_models_job = dg.define_asset_job(
+    "refresh_models",
+    selection=dg.AssetSelection.groups("warehouse"),
+    description="Rebuild the DuckDB warehouse (the SQL models in dbt_like_sql/) and run their tests.",
+)
+
+refresh_models_schedule = dg.ScheduleDefinition(
+    name="refresh_models_every_10_minutes",
+    job=refresh_models_job,
+    cron_schedule="*/10 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="The SQL models that are tables (daily health, open alerts, ...) follow the micro-batches; views are always current.",
 )
 
 
