@@ -240,7 +240,7 @@ def test_the_prompt_runs_queries_until_eof_and_survives_errors(root):
     assert prompts == ["sql> ", "...> ", "...> ", "sql> ", "sql> ", "sql> ", "sql> ", "sql> "]
     text = out.getvalue()
     assert "n\n-\n5\n(1 row)\n" in text
-    assert "\nanomalies\nfault_labels\n" in text and "\nsensor_status\n" in text
+    assert "\nanomalies\nanomaly_points\nfault_labels\n" in text and "\nsensor_status\n" in text
     assert "two\n---\n  2\n(1 row)\n" in text
     assert err.getvalue() == (
         "Error: COPY is refused: the session writes nothing; use --output FILE to save a result\n"

@@ -203,14 +203,16 @@ def test_load_project_reads_files_and_reports_yaml_errors_with_line(tmp_path):
 def test_audit_queries_select_the_bad_rows_with_bound_values():
     q = quote_ident
     rel = lambda r: q(r.name)  # noqa: E731
-    assert DataTest("m", "not_null", ("a", "b")).sql(rel) == ('SELECT * FROM "m" WHERE "a" IS NULL OR "b" IS NULL', [])
+    assert DataTest("m", "not_null", ("a", "b")).sql(rel) == ('SELECT * FROM "m" AS m WHERE "a" IS NULL OR "b" IS NULL', [])
     sql, params = DataTest("m", "accepted_values", ("s",), values=("x", "it's")).sql(rel)
-    assert sql == 'SELECT * FROM "m" WHERE "s" IS NOT NULL AND NOT list_contains(?, "s")'
+    assert sql == 'SELECT * FROM "m" AS m WHERE "s" IS NOT NULL AND NOT list_contains(?, "s")'
     assert params == [["x", "it's"]]  # bound, never formatted into the SQL
     sql, _ = DataTest("m", "relationships", ("k",), to=Relation("source", "anomalies", "lake"), field="anomaly_id").sql(rel)
     assert 'FROM "anomalies" AS parent WHERE parent."anomaly_id" = child."k"' in sql
     sql, _ = DataTest("m", "unique", ("a", "date")).sql(rel)
-    assert sql.startswith('SELECT "a", "date", count(*) AS n_rows FROM "m"') and "HAVING count(*) > 1" in sql
+    assert sql.startswith('SELECT "a", "date", count(*) AS n_rows FROM "m" AS m') and "HAVING count(*) > 1" in sql
+    sql, _ = DataTest("m", "not_null", ("a",), where="date >= DATE '2024-01-01'").sql(rel)
+    assert sql == 'SELECT * FROM (SELECT * FROM "m" WHERE date >= DATE \'2024-01-01\') AS m WHERE "a" IS NULL'
     assert quote_ident('we"ird') == '"we""ird"'
 
 
@@ -218,26 +220,31 @@ def test_audit_queries_select_the_bad_rows_with_bound_values():
 def test_the_shipped_project_loads_with_its_lineage():
     p = load_project(default_project_dir())
     order = list(p.models)
-    assert set(order) == {
-        "window_tiles", "sensor_health_daily", "anomaly_summary_daily", "fleet_hourly",
-        "open_alerts", "sensor_status", "sensor_hourly", "detection_quality_daily",
+    assert {m.name: m.materialized for m in p.models.values()} == {
+        "window_tiles": "view", "sensor_hourly": "view", "fleet_hourly": "view", "sensor_readings_hourly": "view",
+        "sensor_status": "view", "sensor_health_daily": "table", "anomaly_summary_daily": "table",
+        "open_alerts": "table", "detection_quality_daily": "table",
     }
     for before, after in [
+        ("window_tiles", "sensor_hourly"),
+        ("sensor_hourly", "fleet_hourly"),
         ("window_tiles", "sensor_health_daily"),
-        ("window_tiles", "fleet_hourly"),
         ("sensor_health_daily", "open_alerts"),
         ("open_alerts", "sensor_status"),
     ]:
         assert order.index(before) < order.index(after)
     deps = {m.name: (sorted(m.refs), sorted(s.name for s in m.sources)) for m in p.models.values()}
-    assert deps["sensor_health_daily"] == (["window_tiles"], ["anomalies", "window_stats"])
-    assert deps["open_alerts"] == (["sensor_health_daily"], ["anomalies"])
-    assert deps["sensor_status"] == (["open_alerts", "sensor_health_daily"], [])
-    assert deps["sensor_hourly"] == ([], ["readings"])
-    assert deps["detection_quality_daily"] == ([], ["anomalies", "fault_labels"])
-    assert {m.name: m.materialized for m in p.models.values()} == {
-        "window_tiles": "view", "sensor_health_daily": "table", "anomaly_summary_daily": "table",
-        "fleet_hourly": "table", "open_alerts": "table", "sensor_status": "view", "sensor_hourly": "view",
-        "detection_quality_daily": "table",
+    assert deps == {
+        "window_tiles": ([], ["window_stats"]),
+        "sensor_hourly": (["window_tiles"], []),
+        "fleet_hourly": (["sensor_hourly"], []),
+        "sensor_health_daily": (["window_tiles"], ["anomalies", "window_stats"]),
+        "anomaly_summary_daily": ([], ["anomalies"]),
+        "open_alerts": (["sensor_health_daily"], ["anomalies"]),
+        "sensor_status": (["open_alerts", "sensor_health_daily"], []),
+        "sensor_readings_hourly": ([], ["readings"]),
+        "detection_quality_daily": ([], ["anomalies", "fault_labels"]),
     }
     assert all(m.header and m.description for m in p.models.values())
+    # tests on views over the lake audit recent days only: a full scan at every refresh is too slow
+    assert {t.model for t in p.tests if t.where} == {"sensor_hourly", "fleet_hourly"}

@@ -16,6 +16,7 @@ from iot_platform.core.sqlmodels import ProjectError, load_project
 from iot_platform.io.lake import Lake
 from iot_platform.io.warehouse import (
     LAKE_SCHEMAS,
+    QueryError,
     QuerySession,
     WarehouseError,
     default_project_dir,
@@ -160,12 +161,29 @@ def test_sensor_health_daily(built):
     assert_rows(
         rows(built, "SELECT * FROM sensor_health_daily"),
         [
-            ("s1", D1, 16, 2, 2 / 24, 1.4 / 3, 79.0, T(D1, "2:00"), 19.0, 25.0, 0.7, 1, 0, 1, ["spike"]),
-            ("s2", D1, 15, 2, 2 / 24, 0.25, 49.0, T(D1, "11:00"), 27.0, 31.0, 1.0, 3, 1, 2, ["high_vibration", "spike"]),
-            ("s4", D1, 3, 1, 1 / 24, 0.7, 15.0, T(D1, "0:00"), 9.0, 11.0, 0.2, 0, 0, 0, []),
-            ("s1", D2, 12, 2, 2 / 24, 0.4, 77.0, T(D2, "2:00"), 20.0, 26.0, 0.6, 2, 1, 1, ["flatline", "spike"]),
+            ("s1", D1, 16, 2, 2 / 24, 1.4 / 3, 79.0, T(D1, "2:00"), 1, 0, 1, ["spike"]),
+            ("s2", D1, 15, 2, 2 / 24, 0.25, 49.0, T(D1, "11:00"), 3, 1, 2, ["high_vibration", "spike"]),
+            ("s4", D1, 3, 1, 1 / 24, 0.7, 15.0, T(D1, "0:00"), 0, 0, 0, []),
+            ("s1", D2, 12, 2, 2 / 24, 0.4, 77.0, T(D2, "2:00"), 2, 1, 1, ["flatline", "spike"]),
             # silent all day: a row from its anomaly alone
-            ("s3", D2, 0, 0, 0.0, None, None, None, None, None, None, 1, 0, 1, ["silent_sensor"]),
+            ("s3", D2, 0, 0, 0.0, None, None, None, 1, 0, 1, ["silent_sensor"]),
+        ],
+    )
+
+
+def test_sensor_hourly(built):
+    assert_rows(
+        rows(built, "SELECT * FROM sensor_hourly ORDER BY date, sensor_id, hour"),
+        [
+            ("s1", T(D1, "0:00"), D1, 10, 1, 1.0, 0.0, 20.0, 19.0, 21.0, 50.0, 1000.0, 0.2, 0.5, 80.0, 80.0),
+            # an empty window (the platform does not write them, but NULLs must not break the roll-up)
+            ("s1", T(D1, "1:00"), D1, 0, 0, 0.0, 1.0, None, None, None, None, None, None, None, None, None),
+            ("s1", T(D1, "2:00"), D1, 6, 1, 1.0, 0.4, 23.0, 22.0, 25.0, 40.0, 1010.0, 0.3, 0.7, 79.0, 79.0),
+            ("s2", T(D1, "0:00"), D1, 10, 1, 1.0, 0.0, 30.0, 29.0, 31.0, 60.0, 990.0, 0.6, 1.0, 50.0, 50.0),
+            ("s2", T(D1, "11:00"), D1, 5, 1, 1.0, 0.5, 28.0, 27.0, 29.0, 62.0, 992.0, 0.5, 0.9, 49.0, 49.0),
+            ("s4", T(D1, "0:00"), D1, 3, 1, 1.0, 0.7, 10.0, 9.0, 11.0, 70.0, 1005.0, 0.1, 0.2, 15.0, 15.0),
+            ("s1", T(D2, "0:00"), D2, 8, 1, 1.0, 0.2, 21.0, 20.0, 22.0, 52.0, 1001.0, 0.2, 0.4, 78.0, 78.0),
+            ("s1", T(D2, "2:00"), D2, 4, 1, 1.0, 0.6, 24.0, 23.0, 26.0, 45.0, 1002.0, 0.3, 0.6, 77.0, 77.0),
         ],
     )
 
@@ -187,7 +205,7 @@ def test_anomaly_summary_daily(built):
 
 def test_fleet_hourly(built):
     assert_rows(
-        rows(built, "SELECT * FROM fleet_hourly"),
+        rows(built, "SELECT * FROM fleet_hourly ORDER BY hour"),
         [
             (T(D1, "0:00"), D1, 3, 23, 530 / 23, 9.0, 31.0, 1310 / 23, 22915 / 23, 8.3 / 23, 1.0, 145 / 3, 15.0, 0.7 / 3),
             # a window without readings: the hour is there, its means are NULL
@@ -231,11 +249,11 @@ def test_detection_quality_daily(built):
     )
 
 
-def test_sensor_hourly_from_raw_readings(built):
+def test_sensor_readings_hourly(built):
     got = rows(
         built,
         "SELECT sensor_id, hour, date, n_readings, first_ts, last_ts, temperature_mean, temperature_min, "
-        "temperature_max, humidity_mean, battery_level_min FROM sensor_hourly WHERE date = DATE '2024-03-01' "
+        "temperature_max, humidity_mean, battery_level_min FROM sensor_readings_hourly WHERE date = DATE '2024-03-01' "
         "ORDER BY sensor_id, hour",
     )
     assert_rows(
@@ -256,15 +274,15 @@ def test_window_tiles_count_each_reading_once_with_sliding_windows(tmp_path, pro
     ])
     refresh(project, tmp_path)
     assert rows(tmp_path, "SELECT window_start, n_readings FROM window_tiles ORDER BY 1") == [(T(D1, "0:00"), 5), (T(D1, "2:00"), 9)]
-    assert rows(tmp_path, "SELECT n_readings, n_windows, coverage FROM sensor_health_daily") == [(14, 2, 4 / 24)]
-    assert rows(tmp_path, "SELECT hour, n_readings FROM fleet_hourly") == [(T(D1, "0:00"), 5), (T(D1, "2:00"), 9)]
+    assert rows(tmp_path, "SELECT n_readings, n_windows, coverage, last_seen FROM sensor_health_daily") == [(14, 2, 4 / 24, T(D1, "3:00"))]
+    assert rows(tmp_path, "SELECT hour, n_readings FROM fleet_hourly ORDER BY 1") == [(T(D1, "0:00"), 5), (T(D1, "2:00"), 9)]
 
 
 def test_an_empty_lake_builds_every_model_with_typed_empty_tables(tmp_path, project):
     built = refresh(project, tmp_path)
     assert [b.name for b in built] == list(project.models)
     assert {b.name: b.row_count for b in built if b.materialized == "table"} == {
-        "anomaly_summary_daily": 0, "detection_quality_daily": 0, "fleet_hourly": 0, "sensor_health_daily": 0, "open_alerts": 0,
+        "anomaly_summary_daily": 0, "detection_quality_daily": 0, "sensor_health_daily": 0, "open_alerts": 0,
     }
     conn = duckdb.connect(str(warehouse_path(tmp_path)), read_only=True)
     try:
@@ -281,7 +299,7 @@ def test_an_empty_lake_builds_every_model_with_typed_empty_tables(tmp_path, proj
 # -- data tests ------------------------------------------------------------------------------
 def test_the_shipped_tests_pass_on_good_data(built, project):
     outcomes = run_tests(project, built)
-    assert len(outcomes) == len(project.tests) == 28
+    assert len(outcomes) == len(project.tests) == 29
     assert [(o.test.model, o.test.name) for o in outcomes if not o.passed] == []
 
 
@@ -358,15 +376,20 @@ def small_project(root: Path, models: dict[str, str], schema: str = "") -> Path:
 def test_refresh_swaps_a_new_file_in_while_readers_keep_theirs(tmp_path):
     data = tmp_path / "data"
     proj = small_project(tmp_path / "p", {"n": "-- One row.\n{{ config(materialized='table') }}\nSELECT count(*) AS n FROM {{ source('lake', 'anomalies') }}\n"})
+    write(Lake(data), "anomalies", D1, ANOMALY_ROWS[D1])
     refresh(load_project(proj), data)
     reader = duckdb.connect(str(warehouse_path(data)), read_only=True)  # like the UI or a notebook
+    session = QuerySession(load_project(proj), data)  # like `iot-platform sql`: attaches the warehouse
     try:
-        write(Lake(data), "anomalies", D1, ANOMALY_ROWS[D1])
+        write(Lake(data), "anomalies", D2, ANOMALY_ROWS[D2])
         refresh(load_project(proj), data)  # no lock error: the live file is never opened read-write
-        assert reader.execute("SELECT n FROM n").fetchall() == [(0,)]  # the reader's version
+        assert reader.execute("SELECT n FROM n").fetchall() == [(4,)]  # the reader's version
+        assert session.query("SELECT n FROM n").to_pylist() == [{"n": 4}]
+        assert session.query("SELECT count(*) AS n FROM anomalies").to_pylist() == [{"n": 8}]  # the lake is live
     finally:
         reader.close()
-    assert rows(data, "SELECT n FROM n") == [(4,)]
+        session.close()
+    assert rows(data, "SELECT n FROM n") == [(8,)]
     assert sorted(p.name for p in warehouse_path(data).parent.iterdir()) == [".warehouse.duckdb.lock", "warehouse.duckdb"]
 
 
@@ -400,7 +423,9 @@ def test_a_partial_refresh_keeps_the_other_models(tmp_path):
     assert rows(data, "SELECT (SELECT k FROM a), (SELECT k FROM b)") == [(1, 11)]
     small_project(tmp_path / "p", {"a": "-- One row.\n{{ config(materialized='table') }}\nSELECT 5 AS k\n"})
     refresh(load_project(proj), data, ["a"])  # b was deleted from the project: dropped
-    assert rows(data, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1") == [("a",), ("anomalies",)]
+    assert rows(data, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1") == [
+        (t,) for t in sorted(["a", *LAKE_SCHEMAS])  # every lake table has its view, declared or not
+    ]
 
 
 def test_documented_columns_must_exist_and_a_model_is_one_select(tmp_path):
@@ -416,13 +441,20 @@ def test_documented_columns_must_exist_and_a_model_is_one_select(tmp_path):
 def test_a_date_filter_reads_only_that_days_files(tmp_path, project):
     make_lake(tmp_path)
     refresh(project, tmp_path)
-    for table in ("anomalies", "readings"):
+    for table in ("anomalies", "readings", "window_stats"):
         (Lake(tmp_path).partition_dir(table, D2) / "data.parquet").write_bytes(b"not parquet at all")
     with QuerySession(project, tmp_path) as s:
-        assert s.query("SELECT count(*) AS n FROM anomalies WHERE date = DATE '2024-03-01'").to_pylist() == [{"n": 4}]
-        assert s.query("SELECT sum(n_readings) AS n FROM sensor_hourly WHERE date = DATE '2024-03-01'").to_pylist() == [{"n": 4}]
-        with pytest.raises(Exception, match="data.parquet"):
-            s.query("SELECT count(*) FROM anomalies")  # the unfiltered query does open the broken file
+        one_day = "WHERE date = DATE '2024-03-01'"
+        assert s.query(f"SELECT count(*) AS n FROM anomalies {one_day}").to_pylist() == [{"n": 4}]
+        assert s.query(f"SELECT sum(n_readings) AS n FROM sensor_readings_hourly {one_day}").to_pylist() == [{"n": 4}]
+        assert s.query(f"SELECT sum(n_readings) AS n FROM sensor_hourly {one_day}").to_pylist() == [{"n": 34}]
+        assert s.query(f"SELECT count(*) AS n FROM fleet_hourly {one_day}").to_pylist() == [{"n": 4}]
+        assert s.query(f"SELECT count(*) AS n FROM window_tiles {one_day}").to_pylist() == [{"n": 6}]
+        # a date known only when the query runs prunes too (a variable is a constant for the planner)
+        assert s.query("SELECT count(*) AS n FROM sensor_hourly WHERE date < getvariable('latest_date')").to_pylist() == [{"n": 6}]
+        for table in ("anomalies", "readings", "window_stats"):
+            with pytest.raises(QueryError, match=r"date=2024-03-02/data.parquet"):
+                s.query(f"SELECT count(*) FROM {table} WHERE sensor_id <> 'x'")  # unfiltered: opens the broken file
 
 
 # -- the query session ------------------------------------------------------------------------
@@ -436,10 +468,11 @@ def test_session_reads_table_models_from_the_snapshot_and_views_live(tmp_path, p
     refresh(project, tmp_path)
     write(Lake(tmp_path), "anomalies", dt.date(2024, 3, 3), [anomaly("a9", "s9", "spike", "critical", T(dt.date(2024, 3, 3), "1:00"), T(dt.date(2024, 3, 3), "1:01"), 1.0)])
     with QuerySession(project, tmp_path) as s:
-        assert s.snapshot_models == ["anomaly_summary_daily", "detection_quality_daily", "fleet_hourly", "sensor_health_daily", "open_alerts"]
+        assert s.snapshot_models == ["anomaly_summary_daily", "detection_quality_daily", "sensor_health_daily", "open_alerts"]
         assert s.query("SELECT count(*) AS n FROM anomalies").to_pylist() == [{"n": 9}]  # the lake: live
         assert s.query("SELECT count(*) AS n FROM anomaly_summary_daily").to_pylist() == [{"n": 7}]  # last refresh
-        assert s.relations[:6] == ["anomalies", "fault_labels", "raw_readings", "readings", "rejected_readings", "window_stats"]
+        assert s.relations == [*sorted(LAKE_SCHEMAS), *project.models]
+        assert s.relations[:7] == ["anomalies", "anomaly_points", "fault_labels", "raw_readings", "readings", "rejected_readings", "window_stats"]
 
 
 def test_schemas_of_lake_views_match_the_arrow_schemas(tmp_path, project):

@@ -5,8 +5,8 @@
 -- A label is caught when an anomaly of a matching type on the same sensor overlaps
 -- its [start_ts, end_ts]. Delivery faults (duplicates, out_of_order, clock_skew) are
 -- ingestion's to absorb, not the detectors' to find, and are left out. Labels and
--- anomalies are expanded to the UTC days they span and joined per day, which keeps
--- the join an equality join however long the history is.
+-- anomalies are expanded to the UTC days they span (as day numbers since the epoch) and
+-- joined per day, which keeps the join an equality join however long the history is.
 {{ config(materialized='table') }}
 WITH matching (fault_type, anomaly_type) AS (
     VALUES
@@ -26,13 +26,13 @@ labels AS (
 ),
 label_days AS (
     SELECT l.label_id, l.sensor_id, m.anomaly_type, l.start_ts, l.end_ts,
-           unnest(generate_series(CAST(l.start_ts AS DATE), CAST(l.end_ts AS DATE), INTERVAL 1 DAY)) AS day
+           unnest(range(epoch_us(l.start_ts) // 86400000000, epoch_us(l.end_ts) // 86400000000 + 1)) AS day
     FROM labels AS l
     JOIN matching AS m ON m.fault_type = l.fault_type
 ),
 anomaly_days AS (
     SELECT sensor_id, anomaly_type, start_ts, end_ts,
-           unnest(generate_series(CAST(start_ts AS DATE), CAST(end_ts AS DATE), INTERVAL 1 DAY)) AS day
+           unnest(range(epoch_us(start_ts) // 86400000000, epoch_us(end_ts) // 86400000000 + 1)) AS day
     FROM {{ source('lake', 'anomalies') }}
     WHERE anomaly_type IN (SELECT anomaly_type FROM matching)
 ),

@@ -1,14 +1,14 @@
 -- fleet_hourly: one row per UTC hour with data: the whole fleet's aggregates of every metric.
--- Grain: hour.  Time column: hour (windows are placed in the hour their window starts in).
+-- Grain: hour.  Time column: hour (partition column: date).
 --
--- Means are weighted by the readings behind each window; minima and maxima are over
--- the windows' own minima and maxima; battery and missing rate are plain means over
--- windows. Built from window_tiles, so each reading weighs once.
-{{ config(materialized='table') }}
+-- Rolled up from sensor_hourly: means weighted by readings, minima and maxima over
+-- sensors, battery and missing rate as means over sensors; n_sensors counts the
+-- sensors that reported in the hour. A view: filter on date to read only those days.
+{{ config(materialized='view') }}
 SELECT
-    date_trunc('hour', window_start) AS hour,
-    CAST(date_trunc('hour', window_start) AS DATE) AS date,
-    count(DISTINCT sensor_id) FILTER (WHERE n_readings > 0) AS n_sensors,
+    hour,
+    date,
+    count(*) FILTER (WHERE n_readings > 0) AS n_sensors,
     sum(n_readings)::BIGINT AS n_readings,
     sum(temp_mean * n_readings) / sum(n_readings) FILTER (WHERE temp_mean IS NOT NULL) AS temp_mean,
     min(temp_min) AS temp_min,
@@ -17,9 +17,8 @@ SELECT
     sum(pressure_mean * n_readings) / sum(n_readings) FILTER (WHERE pressure_mean IS NOT NULL) AS pressure_mean,
     sum(vibration_mean * n_readings) / sum(n_readings) FILTER (WHERE vibration_mean IS NOT NULL) AS vibration_mean,
     max(vibration_max) AS vibration_max,
-    avg(battery_level) AS battery_mean,
-    min(battery_level) AS battery_min,
+    avg(battery_mean) AS battery_mean,
+    min(battery_min) AS battery_min,
     avg(missing_rate) AS missing_rate
-FROM {{ ref('window_tiles') }}
-GROUP BY hour
-ORDER BY hour
+FROM {{ ref('sensor_hourly') }}
+GROUP BY hour, date

@@ -2,26 +2,29 @@
 -- complete and how fresh its data was, its battery, and the anomalies it raised.
 -- Grain: sensor_id, date.  Time column: date (the UTC day).
 --
--- Built from window statistics and anomalies, not from raw readings, so a full rebuild
--- reads the compact window statistics of the whole history in seconds. n_readings sums
--- window_tiles (each reading once). last_seen is the start of the last window that held
--- a reading: windows hop on a grid, so the last reading came within one hop (60 s by
--- default) after it. A sensor that raised anomalies on a day without any window (silent
--- all day) still gets a row, with n_readings = 0. Fleet-wide anomalies (sensor_id
--- '__fleet__') are not a sensor's and are left out.
+-- A table rebuilt whole at every refresh, so it reads only cheap columns: window
+-- timestamps, counts, missing rates and battery levels of window_stats (a year of 100
+-- sensors in seconds), and anomalies; never raw readings. The hour-by-hour metrics are
+-- in sensor_hourly. n_readings counts each reading once (see window_tiles); it is the
+-- day's exact count when the window length divides a day (300 s, the default at 1 Hz);
+-- otherwise a window straddling midnight counts whole in the day it ends in, so a day
+-- can be off by a window's readings while sums over days stay exact. missing_rate is
+-- the mean of the tiling windows' missing rates; coverage is the fraction of the day
+-- covered by tiling windows that held readings (capped at 1). last_seen is the start of
+-- the last window that held a reading: the last reading came at most one window length
+-- later. A sensor that raised anomalies on a day without any window (silent all day)
+-- still gets a row, with n_readings = 0. Fleet-wide anomalies (sensor_id '__fleet__')
+-- are not a sensor's and are left out.
 {{ config(materialized='table') }}
-WITH windows AS (
+WITH tiles AS (
     SELECT
         sensor_id,
         date,
         sum(n_readings)::BIGINT AS n_readings,
         count(*) FILTER (WHERE n_readings > 0) AS n_windows,
-        sum(date_diff('microsecond', window_start, window_end)) FILTER (WHERE n_readings > 0) / 86400e6 AS coverage,
+        least(coalesce(sum(epoch_us(window_end) - epoch_us(window_start)) FILTER (WHERE n_readings > 0), 0) / 86400e6, 1.0) AS coverage,
         avg(missing_rate) AS missing_rate,
-        min(battery_level) AS battery_min,
-        min(temp_min) AS temp_min,
-        max(temp_max) AS temp_max,
-        max(vibration_max) AS vibration_max
+        min(battery_level) AS battery_min
     FROM {{ ref('window_tiles') }}
     GROUP BY sensor_id, date
 ),
@@ -45,20 +48,17 @@ anomalies AS (
 SELECT
     coalesce(s.sensor_id, a.sensor_id) AS sensor_id,
     coalesce(s.date, a.date) AS date,
-    coalesce(w.n_readings, 0) AS n_readings,
-    coalesce(w.n_windows, 0) AS n_windows,
-    coalesce(w.coverage, 0.0) AS coverage,
-    w.missing_rate,
-    w.battery_min,
+    coalesce(t.n_readings, 0) AS n_readings,
+    coalesce(t.n_windows, 0) AS n_windows,
+    coalesce(t.coverage, 0.0) AS coverage,
+    t.missing_rate,
+    t.battery_min,
     s.last_seen,
-    w.temp_min,
-    w.temp_max,
-    w.vibration_max,
     coalesce(a.n_anomalies, 0) AS n_anomalies,
     coalesce(a.n_warning, 0) AS n_warning,
     coalesce(a.n_critical, 0) AS n_critical,
     coalesce(a.anomaly_types, []::VARCHAR[]) AS anomaly_types
 FROM seen AS s
-LEFT JOIN windows AS w ON w.sensor_id = s.sensor_id AND w.date = s.date
+LEFT JOIN tiles AS t ON t.sensor_id = s.sensor_id AND t.date = s.date
 FULL OUTER JOIN anomalies AS a ON a.sensor_id = s.sensor_id AND a.date = s.date
 ORDER BY date, sensor_id

@@ -1,11 +1,12 @@
 -- sensor_status: one row per sensor: where it stands at the end of the data (its latest
--- day in sensor_health_daily), with its open alerts and last week's anomalies.
+-- day in sensor_health_daily), with its open alerts and the last week's anomalies.
 -- Grain: sensor_id.  Time column: last_seen.
 --
--- "Last week" is the 7 days ending on the fleet's latest day, not on today, so the
--- status of a replayed or backfilled history reads the same as it did live.
--- status: 'alert' with an open critical alert, else 'silent' when the sensor was last
--- seen more than an hour before the fleet's latest reading, else 'ok'.
+-- "The last week" is the 7 days ending on the fleet's latest day, not on today, so a
+-- replayed or backfilled history reads the same as it did live. status: 'alert' with
+-- an open critical alert, else 'silent' when the sensor was last seen more than an hour
+-- before the fleet's last reading, else 'ok'. A view over two tables: always current
+-- with them, and cheap.
 {{ config(materialized='view') }}
 WITH latest AS (
     SELECT *

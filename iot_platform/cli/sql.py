@@ -20,6 +20,7 @@ import decimal
 import io
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sql",
         help="run read-only SQL over the lake and the warehouse models",
         description=(
-            "Run one read-only SQL query (SELECT or EXPLAIN) with the lake tables (readings, window_stats, "
-            "anomalies, fault_labels, rejected_readings) and every model of dbt_like_sql/ available by name. "
+            "Run one read-only SQL query (SELECT or EXPLAIN) with every lake table (readings, window_stats, "
+            "anomalies, fault_labels, raw_readings, rejected_readings) and every model of dbt_like_sql/ by name. "
             "A filter on the partition column `date` reads only those days. With no query and a terminal, "
             "start an interactive prompt."
         ),
@@ -108,7 +109,11 @@ def write_result(table: pa.Table, fmt: str, output: Path | None, *, max_rows: in
         write_parquet_atomic(table, output)
         return
     if output is None:
-        _write_text(table, fmt, sys.stdout, max_rows)
+        try:
+            _write_text(table, fmt, sys.stdout, max_rows)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `iot-platform sql ... | head`: the reader has all it wants
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     try:
         with open(output, "w", encoding="utf-8", newline="") as f:

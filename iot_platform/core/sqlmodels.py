@@ -95,6 +95,7 @@ class DataTest:
     field: str | None = None  # ... and its key column
     severity: str = "error"
     explicit_name: str | None = None
+    where: str | None = None  # dbt's test config: audit only the rows matching this SQL predicate
 
     @property
     def name(self) -> str:
@@ -119,20 +120,23 @@ class DataTest:
     def sql(self, relation_name: Callable[[Relation], str]) -> tuple[str, list[Any]]:
         """The audit query (returns the failing rows) and its bound parameters."""
         rel = relation_name(Relation("ref", self.model))
+        if self.where:
+            # project code from schema.yml (like a model's SQL), not a value: it cannot be bound
+            rel = f"(SELECT * FROM {rel} WHERE {self.where})"
         cols = [quote_ident(c) for c in self.columns]
         if self.kind == "not_null":
-            return f"SELECT * FROM {rel} WHERE " + " OR ".join(f"{c} IS NULL" for c in cols), []
+            return f"SELECT * FROM {rel} AS m WHERE " + " OR ".join(f"{c} IS NULL" for c in cols), []
         if self.kind == "unique":
             keys = ", ".join(cols)
             all_null = " AND ".join(f"{c} IS NULL" for c in cols)
             return (
-                f"SELECT {keys}, count(*) AS n_rows FROM {rel} WHERE NOT ({all_null}) "
+                f"SELECT {keys}, count(*) AS n_rows FROM {rel} AS m WHERE NOT ({all_null}) "
                 f"GROUP BY {keys} HAVING count(*) > 1 ORDER BY n_rows DESC, {keys}",
                 [],
             )
         if self.kind == "accepted_values":
             (c,) = cols
-            return f"SELECT * FROM {rel} WHERE {c} IS NOT NULL AND NOT list_contains(?, {c})", [list(self.values)]
+            return f"SELECT * FROM {rel} AS m WHERE {c} IS NOT NULL AND NOT list_contains(?, {c})", [list(self.values)]
         assert self.to is not None and self.field is not None
         (c,) = cols
         parent = relation_name(self.to)
@@ -377,7 +381,10 @@ def _parse_test(spec: Any, model: str, column: str | None, where: str) -> DataTe
         allowed = [a for a in allowed if a != "columns"]
     required = {"accepted_values": ["values"], "relationships": ["to", "field"]}.get(kind, [])
     args = _expect_keys(args, f"{where}.{kind}", allowed, required)
-    config = _expect_keys(args.get("config") or {}, f"{where}.{kind}.config", ["severity"])
+    config = _expect_keys(args.get("config") or {}, f"{where}.{kind}.config", ["severity", "where"])
+    test_where = config.get("where")
+    if test_where is not None and not (isinstance(test_where, str) and test_where.strip()):
+        raise ProjectError(f"{where}.{kind}.config: where must be a SQL condition, got {test_where!r}")
     severity = config.get("severity", "error")
     if severity not in SEVERITIES:
         raise ProjectError(f"{where}.{kind}: severity {severity!r} is invalid; expected one of {', '.join(SEVERITIES)}")
@@ -410,7 +417,7 @@ def _parse_test(spec: Any, model: str, column: str | None, where: str) -> DataTe
         if to is None:
             raise ProjectError(f"{where}.relationships.to: expected ref('model') or source('lake', 'table')")
         field = _expect_str(args["field"], f"{where}.relationships.field")
-    return DataTest(model, kind, columns, values, to, field, severity, name)
+    return DataTest(model, kind, columns, values, to, field, severity, name, test_where)
 
 
 def _parse_schema(doc: Any, path: Path) -> tuple[dict, dict]:

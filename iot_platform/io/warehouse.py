@@ -5,8 +5,9 @@ Parquet stays the system of record. The warehouse is one DuckDB file,
 ``$IOT_DATA_DIR/warehouse/warehouse.duckdb``, holding a view per lake table
 (``readings``, ``anomalies``, ...) and every model of the SQL project, as a view
 or a table. Nothing is partitioned: views read the lake at query time (a filter
-on ``date`` reads only those partitions) and tables are rebuilt whole from the
-compact lake tables (``window_stats``, ``anomalies``), never from raw readings.
+on ``date`` reads only those partitions), and tables are rebuilt whole, so they
+are kept to what is cheap to rebuild from the whole history (anomalies, and the
+cheap columns of ``window_stats``), never raw readings.
 
 Concurrency (DuckDB lets one process hold a file read-write, and then no other
 process can open it at all):
@@ -25,15 +26,16 @@ process can open it at all):
   sandboxes the connection: only files under the data root are readable,
   nothing can be written, configuration is locked, extensions cannot load.
 
-Everything runs in UTC (``SET TimeZone = 'UTC'``): ``date_trunc('hour', ts)``
-and ``ts::DATE`` follow the session time zone. Another tool opening the file
-should do the same before querying its views.
+Every connection runs in UTC (``SET TimeZone = 'UTC'``); the models compute hours
+and days with epoch arithmetic and do not depend on it, but an ad hoc
+``date_trunc('hour', ts)`` or ``ts::DATE`` does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import fcntl
 import json
 import os
@@ -49,15 +51,15 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from iot_platform.core.schemas import TABLES
 from iot_platform.core.sqlmodels import DataTest, Model, Project, ProjectError, Relation, quote_ident
-from iot_platform.io.lake import Lake
+from iot_platform.io.lake import TABLES, Lake
 
 WAREHOUSE_DIR = "warehouse"
 WAREHOUSE_FILE = "warehouse.duckdb"
 _ATTACHED = "warehouse"  # the alias a query session attaches the warehouse under
 
-LAKE_SCHEMAS: dict[str, pa.Schema] = TABLES  # what a lake view looks like before its first file
+# Every table the lake writes (its schema is what a lake view looks like before the first file).
+LAKE_SCHEMAS: dict[str, pa.Schema] = TABLES
 
 _BASE_CONFIG = {
     # Never fetch or load an extension behind the user's back (httpfs for an http:// path, ...).
@@ -177,12 +179,31 @@ def _columns(conn: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, str]
     ]
 
 
+def lake_tables(project: Project) -> list[str]:
+    """Every lake table, declared in schema.yml or not: a table added to the lake is
+    queryable by name at once (schema.yml's `sources` are its documentation)."""
+    return sorted(set(LAKE_SCHEMAS) | {t.name for t in project.source_tables()})
+
+
 def _install_lake_views(conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path) -> list[str]:
     names = []
-    for table in sorted({t.name for t in project.source_tables()}):
+    for table in lake_tables(project):
         conn.execute(f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {lake_select(data_dir, table)}")
         names.append(table)
     return names
+
+
+def latest_date(project: Project, data_dir: Path) -> dt.date | None:
+    """The newest day partition of the project's lake tables (from directory names: no file is read)."""
+    lake = Lake(data_dir)
+    days = [d for t in lake_tables(project) for d in lake.days(t)[-1:]]
+    return max(days, default=None)
+
+
+def _set_latest_date(conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path) -> None:
+    # A variable, not a subquery: `date >= getvariable('latest_date') - 1` is a constant when
+    # the query is planned, so it prunes partitions even through a view's GROUP BY.
+    conn.execute("SET VARIABLE latest_date = ?::DATE", [latest_date(project, data_dir)])
 
 
 def _check_single_select(conn: duckdb.DuckDBPyConnection, sql: str, model: Model) -> None:
@@ -335,6 +356,7 @@ def run_tests(
     outcomes = []
     conn = _connect(path, read_only=True)
     try:
+        _set_latest_date(conn, project, Path(data_dir).resolve())
         for test in project.tests if tests is None else tests:
             sql, params = test.sql(relation_name)
             try:
@@ -393,7 +415,7 @@ class QuerySession:
         except BaseException:
             self._tmp.cleanup()
             raise
-        self.relations = sorted(t.name for t in project.source_tables()) + list(project.models)
+        self.relations = lake_tables(project) + list(project.models)
 
     def _attach(self, conn: duckdb.DuckDBPyConnection) -> bool:
         if not self._warehouse.exists():
@@ -423,6 +445,7 @@ class QuerySession:
         conn = _connect(catalog, read_only=True)
         try:
             self._attach(conn)
+            _set_latest_date(conn, self.project, self.data_dir)
             conn.execute("SET temp_directory = ?", [str(Path(self._tmp.name) / "spill")])
             conn.execute("SET allowed_directories = ?", [[str(self.data_dir) + os.sep]])
             conn.execute("SET enable_external_access = false")
