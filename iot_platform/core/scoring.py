@@ -4,12 +4,16 @@ Which anomaly types answer which fault types is :data:`FAULT_TO_ANOMALY`. An
 anomaly matches a label when it is on the same sensor, of an answering type,
 and its ``[start_ts, end_ts]`` meets ``[label start, label end + tolerance)``:
 the tolerance covers alerts from windows, which end after the readings they
-hold (a window of 300 s ending 300 s after the fault is still about it).
+hold (a window of 300 s ending 300 s after the fault is still about it). Faults
+seen reading by reading (spikes, sensor faults) get no tolerance: their
+alerts carry the readings' own times.
 
 Per fault type:
 
 * events: labels overlapping the scored period ``[start, end)``; detected:
-  those matched by at least one anomaly; recall = detected / events;
+  those matched by at least one anomaly (starting in the period or after
+  it, when the caller passes later anomalies: a drift that begins at 23:30 on
+  the last day shows the next morning); recall = detected / events;
 * alerts: anomalies of the answering types starting in the period; true
   alerts: those matching a label of that fault type; precision = true / alerts;
 * delay: for each detected event, first matching anomaly's ``start_ts`` minus
@@ -46,6 +50,7 @@ FAULT_TO_ANOMALY: dict[str, tuple[str, ...]] = {
     "drift": ("drift",),
 }
 ANOMALY_TO_FAULT: dict[str, str] = {a: f for f, types in FAULT_TO_ANOMALY.items() for a in types}
+READING_FAULTS = ("spike", "sensor_fault")  # detected per reading: matched without tolerance
 
 QUALITY = pa.schema(
     [
@@ -63,7 +68,7 @@ QUALITY = pa.schema(
 
 @dataclasses.dataclass(frozen=True)
 class ScoringParams:
-    """tolerance_s: how long after a label's end an alert still belongs to it (at least one window length)."""
+    """tolerance_s: how long after a label's end a window's alert still belongs to it (at least one window length)."""
 
     tolerance_s: float = 600.0
 
@@ -87,20 +92,27 @@ def _labels(labels: pa.Table, start: int, end: int) -> pd.DataFrame:
     return df.drop_duplicates("label_id").reset_index(drop=True)
 
 
-def _anomalies(anomalies: pa.Table, start: int, end: int) -> pd.DataFrame:
+def _anomalies(anomalies: pa.Table, start: int, end: int | None) -> pd.DataFrame:
     df = _frame(anomalies, ["anomaly_id", "sensor_id", "anomaly_type", "start_ts", "end_ts"])
-    df = df[(df.sensor_id != FLEET_ID) & (df.start_ts >= start) & (df.start_ts < end)]
-    return df.reset_index(drop=True)
+    keep = (df.sensor_id != FLEET_ID) & (df.start_ts >= start)
+    if end is not None:
+        keep &= df.start_ts < end
+    return df[keep].reset_index(drop=True)
 
 
 def match(anomalies: pa.Table, labels: pa.Table, *, start: dt.datetime | int, end: dt.datetime | int,
           params: ScoringParams = ScoringParams()) -> pd.DataFrame:  # fmt: skip
-    """Every (anomaly, label) pair that matches: anomaly_id, label_id, fault_type, delay_s."""
+    """Every (anomaly, label) pair that matches: anomaly_id, label_id, fault_type, delay_s.
+
+    Labels overlapping ``[start, end)``; anomalies starting at or after ``start``
+    (also after ``end``: an event near the end of the period may be detected
+    a little later, if the caller passes the anomalies of the following hours).
+    """
     a_us, b_us = to_us(start, "start"), to_us(end, "end")
-    an, lab = _anomalies(anomalies, a_us, b_us), _labels(labels, a_us, b_us)
+    an, lab = _anomalies(anomalies, a_us, None), _labels(labels, a_us, b_us)
     an["fault_type"] = an.anomaly_type.map(ANOMALY_TO_FAULT)
     pairs = an.dropna(subset=["fault_type"]).merge(lab, on=["sensor_id", "fault_type"], suffixes=("", "_label"))
-    tol = round(params.tolerance_s * US)
+    tol = np.where(pairs.fault_type.isin(READING_FAULTS), 0, round(params.tolerance_s * US))
     hit = (pairs.start_ts < pairs.end_ts_label + tol) & (pairs.end_ts >= pairs.start_ts_label)
     pairs = pairs[hit]
     delay = (pairs.start_ts - np.maximum(pairs.start_ts_label, a_us)).clip(lower=0) / US

@@ -262,10 +262,13 @@ class ReadingsFrame:
 
     def valid(self, metric: str) -> np.ndarray:
         """Rows whose ``metric`` is a value a working sensor can report (not null, not NaN, in range)."""
-        v = self.values[metric]
-        lo, hi = VALID_RANGE[metric]
-        with np.errstate(invalid="ignore"):
-            return (v >= lo) & (v <= hi)
+        cache = self.__dict__.setdefault("_valid", {})  # frozen, but a memo of a pure function is harmless
+        if metric not in cache:
+            v = self.values[metric]
+            lo, hi = VALID_RANGE[metric]
+            with np.errstate(invalid="ignore"):
+                cache[metric] = (v >= lo) & (v <= hi)
+        return cache[metric]
 
 
 class ReadingsSource:
@@ -289,14 +292,16 @@ class ReadingsSource:
         self._parts = []
         for t, e in zip(tables, encoded):
             code = e.codes(names)
-            if len(code) < 2 or np.all(code[1:] >= code[:-1]):
-                order = None  # already grouped by sensor (validated readings are): slice, don't copy
-                sorted_code = code
+            cols = pa.table({c: t.column(c) for c in ("ts", *METRICS) if c in t.column_names})
+            # Runs grouped by sensor (validated readings are one run; a previous day's tail concatenated with
+            # the day is two) are sliced, not copied; anything else is gathered in sensor order.
+            breaks = np.flatnonzero(code[1:] < code[:-1]) + 1
+            if len(breaks) <= 64:
+                for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(code)]):
+                    self._parts.append((cols.slice(lo, hi - lo), None, code[lo:hi]))
             else:
                 order = np.argsort(code, kind="stable")
-                sorted_code = code[order]
-            cols = {c: t.column(c) for c in ("ts", *METRICS) if c in t.column_names}
-            self._parts.append((pa.table(cols), order, sorted_code))
+                self._parts.append((cols, order, code[order]))
 
     def rows_per_sensor(self) -> np.ndarray:
         out = np.zeros(len(self.names), dtype=np.int64)
@@ -335,10 +340,16 @@ class ReadingsSource:
                     {m: _float(piece.column(m) if m in piece.column_names else None, n) for m in METRICS},
                 )
             )
-        if pieces:
+        if len(pieces) == 1:
+            code, ts, values = pieces[0]
+        elif pieces:
             code = np.concatenate([p[0] for p in pieces])
-            ts = np.concatenate([p[1] for p in pieces])
-            values = {m: np.concatenate([p[2][m] for p in pieces]) for m in METRICS}
+            # Pieces are grouped by sensor each; a stable sort on the code alone interleaves them (a linear
+            # merge of sorted runs), which leaves (code, ts) sorted when the tables are successive in time.
+            order = np.argsort(code, kind="stable")
+            code = code[order]
+            ts = np.concatenate([p[1] for p in pieces])[order]
+            values = {m: np.concatenate([p[2][m] for p in pieces])[order] for m in METRICS}
         else:
             code, ts = np.zeros(0, np.int64), np.zeros(0, np.int64)
             values = {m: np.zeros(0) for m in METRICS}
@@ -541,12 +552,8 @@ def window_arrays(frame: ReadingsFrame, panes: Panes, emit_start: int, emit_end:
     n_panes = np.asarray(frame.length_us // frame.hop_us, dtype=np.int64)  # panes per window, per code
     if len(panes.key) == 0:
         return _empty_window_arrays()
-    k_of_pane = n_panes[panes.code]
     k_max = int(n_panes.max())
-    # A window ending at pane boundary e (its last pane is e - 1) exists if one of its panes is non-empty.
-    ends = np.unique(
-        np.concatenate([(panes.key + j)[j <= k_of_pane] for j in range(1, k_max + 1)])
-    )
+    ends = _window_ends(panes, n_panes)
     w_code = ends // PANE_KEY
     w_e = ends - w_code * PANE_KEY
     w_end = w_e * frame.hop_us[w_code]
@@ -606,6 +613,22 @@ def window_arrays(frame: ReadingsFrame, panes: Panes, emit_start: int, emit_end:
     }
 
 
+def _window_ends(panes: Panes, n_panes: np.ndarray) -> np.ndarray:
+    """Keys of the windows holding at least one pane: a window ending at pane boundary e holds panes
+    e - k .. e - 1, so pane p makes windows e = p + 1 .. p + k exist. Merged as intervals (panes are sorted),
+    then expanded: no sort, no hashing."""
+    k = n_panes[panes.code]
+    key = panes.key
+    new = np.ones(len(key), dtype=bool)
+    new[1:] = (panes.code[1:] != panes.code[:-1]) | (key[1:] - key[:-1] > k[1:])
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:], len(key)] - 1
+    lo, hi = key[first] + 1, key[last] + k[last]  # interval of window ends, inclusive
+    size = hi - lo + 1
+    offsets = np.repeat(lo - np.r_[0, np.cumsum(size)[:-1]], size)
+    return offsets + np.arange(int(size.sum()))
+
+
 def _empty_window_arrays() -> dict[str, np.ndarray]:
     out = {f.name: np.zeros(0) for f in WINDOW_STATS if f.name != "sensor_id"}
     for c in ("code", "window_start", "window_end", "n_readings"):
@@ -642,9 +665,11 @@ def compute_window_stats(
     ``readings`` (schemas.READINGS columns; any row order) must include the
     context: readings from :func:`window_context_seconds` before
     ``emit_start``. ``intervals`` (sensor_id, interval_s) overrides the
-    estimated sample intervals. Rows are sorted by (sensor_id, window_end).
+    estimated sample intervals. Sensors are processed about ``chunk_rows``
+    readings at a time (it bounds memory, not the result). Rows are sorted by
+    (sensor_id, window_end).
 
-    >>> import datetime as dt, pyarrow as pa
+    >>> import pyarrow as pa
     >>> from iot_platform.core.schemas import TS_TYPE
     >>> r = pa.table({"sensor_id": ["s1"] * 3, "ts": pa.array([0, 10_000_000, 20_000_000]).cast(TS_TYPE),
     ...               "temperature": [20.0, 21.0, 22.0]})

@@ -9,7 +9,8 @@ of its inputs and backfills can run in any order:
   the median over the previous days of ``temp_mean``: the diurnal cycle is
   part of "usual", and one or two drifting days do not move a median of seven;
 * per sensor, a robust sd (1.4826 MAD) of ``temp_mean`` around those slot
-  medians, floored at ``min_scale``: mostly the day-to-day weather.
+  medians, floored at ``min_scale``: mostly the day-to-day weather;
+* per sensor, the median ``temp_std`` of its windows: their usual spread.
 
 Detection: each window gives ``z = (temp_mean - slot median) / sd`` and two
 CUSUMs accumulate ``z - k`` (upward) and ``-z - k`` (downward). The CUSUM
@@ -24,8 +25,11 @@ when a long accumulated sum has drained.
 
 Warm-up: slots seen on fewer than ``min_days`` previous days are not
 evaluated, so with no history there is no drift detection at all. Windows
-failing the warm-up (``WindowParams.min_readings``) or flat ones (a stuck
-sensor, ``temp_std <= flat_std``) are not evidence either way.
+failing the warm-up (``WindowParams.min_readings``), flat ones (a stuck
+sensor, ``temp_std <= flat_std``) and ones far more spread than the sensor's
+windows usually are (``temp_std > max_spread * max(usual, min_scale)``: they
+hold spikes, whose weight in the mean of a slow sensor's 40-reading window is
+no drift) are not evidence either way.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import pyarrow as pa
 
 from iot_platform.core.detectors.inputs import BASELINE, BaselineFrame, WindowFrame
 from iot_platform.core.detectors.params import DetectionParams, DriftParams
-from iot_platform.core.detectors.points import POINTS, fmt, join, make_points
+from iot_platform.core.detectors.points import POINTS, concat_points, fmt, join, make_points
 from iot_platform.core.windows import DAY_US, US, WindowParams, names_array, sensor_names, to_us
 
 _MAD_TO_SD = 1.4826
@@ -46,13 +50,23 @@ _Q = 1_000_000  # CUSUM increments are integers in millionths of an sd
 
 def _group_median(group: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(groups, median, count) of x per group value (exact, order-independent)."""
-    order = np.lexsort((x, group))
-    g, v = group[order], x[order]
-    start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if len(g) else np.zeros(0, np.int64)
+    if len(group) == 0:
+        return group[:0], np.zeros(0), np.zeros(0, np.int64)
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     count = np.diff(np.r_[start, len(g)])
-    lo = start + (count - 1) // 2
-    hi = start + count // 2
-    return g[start], (v[lo] + v[hi]) / 2 if len(g) else np.zeros(0), count
+    width = int(count.max())
+    if width <= 64:  # small groups (a slot over the previous days): one padded sort
+        pad = np.full((len(start), width), np.nan)
+        pad[np.repeat(np.arange(len(start)), count), np.arange(len(g)) - np.repeat(start, count)] = x[order]
+        pad.sort(axis=1)
+        r = np.arange(len(start))
+        med = (pad[r, (count - 1) // 2] + pad[r, count // 2]) / 2
+    else:  # few big groups (a sensor's residuals): one partition each
+        v = x[order]
+        med = np.array([np.median(v[a : a + c]) for a, c in zip(start, count)])
+    return g[start], med, count
 
 
 def usable_windows(wf: WindowFrame, drift: DriftParams, windows: WindowParams) -> np.ndarray:
@@ -67,8 +81,8 @@ def drift_baseline(previous_window_stats: pa.Table, params: DetectionParams = De
     Every sensor present gets rows (even without usable windows): the baseline
     is also the list of known sensors for the silence detector.
     """
-    names = sensor_names(previous_window_stats)
-    wf = WindowFrame.from_table(previous_window_stats, names, params.windows)
+    wf = WindowFrame.from_table(previous_window_stats, None, params.windows)
+    names = wf.names
     if wf.n_rows == 0:
         return BASELINE.empty_table()
     slot = (wf.end % DAY_US) // US
@@ -76,17 +90,19 @@ def drift_baseline(previous_window_stats: pa.Table, params: DetectionParams = De
     all_keys = np.unique(key)
     use = usable_windows(wf, params.drift, params.windows)
     g, med, cnt = _group_median(key[use], wf.temp_mean[use])
-    pos = np.searchsorted(g, all_keys)
-    hit = pos < len(g)
-    hit[hit] = g[pos[hit]] == all_keys[hit]
-    median = np.where(hit, med[np.minimum(pos, max(len(g) - 1, 0))] if len(g) else np.nan, np.nan)
-    n_days = np.where(hit, cnt[np.minimum(pos, max(len(g) - 1, 0))] if len(g) else 0, 0)
+    pos = np.minimum(np.searchsorted(g, all_keys), max(len(g) - 1, 0))
+    hit = (g[pos] == all_keys) if len(g) else np.zeros(len(all_keys), bool)
+    median = np.where(hit, med[pos], np.nan) if len(g) else np.full(len(all_keys), np.nan)
+    n_days = np.where(hit, cnt[pos], 0) if len(g) else np.zeros(len(all_keys), np.int64)
 
     # Per-sensor scale from usable windows whose slot has enough days.
     kpos = np.searchsorted(all_keys, key)
     ok = use & (n_days[kpos] >= params.drift.min_days)
     resid = wf.temp_mean[ok] - median[kpos[ok]]
     scale = np.full(len(names), np.nan)
+    spread = np.full(len(names), np.nan)
+    sp_code, sp_med, _ = _group_median(wf.code[use], wf.temp_std[use])
+    spread[sp_code] = sp_med
     sc_code, sc_med, _ = _group_median(wf.code[ok], resid)
     if len(sc_code):
         dev = np.abs(resid - sc_med[np.searchsorted(sc_code, wf.code[ok])])
@@ -100,6 +116,7 @@ def drift_baseline(previous_window_stats: pa.Table, params: DetectionParams = De
             pa.array(median, pa.float64(), from_pandas=True),
             pa.array(n_days, pa.int32()),
             pa.array(scale[code], pa.float64(), from_pandas=True),
+            pa.array(spread[code], pa.float64(), from_pandas=True),
         ],
         schema=BASELINE,
     )
@@ -134,9 +151,11 @@ def detect_frame(
     """Points for windows ending in ``(start_us, end_us]``; earlier rows of ``wf`` are the CUSUM's context."""
     median, n_days = bf.lookup(wf.code, wf.end)
     scale = bf.scale[wf.code] if len(wf.code) else np.zeros(0)
+    spread = bf.spread[wf.code] if len(wf.code) else np.zeros(0)
     with np.errstate(invalid="ignore"):
         use = (
             usable_windows(wf, params, windows)
+            & (wf.temp_std <= params.max_spread * np.fmax(spread, params.min_scale))
             & (wf.end <= end_us)
             & np.isfinite(median)
             & (n_days >= params.min_days)
@@ -154,7 +173,7 @@ def detect_frame(
         y = np.round((side * z - params.k) * _Q).astype(np.int64)
         c = np.cumsum(y)
         s = c - np.minimum(c, _window_min(c - y, lo))  # max(0, best sum ending here within memory)
-        hit = (s > params.h * _Q) & (side * z > params.k) & (end > start_us)
+        hit = (s > params.h * _Q) & (side * z > params.release) & (end > start_us)
         alerts.append((hit, s, side))
     parts = []
     for hit, s, side in alerts:
@@ -183,9 +202,7 @@ def detect_frame(
                 ),
             )
         )
-    if not parts:
-        return POINTS.empty_table()
-    return pa.concat_tables(parts)
+    return concat_points(parts)
 
 
 def _memory_start(code: np.ndarray, end: np.ndarray, memory_us: int) -> np.ndarray:

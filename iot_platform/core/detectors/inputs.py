@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from iot_platform.core.windows import DAY_US, US, EncodedSensors, WindowParams, _float, _ts_us
+from iot_platform.core.windows import DAY_US, US, EncodedSensors, WindowParams, _float, _key_order, _ts_us
 
 BASELINE = pa.schema(
     [
@@ -22,6 +22,7 @@ BASELINE = pa.schema(
         pa.field("temp_median", pa.float64()),  # median temp_mean of the slot over the previous days
         pa.field("n_days", pa.int32(), nullable=False),  # previous days with a usable window in the slot
         pa.field("temp_scale", pa.float64()),  # per sensor: robust sd of temp_mean around the slot medians
+        pa.field("temp_spread", pa.float64()),  # per sensor: median temp_std of its windows
     ]
 )
 
@@ -59,11 +60,12 @@ class WindowFrame:
     def from_table(
         cls,
         table: pa.Table | None,
-        names: np.ndarray,
+        names: np.ndarray | None,
         windows: WindowParams,
         hop_us: np.ndarray | None = None,
     ) -> WindowFrame:
-        """Rows of ``table`` (WINDOW_STATS columns, at least sensor_id and window_end) for sensors in ``names``.
+        """Rows of ``table`` (WINDOW_STATS columns, at least sensor_id and window_end) for sensors in ``names``
+        (default: every sensor of the table).
 
         ``hop_us`` (per code) gives each sensor's hop; where it is not given
         (or for sensors it marks 0), the smallest step between the sensor's
@@ -71,8 +73,12 @@ class WindowFrame:
         """
         if table is None or table.num_rows == 0:
             z = np.zeros(0, np.int64)
+            names = np.zeros(0, dtype=object) if names is None else names
             return cls(names, z, z, z, z, *(np.zeros(0) for _ in range(5)), z)
-        code = EncodedSensors(table.column("sensor_id")).codes(names)
+        enc = EncodedSensors(table.column("sensor_id"))
+        if names is None:
+            names = np.array(sorted(enc.used()), dtype=object)
+        code = enc.codes(names)
         keep = code >= 0
         n = table.num_rows
         cols = {}
@@ -90,7 +96,7 @@ class WindowFrame:
         end = cols["window_end"]
         start = cols["window_start"] if cols["window_start"] is not None else end
         code, end = code[keep], end[keep]
-        order = np.lexsort((end, code))
+        order = _key_order(code, end) if len(code) else np.zeros(0, np.int64)
         code, end = code[order], end[order]
         first = np.ones(len(code), dtype=bool)
         first[1:] = (code[1:] != code[:-1]) | (end[1:] != end[:-1])
@@ -187,13 +193,14 @@ class BaselineFrame:
     median: np.ndarray
     n_days: np.ndarray
     scale: np.ndarray  # per code (NaN when unknown)
+    spread: np.ndarray  # per code (NaN when unknown)
 
     @classmethod
     def from_table(cls, table: pa.Table | None, names: np.ndarray) -> BaselineFrame:
         n_names = len(names)
         if table is None or table.num_rows == 0:
             return cls(np.zeros(n_names, bool), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64),
-                       np.full(n_names, np.nan))  # fmt: skip
+                       np.full(n_names, np.nan), np.full(n_names, np.nan))  # fmt: skip
         code = EncodedSensors(table.column("sensor_id")).codes(names)
         keep = code >= 0
         n = table.num_rows
@@ -201,6 +208,7 @@ class BaselineFrame:
         median = _float(table.column("temp_median"), n)[keep]
         n_days = np.asarray(pc.fill_null(table.column("n_days"), 0).to_numpy(zero_copy_only=False), np.int64)[keep]
         scale_rows = _float(table.column("temp_scale"), n)[keep]
+        spread_rows = _float(table.column("temp_spread") if "temp_spread" in table.column_names else None, n)[keep]
         code = code[keep]
         key = code * 86_400 + slot
         order = np.argsort(key, kind="stable")
@@ -208,7 +216,9 @@ class BaselineFrame:
         known[code] = True
         scale = np.full(n_names, np.nan)
         scale[code[order][::-1]] = scale_rows[order][::-1]  # first row of each sensor wins
-        return cls(known, key[order], median[order], n_days[order], scale)
+        spread = np.full(n_names, np.nan)
+        spread[code[order][::-1]] = spread_rows[order][::-1]
+        return cls(known, key[order], median[order], n_days[order], scale, spread)
 
     def for_names(self, names: np.ndarray, old_names: np.ndarray) -> BaselineFrame:
         """This baseline (coded by ``old_names``) recoded to positions in ``names`` (sorted)."""
@@ -216,13 +226,15 @@ class BaselineFrame:
         new_of_old = np.flatnonzero(lut >= 0)
         known = np.zeros(len(names), bool)
         scale = np.full(len(names), np.nan)
+        spread = np.full(len(names), np.nan)
         known[lut[new_of_old]] = self.known[new_of_old]
         scale[lut[new_of_old]] = self.scale[new_of_old]
+        spread[lut[new_of_old]] = self.spread[new_of_old]
         old_code = self.key // 86_400
         new_code = lut[old_code] if len(old_code) else old_code
         keep = new_code >= 0
         key = new_code[keep] * 86_400 + (self.key[keep] - old_code[keep] * 86_400)
-        return BaselineFrame(known, key, self.median[keep], self.n_days[keep], scale)
+        return BaselineFrame(known, key, self.median[keep], self.n_days[keep], scale, spread)
 
     def lookup(self, code: np.ndarray, window_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(median, n_days) of the slot of each window; (NaN, 0) where the slot has no baseline."""

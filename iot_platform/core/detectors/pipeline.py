@@ -33,11 +33,12 @@ from iot_platform.core.detectors import drift, flatline, sensor_fault, silence, 
 from iot_platform.core.detectors.episodes import to_episodes
 from iot_platform.core.detectors.inputs import BaselineFrame, WindowFrame
 from iot_platform.core.detectors.params import READING_TYPES, DetectionParams, context_seconds
-from iot_platform.core.detectors.points import POINTS, concat_points
+from iot_platform.core.detectors.points import concat_points
 from iot_platform.core.schemas import WINDOW_STATS
 from iot_platform.core.windows import (
     DAY_US,
     US,
+    EncodedSensors,
     Panes,
     ReadingsFrame,
     ReadingsSource,
@@ -204,8 +205,9 @@ def run_day_chunked(
     are held at a time (plus the day's window_stats and points). Each pair:
     the day's readings of some sensors and the previous day's last
     ``context_seconds(params).readings_s`` of readings of the same sensors.
-    ``baseline_stats``: WINDOW_STATS of the previous days (at least the
-    columns sensor_id, window_end, n_readings, temp_mean, temp_std), the last
+    ``baseline_stats``: WINDOW_STATS of the previous days (the columns
+    sensor_id, window_end, n_readings, temp_mean and temp_std suffice: read
+    only those), the last
     ``drift.history_days`` of which make the drift baseline and the last
     ``context_seconds(params).window_stats_s`` the drift/silence context.
     Sensors known from it but absent from every chunk are reported silent.
@@ -216,23 +218,23 @@ def run_day_chunked(
     a = _day_start(day)
     b = a + DAY_US
     ctx = context_seconds(params)
-    hist = _ends_in(baseline_stats, a - params.drift.history_days * DAY_US, a)
-    baseline = drift.drift_baseline(hist, params)
-    wctx = _ends_in(baseline_stats, a - ctx.window_stats_s * US, a)
-    ctx_names = sensor_names(wctx, baseline)
-    wf_ctx = WindowFrame.from_table(wctx, ctx_names, w)
-    bf_ctx = BaselineFrame.from_table(baseline, ctx_names)
-
+    hist_lo = a - params.drift.history_days * DAY_US
+    ctx_lo = a - ctx.window_stats_s * US
+    history = _History(baseline_stats, min(hist_lo, ctx_lo), a)
     ws_parts, pt_parts, fleet, seen = [], [], _Fleet(), set()
 
     def process(frame: ReadingsFrame) -> None:
+        past = history.rows(frame.names)  # the previous days' windows of these sensors only
+        bf = BaselineFrame.from_table(drift.drift_baseline(_ends_in(past, hist_lo, a), params), frame.names)
         panes = aggregate_panes(frame)
         arrays = window_arrays(frame, panes, a, b)
         ws_parts.append(window_table(frame.names, arrays))
         wf = WindowFrame.concat(
-            [wf_ctx.for_names(frame.names, frame.hop_us), WindowFrame.from_arrays(frame.names, arrays, frame.hop_us)]
+            [
+                WindowFrame.from_table(_ends_in(past, ctx_lo, a), frame.names, w, frame.hop_us),
+                WindowFrame.from_arrays(frame.names, arrays, frame.hop_us),
+            ]
         )
-        bf = bf_ctx.for_names(frame.names, ctx_names)
         pt_parts.append(_sensor_points(frame, panes, wf, bf, params, a - w.hop_us, a, b))
         fleet.add(*silence.known_counts(wf, bf, params.silence, w, a, b))
         seen.update(frame.names.tolist())
@@ -241,9 +243,10 @@ def run_day_chunked(
         source = ReadingsSource([prev_tail, readings])
         for lo, hi in source.chunks(chunk_rows):
             process(source.frame(lo, hi, w, intervals))
-    absent = np.array([n for n in ctx_names if n not in seen], dtype=object)
-    if len(absent):
-        process(ReadingsSource([], absent).frame(0, len(absent), w))
+    absent = np.array([n for n in history.names if n not in seen], dtype=object)
+    for lo in range(0, len(absent), 1_000):  # known sensors without a reading: silent all day
+        names = absent[lo : lo + 1_000]
+        process(ReadingsSource([], names).frame(0, len(names), w))
 
     points = _finish(concat_points(pt_parts), fleet, params, a, b)
     window_stats = pa.concat_tables(ws_parts) if ws_parts else WINDOW_STATS.empty_table()
@@ -278,6 +281,58 @@ def run_day(
     run = run_day_chunked([(readings, prev_tail)], baseline_stats, params, day=day, intervals=intervals,
                           chunk_rows=chunk_rows)  # fmt: skip
     return run.window_stats, run.anomalies
+
+
+class _History:
+    """The previous days' window_stats, indexed by sensor once and handed out a chunk of sensors at a time.
+
+    A day's partition is sorted by sensor, so seven days are seven runs of ascending sensors and a chunk's
+    rows are one slice of each run: no copy of the (ten million rows for a thousand sensors) table, only its
+    sensor codes. Rows in any other order are gathered instead. Only rows with window_end in (lo, hi] count.
+    """
+
+    COLUMNS = ("sensor_id", "window_end", "n_readings", "temp_mean", "temp_std")  # what drift and silence read
+    MAX_RUNS = 64
+
+    def __init__(self, table: pa.Table | None, lo: int, hi: int):
+        self.lo, self.hi = lo, hi
+        if table is None or table.num_rows == 0:
+            self.table, self.names = None, np.zeros(0, dtype=object)
+            return
+        self.table = table.select([c for c in self.COLUMNS if c in table.column_names])
+        enc = EncodedSensors(self.table.column("sensor_id"))
+        self.names = np.array(sorted(enc.used()), dtype=object)
+        code = enc.codes(self.names).astype(np.int32)
+        breaks = np.flatnonzero(code[1:] < code[:-1]) + 1
+        if len(breaks) <= self.MAX_RUNS:
+            self.runs = [(a, code[a:b]) for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(code)])]
+            self.order = None
+        else:
+            self.order = np.argsort(code, kind="stable")
+            self.runs = [(0, code[self.order])]
+
+    def rows(self, names: np.ndarray) -> pa.Table | None:
+        """The rows of the sensors ``names`` (sorted), window_end in (lo, hi]."""
+        if self.table is None or len(names) == 0 or len(self.names) == 0:
+            return None
+        pos = np.minimum(np.searchsorted(self.names, names), len(self.names) - 1)
+        codes = pos[self.names[pos] == names]
+        if len(codes) == 0:
+            return None
+        ranges = np.split(codes, np.flatnonzero(np.diff(codes) != 1) + 1)  # runs of consecutive codes
+        pieces = []
+        for start, run in self.runs:
+            for r in ranges:
+                a, b = np.searchsorted(run, [r[0], r[-1] + 1])
+                if b > a:
+                    pieces.append((start + a, start + b))
+        if not pieces:
+            return None
+        if self.order is None:
+            out = pa.concat_tables([self.table.slice(a, b - a) for a, b in pieces])
+        else:
+            out = self.table.take(pa.array(np.concatenate([self.order[a:b] for a, b in pieces])))
+        return _ends_in(out, self.lo, self.hi)
 
 
 def _ends_in(table: pa.Table | None, lo: int, hi: int) -> pa.Table | None:

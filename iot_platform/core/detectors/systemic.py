@@ -67,7 +67,7 @@ def detect(
     f_tick, f_n = _sum_by(f_tick, f_n)
 
     # distinct (tick, sensor) pairs, then sensors per tick
-    pair_order = np.lexsort((sensors, tick))
+    pair_order = np.lexsort((types, sensors, tick))
     t_s, s_s, ty_s = tick[pair_order], sensors[pair_order], types[pair_order]
     new_pair = np.r_[True, (t_s[1:] != t_s[:-1]) | (s_s[1:] != s_s[:-1])]
     u_tick, n_alert = np.unique(t_s[new_pair], return_counts=True)
@@ -77,10 +77,12 @@ def detect(
     if not raise_it.any():
         return POINTS.empty_table()
     rows = np.flatnonzero(raise_it)
+    # sensors per type in each raised tick (a sensor can count under several types)
+    triple = np.r_[True, (t_s[1:] != t_s[:-1]) | (s_s[1:] != s_s[:-1]) | (ty_s[1:] != ty_s[:-1])]
     messages = []
     for r in rows:
         in_tick = t_s == u_tick[r]
-        kinds, counts = np.unique(ty_s[in_tick & new_pair], return_counts=True)
+        kinds, counts = np.unique(ty_s[in_tick & triple], return_counts=True)
         detail = ", ".join(f"{k} {c}" for k, c in zip(kinds, counts))
         messages.append(f"{n_alert[r]} of {n_fleet[r]} sensors alerting at once ({detail}): a fleet-wide cause")
     frac = n_alert[rows] / n_fleet[rows]

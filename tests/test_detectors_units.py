@@ -1,0 +1,421 @@
+"""Each detector on tiny inline tables, with exact expected values."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import doctest
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from iot_platform.core.detectors import (
+    BASELINE,
+    POINTS,
+    DetectionParams,
+    DriftParams,
+    EpisodeParams,
+    FlatlineParams,
+    SensorFaultParams,
+    SilenceParams,
+    SpikeParams,
+    SystemicParams,
+    ThresholdParams,
+    drift_baseline,
+    episodes,
+    to_episodes,
+)
+from iot_platform.core.detectors import drift, flatline, sensor_fault, silence, spike, systemic, thresholds
+from iot_platform.core.detectors.episodes import anomaly_id
+from iot_platform.core.schemas import ANOMALIES, FLEET_ID, READINGS, TS_TYPE, WINDOW_STATS, conform
+from iot_platform.core.simulator import day_start_us
+from iot_platform.core.windows import US, WindowParams, compute_window_stats
+
+T0 = day_start_us(dt.date(2024, 1, 3))
+
+
+def at(seconds: float) -> dt.datetime:
+    return dt.datetime(2024, 1, 3, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=seconds)
+
+
+def readings(rows, columns=("sensor_id", "ts", "temperature")) -> pa.Table:
+    data = {c: [r[i] for r in rows] for i, c in enumerate(columns)}
+    data["ts"] = pa.array([T0 + round(t * US) for t in data["ts"]], pa.int64()).cast(TS_TYPE)
+    return conform(pa.table(data), READINGS)
+
+
+def window_stats(rows: list[dict]) -> pa.Table:
+    """WINDOW_STATS rows given as dicts with ``end`` (seconds after T0) and any statistics."""
+    out = []
+    for r in rows:
+        r = dict(r)
+        end = r.pop("end")
+        length = r.pop("length", 300)
+        out.append({"sensor_id": r.pop("sensor_id", "s1"), "window_start": at(end - length), "window_end": at(end),
+                    "n_readings": r.pop("n", 300), **r})  # fmt: skip
+    return conform(pa.Table.from_pylist(out), WINDOW_STATS) if out else WINDOW_STATS.empty_table()
+
+
+def cols(table: pa.Table, *names: str) -> list[tuple]:
+    return list(zip(*(table.column(n).to_pylist() for n in names)))
+
+
+# -- sensor_fault ------------------------------------------------------------------------
+def test_sensor_fault_reports_impossible_values_per_metric_and_ignores_nan():
+    r = readings(
+        [("s1", 0, 21.0, 50.0), ("s1", 1, 500.0, 50.0), ("s1", 2, float("nan"), None), ("s1", 3, -127.0, 150.0),
+         ("s1", 4, 85.0, 100.0)],  # fmt: skip
+        ("sensor_id", "ts", "temperature", "humidity"),
+    )
+    pts = sensor_fault.detect(r)
+    assert pts.schema == POINTS
+    assert cols(pts, "ts", "metric", "severity", "value", "threshold", "score") == [
+        (at(3), "humidity", "critical", 150.0, 100.0, 50.0),
+        (at(1), "temperature", "critical", 500.0, 85.0, 415.0),
+        (at(3), "temperature", "critical", -127.0, -40.0, 87.0),
+    ]
+    assert pts.column("message").to_pylist()[1] == "temperature 500 is outside the valid range [-40, 85]: broken sensor"
+
+
+def test_sensor_fault_checks_only_the_chosen_metrics_and_the_emit_range():
+    r = readings([("s1", 0, 500.0, 150.0), ("s1", 10, 500.0, 150.0)], ("sensor_id", "ts", "temperature", "humidity"))
+    pts = sensor_fault.detect(r, SensorFaultParams(metrics=("humidity",)), emit_start=T0 + 5 * US, emit_end=T0 + 20 * US)
+    assert cols(pts, "ts", "metric") == [(at(10), "humidity")]
+
+
+# -- spike -----------------------------------------------------------------------------------
+def _wiggle(t0: int, t1: int, sensor: str = "s1") -> list[tuple]:
+    """1 Hz readings alternating 20.0 / 20.25: pane mean 20.125, successive differences 0.25."""
+    return [(sensor, t, 20.0 if t % 2 == 0 else 20.25) for t in range(t0, t1)]
+
+
+def test_spike_exact_robust_z_against_the_trailing_window():
+    rows = _wiggle(0, 600)
+    rows[400] = ("s1", 400, 30.0)
+    pts = spike.detect(readings(rows))
+    # location 20.125 (median of the five previous pane means); noise sd 0.25 * sqrt(pi) / 2 = 0.22 < min_scale 0.5
+    assert cols(pts, "ts", "severity", "value", "threshold", "score") == [(at(400), "critical", 30.0, 21.625, 19.75)]
+    assert pts.column("message").to_pylist() == ["temperature 30 is 19.8 robust sd from the trailing level 20.125 (sd 0.5)"]
+
+
+def test_spike_warning_between_the_two_thresholds_and_nothing_below():
+    rows = _wiggle(0, 600)
+    rows[400] = ("s1", 400, 20.125 + 4 * 0.5)  # z = 4: warning
+    rows[500] = ("s1", 500, 20.125 + 2.5 * 0.5)  # z = 2.5: nothing
+    pts = spike.detect(readings(rows))
+    assert cols(pts, "ts", "severity", "score") == [(at(400), "warning", 4.0)]
+
+
+def test_spike_scale_follows_a_noisy_sensor_above_min_scale():
+    rows = [("s1", t, 20.0 if t % 2 == 0 else 22.0) for t in range(0, 600)]  # differences of 2: sd 1.77
+    rows[400] = ("s1", 400, 30.0)
+    pts = spike.detect(readings(rows))
+    sd = 2 * math.sqrt(math.pi) / 2
+    assert cols(pts, "ts", "score") == [(at(400), pytest.approx((30.0 - 21.0) / sd))]
+
+
+def test_spike_warm_up_at_start_and_after_a_gap():
+    rows = _wiggle(0, 600) + _wiggle(1200, 1800)
+    rows[20] = ("s1", 20, 40.0)  # first minute: no trailing window yet
+    rows[600 + 10] = ("s1", 1210, 40.0)  # right after a 10-minute gap
+    rows[600 + 400] = ("s1", 1600, 40.0)  # five full minutes after the gap: evaluated
+    pts = spike.detect(readings(rows))
+    assert cols(pts, "ts") == [(at(1600),)]
+
+
+def test_spike_does_not_flag_nan_or_broken_values_and_does_not_learn_from_them():
+    rows = _wiggle(0, 600)
+    rows[400] = ("s1", 400, float("nan"))
+    rows[401] = ("s1", 401, 500.0)  # a sensor fault, not a spike
+    rows[460] = ("s1", 460, 30.0)
+    pts = spike.detect(readings(rows))
+    assert cols(pts, "ts", "score") == [(at(460), 19.75)]
+
+
+def test_spike_ignores_the_recovery_of_a_stuck_sensor():
+    rows = [("s1", t, 20.0) for t in range(0, 600)] + [("s1", t, 23.0 + (t % 2) * 0.25) for t in range(600, 700)]
+    assert spike.detect(readings(rows)).num_rows == 0
+
+
+def test_spike_validates_its_parameters():
+    with pytest.raises(ValueError, match=r"SpikeParams\.critical_z=2.0 is invalid"):
+        SpikeParams(warning_z=3.0, critical_z=2.0)
+    with pytest.raises(ValueError, match=r"SpikeParams\.metric='rpm' is invalid; expected one of temperature"):
+        SpikeParams(metric="rpm")
+
+
+# -- flatline and thresholds -------------------------------------------------------------------------
+def test_flatline_needs_near_zero_sd_over_enough_readings():
+    ws = window_stats(
+        [dict(end=60, temp_std=0.0, n=300), dict(end=120, temp_std=0.01, n=30), dict(end=180, temp_std=0.02),
+         dict(end=240, temp_std=0.0, n=29), dict(end=300, temp_std=None)]  # fmt: skip
+    )
+    pts = flatline.detect(ws)
+    assert cols(pts, "ts", "severity", "metric", "value", "threshold", "score") == [
+        (at(60), "critical", "temperature", 0.0, 0.01, 1.0),
+        (at(120), "critical", "temperature", 0.01, 0.01, 0.0),
+    ]
+    assert cols(flatline.detect(ws, FlatlineParams(max_std=0.0)), "ts") == [(at(60),)]
+
+
+def test_thresholds_exact_limits_warm_up_and_missing_rate_exempt():
+    ws = window_stats(
+        [
+            dict(end=60, vibration_max=2.0, battery_level=20.0, missing_rate=0.1),  # at the limits: nothing
+            dict(end=120, vibration_max=2.5, battery_level=19.9, missing_rate=0.2),
+            dict(end=180, vibration_max=5.5, battery_level=4.0),
+            dict(end=240, vibration_max=9.0, battery_level=1.0, missing_rate=0.95, n=15),  # warm-up
+            dict(end=300, vibration_max=None, battery_level=float("nan")),
+        ]
+    )
+    pts = thresholds.detect(ws)
+    assert cols(pts, "anomaly_type", "ts", "severity", "value", "threshold") == [
+        ("high_missing_rate", at(120), "warning", 0.2, 0.1),
+        ("high_missing_rate", at(240), "warning", 0.95, 0.1),
+        ("high_vibration", at(120), "warning", 2.5, 2.0),
+        ("high_vibration", at(180), "critical", 5.5, 5.0),
+        ("low_battery", at(120), "warning", 19.9, 20.0),
+        ("low_battery", at(180), "critical", 4.0, 5.0),
+    ]
+    assert cols(pts, "score")[2:4] == [(1.25,), (2.75,)]
+
+
+def test_thresholds_validate_their_parameters():
+    with pytest.raises(ValueError, match=r"ThresholdParams\.battery_critical=30 is invalid"):
+        ThresholdParams(battery_critical=30)
+
+
+# -- drift -------------------------------------------------------------------------------------
+def baseline(rows: list[tuple]) -> pa.Table:
+    """(sensor, slot_s, median, n_days, scale) rows; the sensor's windows usually spread 0.2 C."""
+    return pa.Table.from_pylist(
+        [dict(sensor_id=s, slot_s=k, temp_median=m, n_days=n, temp_scale=sc, temp_spread=0.2) for s, k, m, n, sc in rows],
+        schema=BASELINE,
+    )
+
+
+def _drift_windows(means: list[float], start_s: int = 60, sensor="s1") -> pa.Table:
+    return window_stats(
+        [dict(sensor_id=sensor, end=start_s + 60 * i, temp_mean=m, temp_std=0.2) for i, m in enumerate(means)]
+    )
+
+
+def _flat_baseline(n_days=7, scale=1.0, sensor="s1"):
+    return baseline([(sensor, k * 60, 20.0, n_days, scale) for k in range(1440)])
+
+
+def test_drift_cusum_alerts_once_the_sum_passes_h():
+    # z = 5 every window: S grows by z - k = 2.5; S > h = 20 from the 9th window on
+    pts = drift.detect(_drift_windows([25.0] * 12), _flat_baseline())
+    assert cols(pts, "ts", "severity", "value", "threshold", "score") == [
+        (at(60 * (i + 1)), "warning", 25.0, 22.5, 5.0) for i in range(8, 12)
+    ]
+    assert pts.column("message").to_pylist()[0] == (
+        "temperature mean 25 is 5 sd from its usual 20 for this time of day (CUSUM 22.5 > 20)"
+    )
+
+
+def test_drift_is_two_sided():
+    pts = drift.detect(_drift_windows([15.0] * 10), _flat_baseline())
+    assert cols(pts, "ts", "threshold") == [(at(540), 17.5), (at(600), 17.5)]
+
+
+def test_drift_memory_bounds_the_evidence():
+    # with 5 minutes of memory, S never exceeds 5 windows x 2.5 = 12.5 < 20
+    pts = drift.detect(_drift_windows([25.0] * 30), _flat_baseline(), DriftParams(memory_s=300))
+    assert pts.num_rows == 0
+
+
+def test_drift_stops_when_the_window_is_back_near_its_baseline():
+    pts = drift.detect(_drift_windows([25.0] * 12 + [21.0, 25.0]), _flat_baseline())
+    # S is still above h at the 13th window but its z = 1 is below release (1.5)
+    assert [t for (t,) in cols(pts, "ts")] == [at(60 * i) for i in (9, 10, 11, 12, 14)]
+
+
+def test_drift_warm_up_without_enough_history_and_for_thin_or_flat_windows():
+    ws = _drift_windows([25.0] * 12)
+    assert drift.detect(ws, _flat_baseline(n_days=2)).num_rows == 0
+    assert drift.detect(ws, None).num_rows == 0
+    thin = window_stats([dict(end=60 + 60 * i, temp_mean=25.0, temp_std=0.2, n=29) for i in range(12)])
+    assert drift.detect(thin, _flat_baseline()).num_rows == 0
+    flat = window_stats([dict(end=60 + 60 * i, temp_mean=25.0, temp_std=0.0) for i in range(12)])
+    assert drift.detect(flat, _flat_baseline()).num_rows == 0
+    # spread beyond 4 x max(usual 0.2, min_scale 0.5) = 2 C: the window holds spikes, its mean is no drift
+    spiky = window_stats([dict(end=60 + 60 * i, temp_mean=25.0, temp_std=2.1) for i in range(12)])
+    assert drift.detect(spiky, _flat_baseline()).num_rows == 0
+    assert drift.detect(spiky, _flat_baseline(), DriftParams(max_spread=4.3)).num_rows == 4
+
+
+def test_drift_baseline_exact_median_days_and_robust_scale():
+    prev = window_stats(
+        [dict(end=60 - d * 86_400, temp_mean=m, temp_std=s) for d, m, s in ((1, 20.0, 0.2), (2, 21.0, 0.4), (3, 23.0, 0.1))]
+        + [dict(end=120 - d * 86_400, temp_mean=30.0, temp_std=0.2) for d in (1, 2)]
+        + [dict(end=180 - 86_400, temp_mean=99.0, temp_std=0.0)]  # a stuck window: not learned
+        + [dict(sensor_id="s2", end=60 - 86_400, temp_mean=None, temp_std=None, n=3)]
+    )
+    b = drift_baseline(prev)
+    assert b.schema == BASELINE
+    # residuals of the 3-day slot: -1, 0, 2 -> MAD 1 -> 1.4826; the 2-day slot is below min_days
+    # usual spread: the median temp_std of the five usable windows (0.1, 0.2, 0.2, 0.2, 0.4)
+    assert cols(b, "sensor_id", "slot_s", "temp_median", "n_days", "temp_scale", "temp_spread") == [
+        ("s1", 60, 21.0, 3, 1.4826, 0.2),
+        ("s1", 120, 30.0, 2, 1.4826, 0.2),
+        ("s1", 180, None, 0, 1.4826, 0.2),
+        ("s2", 60, None, 0, None, None),  # known (for the silence detector), nothing to learn
+    ]
+
+
+def test_drift_baseline_of_nothing_is_empty():
+    assert drift_baseline(WINDOW_STATS.empty_table()).equals(BASELINE.empty_table())
+
+
+# -- silence ----------------------------------------------------------------------------------
+def test_silence_ticks_after_a_known_sensor_stops():
+    r = readings([("s1", t, 20.0) for t in range(0, 300)])
+    ws = compute_window_stats(r, emit_start=T0 - 3600 * US, emit_end=T0 + 3600 * US)
+    pts = silence.detect(r, ws, None, emit_start=T0, emit_end=T0 + 600 * US)
+    assert cols(pts, "ts", "severity", "value", "score") == [
+        (at(w), "warning", 60.0, 60.0) for w in (360, 420, 480, 540, 600)
+    ]
+    assert pts.column("metric").to_pylist() == [None] * 5
+
+
+def test_silence_of_a_sensor_known_only_from_history_is_critical_all_along():
+    b = baseline([("gone", 60, 20.0, 7, 1.0)])
+    pts = silence.detect(READINGS.empty_table(), WINDOW_STATS.empty_table(), b, emit_start=T0, emit_end=T0 + 180 * US)
+    assert cols(pts, "sensor_id", "ts", "severity") == [("gone", at(w), "critical") for w in (60, 120, 180)]
+
+
+def test_silence_span_follows_the_sample_interval():
+    r = readings([("slow", t, 20.0) for t in range(0, 3000, 300)])  # every 5 min: silent after 5 x 300 s
+    ws = compute_window_stats(r, emit_start=T0 - 86_400 * US, emit_end=T0 + 86_400 * US)
+    pts = silence.detect(r, ws, None, emit_start=T0 + 3000 * US, emit_end=T0 + 4500 * US)
+    # last reading at 2700 s: silent at the ticks (every 60 s) after 2700 + 1500 s
+    assert cols(pts, "ts", "value") == [(at(w), 1500.0) for w in (4260, 4320, 4380, 4440, 4500)]
+
+
+def test_silence_forgets_a_sensor_without_history_after_the_horizon():
+    r = readings([("s1", t, 20.0) for t in range(0, 60)])
+    ws = compute_window_stats(r, emit_start=T0 - 3600 * US, emit_end=T0 + 3600 * US)
+    p = SilenceParams(horizon_s=3600, critical_after_s=600)
+    pts = silence.detect(r, ws, None, p, emit_start=T0 + 3600 * US, emit_end=T0 + 3900 * US)
+    # the last window holding a reading ends at 300 s: known while 300 s is within the last 3600 s
+    assert cols(pts, "ts", "severity") == [(at(w), "critical") for w in (3660, 3720, 3780, 3840)]
+
+
+# -- systemic and episodes ------------------------------------------------------------------------
+def point(sensor, kind, ts, tick=None, score=1.0, severity="warning", step=1.0, metric="temperature", value=None):
+    return dict(sensor_id=sensor, anomaly_type=kind, severity=severity, metric=metric, ts=at(ts),
+                tick_ts=at(ts if tick is None else tick), step_s=step, value=score if value is None else value,
+                threshold=0.0, score=score, message=f"{kind} {ts}")  # fmt: skip
+
+
+def points(rows) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=POINTS)
+
+
+def fleet(n: int, *ticks: int) -> pa.Table:
+    return systemic.fleet_table(np.array([T0 + t * US for t in ticks]), np.full(len(ticks), n))
+
+
+def test_systemic_when_more_than_half_of_the_fleet_alerts_in_one_tick():
+    pts = points(
+        [point(s, "spike", 61, tick=120) for s in ("a", "b", "c")]
+        + [point("a", "spike", 62, tick=120)]  # one sensor counts once
+        + [point(s, "spike", 130, tick=180) for s in ("a", "b")]  # 2 of 4: not more than half
+        + [point(s, "low_battery", 240) for s in ("a", "b", "c")]  # not a counted type
+    )
+    out = systemic.detect(pts, fleet(4, 120, 180, 240), emit_start=T0, emit_end=T0 + 300 * US)
+    assert cols(out, "sensor_id", "anomaly_type", "severity", "ts", "value", "threshold") == [
+        (FLEET_ID, "systemic", "critical", at(120), 0.75, 0.5)
+    ]
+    assert out.column("message").to_pylist() == ["3 of 4 sensors alerting at once (spike 3): a fleet-wide cause"]
+    assert systemic.detect(pts, fleet(3, 120), SystemicParams(min_fleet=4), emit_start=T0, emit_end=T0 + 300 * US).num_rows == 0
+
+
+def test_episodes_merge_consecutive_points_and_keep_the_peak():
+    pts = points(
+        [point("a", "spike", t, score=s, severity=sev, value=v)
+         for t, s, sev, v in ((1, 4.0, "warning", 24.0), (2, 9.0, "critical", 40.0), (4, 3.5, "warning", 23.0),
+                              (10, 6.0, "critical", 30.0))]  # fmt: skip
+    )
+    ep = to_episodes(pts)
+    assert ep.schema == ANOMALIES
+    assert cols(ep, "start_ts", "end_ts", "severity", "value", "score", "n_points", "systemic_id") == [
+        (at(1), at(4), "critical", 40.0, 9.0, 3, None),
+        (at(10), at(10), "critical", 30.0, 6.0, 1, None),
+    ]
+    assert ep.column("anomaly_id").to_pylist()[0] == anomaly_id("a", "spike", "temperature", T0 + US)
+    assert ep.column("message").to_pylist()[0] == "spike 2 [3 points over 3 s]"
+    assert to_episodes(pts, DetectionParams(episodes=EpisodeParams(max_gap_steps=1))).num_rows == 3
+
+
+def test_episodes_are_per_sensor_type_and_metric_and_ignore_row_order():
+    pts = points([point("a", "spike", 1), point("b", "spike", 2), point("a", "sensor_fault", 2),
+                  point("a", "sensor_fault", 3, metric="humidity")])  # fmt: skip
+    ep = to_episodes(pts)
+    assert cols(ep, "sensor_id", "anomaly_type", "metric") == [
+        ("a", "spike", "temperature"), ("a", "sensor_fault", "temperature"), ("b", "spike", "temperature"),
+        ("a", "sensor_fault", "humidity"),
+    ]  # fmt: skip
+    shuffled = pts.take(pa.array([3, 1, 0, 2]))
+    assert to_episodes(shuffled).equals(ep)
+
+
+def test_episodes_link_or_suppress_alerts_of_a_systemic_tick():
+    pts = points(
+        [point(FLEET_ID, "systemic", 120, step=60.0, metric=None), point(FLEET_ID, "systemic", 180, step=60.0, metric=None)]
+        + [point(s, "spike", 100, tick=120) for s in ("a", "b", "c")]
+        + [point("a", "spike", 101, tick=120), point("d", "spike", 300, tick=360)]
+    )
+    ep = to_episodes(pts)
+    sys_id = anomaly_id(FLEET_ID, "systemic", None, T0 + 120 * US)
+    assert cols(ep, "sensor_id", "start_ts", "n_points", "systemic_id") == [
+        ("a", at(100), 2, sys_id), ("b", at(100), 1, sys_id), ("c", at(100), 1, sys_id),
+        (FLEET_ID, at(120), 2, None), ("d", at(300), 1, None),
+    ]  # fmt: skip
+    quiet = to_episodes(pts, DetectionParams(systemic=SystemicParams(mode="suppress")))
+    assert cols(quiet, "sensor_id", "n_points") == [(FLEET_ID, 2), ("d", 1)]
+
+
+def test_episodes_of_nothing_is_an_empty_anomalies_table():
+    assert to_episodes(POINTS.empty_table()).equals(ANOMALIES.empty_table())
+
+
+# -- parameters -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "cls, kwargs, message",
+    [
+        (DriftParams, dict(min_days=8), r"DriftParams\.min_days=8 is invalid; expected at most history_days=7"),
+        (DriftParams, dict(h=0), r"DriftParams\.h=0 is invalid; expected a number > 0"),
+        (FlatlineParams, dict(min_readings=1), r"FlatlineParams\.min_readings=1 is invalid; expected an integer >= 2"),
+        (SilenceParams, dict(horizon_s=60), r"SilenceParams\.horizon_s=60 is invalid; expected at least"),
+        (SystemicParams, dict(mode="mute"), r"SystemicParams\.mode='mute' is invalid; expected 'link' or 'suppress'"),
+        (SystemicParams, dict(types=("systemic",)), r"SystemicParams\.types="),
+        (SensorFaultParams, dict(metrics=("rpm",)), r"SensorFaultParams\.metrics="),
+        (EpisodeParams, dict(max_gap_steps=0.5), r"EpisodeParams\.max_gap_steps=0.5 is invalid"),
+        (DetectionParams, dict(spike=DriftParams()), r"DetectionParams\.spike=.* is invalid; expected a SpikeParams"),
+    ],
+)
+def test_parameters_validate_themselves_naming_the_field(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**kwargs)
+
+
+def test_parameters_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DetectionParams().spike.warning_z = 1.0  # type: ignore[misc]
+
+
+def test_docstring_examples():
+    for module in (episodes, sensor_fault):
+        assert doctest.testmod(module).failed == 0
+
+
+def test_window_params_reach_the_detectors():
+    params = WindowParams(min_readings=400)  # no 1 Hz window can pass this warm-up
+    rows = _wiggle(0, 600)
+    rows[400] = ("s1", 400, 30.0)
+    assert spike.detect(readings(rows), windows=params).num_rows == 0
