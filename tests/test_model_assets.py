@@ -141,11 +141,11 @@ def test_on_the_platforms_own_lake_assets(tmp_path, instance, assets, checks):
 
     resources = {**defs.resources, "lake": LakeResource(data_dir=str(tmp_path)),
                  "fleet": FleetResource(seed=7, n_sensors=2, sample_interval_s=1.0)}
-    everything = [*defs.assets, *assets]
+    everything = list(defs.assets)  # the definitions already hold the model assets
     lake_run = dg.materialize(everything, instance=instance, resources=resources, partition_key="2024-01-02",
                               selection=["readings", "fault_labels", "window_stats", "anomalies"])
     assert lake_run.success
-    result = dg.materialize([*everything, *checks], instance=instance, resources=resources,
+    result = dg.materialize([*everything, *defs.asset_checks], instance=instance, resources=resources,
                             selection=dg.AssetSelection.groups("warehouse"))
     assert result.success
     assert [(e.asset_key.to_user_string(), e.check_name) for e in result.get_asset_check_evaluations() if not e.passed] == []

@@ -147,15 +147,21 @@ def iter_day_chunks(lake: Lake, day: dt.date, settings: DownstreamSettings) -> I
         yield _sensor_rows(lake, day, chunk, a, a + DAY_US), _sensor_rows(lake, prev, chunk, a - ctx, a)
 
 
+HISTORY_COLUMNS = ("sensor_id", "window_end", "n_readings", "temp_mean", "temp_std")
+
+
 def history_window_stats(lake: Lake, day: dt.date, settings: DownstreamSettings) -> pa.Table:
     """The previous days' window_stats the drift baseline and the detectors' context need."""
     p = settings.params
     ctx_days = math.ceil(context_seconds(p).window_stats_s / 86_400)
     days = [day - dt.timedelta(days=i) for i in range(max(p.drift.history_days, ctx_days), 0, -1)]
     files = [f for d in days for f in lake.files("window_stats", d)]
+    schema = pa.schema([WINDOW_STATS.field(c) for c in HISTORY_COLUMNS])
     if not files:
-        return WINDOW_STATS.empty_table()
-    return conform(_con().sql(f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true)").to_arrow_table(), WINDOW_STATS)
+        return schema.empty_table()
+    # only what the baseline and the context use: a week of 1,000 sensors is 10 M rows
+    got = _con().sql(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM read_parquet({_files_sql(files)}, union_by_name=true)")
+    return conform(got.to_arrow_table(), schema)
 
 
 def emit_end_for(day: dt.date, now_us: int | None, settings: DownstreamSettings) -> int:
