@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +45,7 @@ SOURCE = "simulator"
 
 # Streams of per-reading randomness; each gets its own hash key.
 _S_TEMP, _S_TEMP2, _S_HUM, _S_HUM2, _S_PRES, _S_PRES2, _S_VIB, _S_VIB2, _S_DROP, _S_DUP, _S_SWAP = range(11)
+_N_STREAMS = 11
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,26 +126,46 @@ def _key(*parts: int) -> np.uint64:
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finalizer on a uint64 array (wrapping arithmetic)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    """splitmix64 finalizer, in place on a fresh uint64 array (wrapping arithmetic).
+
+    In place because it runs over every reading several times: temporaries
+    would double the memory traffic of the noise.
+    """
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
 
 
-def _uniform(key: np.uint64, k: np.ndarray) -> np.ndarray:
-    """U(0, 1) (never exactly 0) for each counter in ``k``."""
+def _uniform(key: np.uint64 | np.ndarray, k: np.ndarray) -> np.ndarray:
+    """U(0, 1) (never exactly 0) for each counter in ``k``.
+
+    ``key`` broadcasts against ``k``: a column of per-sensor keys and a row of
+    sample indices give the (sensors x samples) grid in one call; each value
+    depends only on its own key and counter.
+    """
     with np.errstate(over="ignore"):
         x = _mix(k.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + key)
-    return ((x >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
+    x >>= np.uint64(11)
+    u = x.astype(np.float64)
+    u += 0.5
+    u *= 1.0 / 9007199254740992.0
+    return u
 
 
-def _normal(key_a: np.uint64, key_b: np.uint64, k: np.ndarray) -> np.ndarray:
+def _normal(key_a: np.uint64 | np.ndarray, key_b: np.uint64 | np.ndarray, k: np.ndarray) -> np.ndarray:
     """Standard normal for each counter in ``k`` (Box-Muller over two hash streams)."""
-    u1 = _uniform(key_a, k)
-    u2 = _uniform(key_b, k)
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    r = _uniform(key_a, k)
+    np.log(r, out=r)
+    r *= -2.0
+    np.sqrt(r, out=r)
+    angle = _uniform(key_b, k)
+    angle *= 2.0 * np.pi
+    np.cos(angle, out=angle)
+    r *= angle
+    return r
 
 
 # -- per-sensor constants and per-day episodes -----------------------------------
@@ -160,6 +183,15 @@ class _Sensor:
     battery_floor: float
 
 
+# Per-sensor and per-sensor-day draws are pure and cost a numpy Generator each
+# (tens of microseconds): memoized, a stream of micro-batches of the same day
+# pays for them once. Sizes cover a day and its neighbours for a few thousand
+# sensors; typed, because ``repr`` of a numpy integer index differs from an
+# ``int``'s and so do the hash keys drawn from it.
+_CACHE = 1 << 13
+
+
+@functools.lru_cache(maxsize=_CACHE, typed=True)
 def _sensor(seed: int, index: int) -> _Sensor:
     rng = np.random.default_rng([seed, index, 0x5E45])
     return _Sensor(
@@ -190,6 +222,7 @@ _WEATHER_SD = 0.4
 _MIN_GAP_US = 15 * 60 * 1_000_000  # short episodes of a sensor are >= 15 min apart
 
 
+@functools.lru_cache(maxsize=3 * _CACHE, typed=True)
 def _weather(seed: int, index: int, day_ordinal: int) -> float:
     return float(np.random.default_rng([seed, index, day_ordinal, 0x3EA7]).normal(0, _WEATHER_SD))
 
@@ -257,11 +290,14 @@ def _drift_episodes(seed: int, index: int, day_ordinal: int, rates: FaultRates) 
     return out
 
 
-def _battery(s: _Sensor, t_us: np.ndarray) -> np.ndarray:
-    """Battery level: linear drain from 100 % to the floor over each life, then replaced."""
-    life_us = s.battery_life_days * DAY_US
-    age = np.mod(t_us + s.battery_phase_days * DAY_US, life_us) / life_us
-    level = 100.0 - (100.0 - s.battery_floor) * age
+def _battery(life_days: np.ndarray, phase_days: np.ndarray, floor: np.ndarray, t_us: np.ndarray) -> np.ndarray:
+    """Battery level: linear drain from 100 % to the floor over each life, then replaced.
+
+    The sensor constants are columns and ``t_us`` a row: one row of levels per sensor.
+    """
+    life_us = life_days * DAY_US
+    age = np.mod(t_us + phase_days * DAY_US, life_us) / life_us
+    level = 100.0 - (100.0 - floor) * age
     return np.floor(level * 10.0) / 10.0  # 0.1 % steps, monotone within a life
 
 
@@ -280,6 +316,34 @@ def _battery_episode(s: _Sensor, day_ordinal: int, threshold: float = 20.0) -> _
             start = int(np.ceil(low_from))
             return _Episode("low_battery", start, int(np.ceil(next_life)), threshold, "battery_level", int(cycle))
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What a sensor-day needs besides its per-reading noise: drawn once, shared by all its slices."""
+
+    sensor: _Sensor
+    keys: tuple[int, ...]  # hash key of each noise stream (_S_TEMP ... _S_SWAP)
+    episodes: tuple[_Episode, ...]  # in the order faults are applied and labelled: (start, kind)
+    label_ids: tuple[str, ...]  # one per episode
+
+
+@functools.lru_cache(maxsize=_CACHE, typed=True)
+def _plan(seed: int, index: int, day_ordinal: int, rates: FaultRates, interval_us: int) -> _Plan:
+    """The sensor-day's constants, noise keys and episodes (short ones, drift, low battery)."""
+    s = _sensor(seed, index)
+    episodes = _day_episodes(seed, index, day_ordinal, rates, interval_us)
+    episodes += _drift_episodes(seed, index, day_ordinal, rates)
+    battery = _battery_episode(s, day_ordinal)
+    if battery is not None:
+        episodes.append(battery)
+    episodes.sort(key=lambda e: (e.start_us, e.kind))
+    return _Plan(
+        sensor=s,
+        keys=tuple(int(_key(seed, index, day_ordinal, stream)) for stream in range(_N_STREAMS)),
+        episodes=tuple(episodes),
+        label_ids=tuple(_label_id(seed, index, e.kind, e.origin_day, e.start_us) for e in episodes),
+    )
 
 
 # -- generation ---------------------------------------------------------------------
@@ -305,16 +369,32 @@ def simulate(
     Labels are the whole episodes (their start and end may lie outside the
     slice), each with a stable ``label_id``, so that a consumer can collect
     them from several days and drop duplicates by id.
+
+    Readings come sensor by sensor (in the order of ``sensors``), day by day.
+    They are computed a block of sensors at a time, on a (sensors x samples)
+    grid: a 30-second micro-batch of a thousand sensors is a few numpy calls
+    over the whole grid, not a few dozen per sensor.
     """
     if end_us < start_us:
         raise ValueError(f"end {end_us} is before start {start_us}")
-    sensors = range(params.n_sensors) if sensors is None else sensors
-    pieces = list(_iter_slices(params, start_us, end_us, sensors))
-    readings = [p[0] for p in pieces if p[0].num_rows]
-    labels = [p[1] for p in pieces if p[1].num_rows]
+    indices = list(range(params.n_sensors) if sensors is None else sensors)
+    days = [
+        (d, max(start_us, d * DAY_US), min(end_us, (d + 1) * DAY_US))
+        for d in range(start_us // DAY_US, (end_us - 1) // DAY_US + 1)
+    ]
+    days = [(d, lo, hi) for d, lo, hi in days if hi > lo]  # (day ordinal, its part of the slice)
+    samples = sum(len(_sample_indices(d, lo, hi, params.interval_us)) for d, lo, hi in days)  # per sensor
+    per_block = max(1, _BLOCK_CELLS // max(samples, 1))
+    readings: list[pa.Table] = []
+    labels: list[_Label] = []
+    for first in range(0, len(indices) if days else 0, per_block):
+        block_indices = indices[first : first + per_block]
+        block = _by_sensor([_block(params, block_indices, d, lo, hi) for d, lo, hi in days])
+        readings.append(_readings_table(block_indices, block))
+        labels += (label for sensor_labels in block.labels for label in sensor_labels)
     return Simulated(
         readings=pa.concat_tables(readings) if readings else READINGS.empty_table(),
-        labels=_dedupe_labels(pa.concat_tables(labels)) if labels else FAULT_LABELS.empty_table(),
+        labels=_labels_table(labels),
     )
 
 
@@ -324,138 +404,214 @@ def iter_day_chunks(params: FleetParams, day: dt.date, sensors_per_chunk: int = 
         yield simulate_day(params, day, range(lo, min(lo + sensors_per_chunk, params.n_sensors)))
 
 
-def _dedupe_labels(labels: pa.Table) -> pa.Table:
-    ids = labels.column("label_id").to_numpy(zero_copy_only=False)
-    _, first = np.unique(ids, return_index=True)
-    return labels.take(np.sort(first))
+# (sensor, sample) cells computed at once: enough that numpy's cost per call
+# vanishes, few enough that a block's dozen arrays stay a few MB each.
+_BLOCK_CELLS = 1 << 18
 
 
-def _iter_slices(params: FleetParams, start_us: int, end_us: int, sensors: Sequence[int]):
-    first_day = start_us // DAY_US
-    last_day = (end_us - 1) // DAY_US
-    for index in sensors:
-        s = _sensor(params.seed, index)
-        for day_ordinal in range(first_day, last_day + 1):
-            d0 = day_ordinal * DAY_US
-            lo = max(start_us, d0)
-            hi = min(end_us, d0 + DAY_US)
-            if hi > lo:
-                yield _sensor_day(params, s, day_ordinal, lo, hi)
+class _Label(NamedTuple):
+    """A row of schemas.FAULT_LABELS (same fields, same order)."""
+
+    label_id: str
+    sensor_id: str
+    fault_type: str
+    metric: str | None
+    start_ts: int
+    end_ts: int
+    magnitude: float
+    n_readings: int
 
 
-def _episodes(params: FleetParams, s: _Sensor, day_ordinal: int) -> list[_Episode]:
-    eps = _day_episodes(params.seed, s.index, day_ordinal, params.faults, params.interval_us)
-    eps += _drift_episodes(params.seed, s.index, day_ordinal, params.faults)
-    battery = _battery_episode(s, day_ordinal)
-    if battery is not None:
-        eps.append(battery)
-    return eps
+@dataclasses.dataclass(frozen=True)
+class _Block:
+    """Readings and labels of a block of sensors, in delivery order.
+
+    ``rows`` is the position in the block of each reading's sensor (ascending:
+    a sensor's readings are contiguous); ``columns`` are ts, temperature,
+    humidity, pressure, vibration and battery level; ``labels`` has one list
+    per sensor.
+    """
+
+    rows: np.ndarray
+    columns: tuple[np.ndarray, ...]
+    labels: list[list[_Label]]
 
 
-def _sensor_day(params: FleetParams, s: _Sensor, day_ordinal: int, lo_us: int, hi_us: int) -> tuple[pa.Table, pa.Table]:
-    seed, idx, rates = params.seed, s.index, params.faults
-    step = params.interval_us
+def _sample_indices(day_ordinal: int, lo_us: int, hi_us: int, step: int) -> np.ndarray:
+    """Indices within the day of the samples whose nominal time is in ``[lo_us, hi_us)``."""
     d0 = day_ordinal * DAY_US
-    k = np.arange(-(-(lo_us - d0) // step), -(-(hi_us - d0) // step), dtype=np.int64)  # sample indices
-    t = d0 + k * step  # nominal sample times (us)
-    key = lambda stream: _key(seed, idx, day_ordinal, stream)  # noqa: E731
+    return np.arange(-(-(lo_us - d0) // step), -(-(hi_us - d0) // step), dtype=np.int64)
+
+
+def _block(params: FleetParams, indices: Sequence[int], day_ordinal: int, lo_us: int, hi_us: int) -> _Block:
+    """Readings and labels of ``[lo_us, hi_us)`` within one day, for a block of sensors.
+
+    The sensors share their sample times, so noise, physics and delivery
+    faults are computed on the (sensors x samples) grid, each sensor a row;
+    fault episodes (few overlap a short slice) touch their sensor's row only.
+    Every value is the one the sensor would get alone: the grid only batches
+    element-wise arithmetic.
+    """
+    seed, rates, step = params.seed, params.faults, params.interval_us
+    d0 = day_ordinal * DAY_US
+    k = _sample_indices(day_ordinal, lo_us, hi_us, step)
+    t = d0 + k * step  # nominal sample times (us), shared by the rows
+    n, m = len(indices), len(k)
+    plans = [_plan(seed, i, day_ordinal, rates, step) for i in indices]
+    keys = np.array([p.keys for p in plans], dtype=np.uint64).reshape(n, _N_STREAMS)
+
+    def key(stream: int) -> np.ndarray:
+        return keys[:, stream : stream + 1]
+
+    def column(values: list[float]) -> np.ndarray:
+        return np.array(values, dtype=np.float64).reshape(n, 1)
+
+    def const(name: str) -> np.ndarray:
+        return column([getattr(p.sensor, name) for p in plans])
+
+    def weather(offset: int) -> np.ndarray:
+        return column([_weather(seed, i, day_ordinal + offset) for i in indices])
 
     # Physics.
     hours = (t % DAY_US) / 3.6e9
     frac = (t - d0) / DAY_US
-    w_prev, w_now, w_next = (_weather(seed, idx, day_ordinal + o) for o in (-1, 0, 1))
     # cosine interpolation between day midpoints keeps weather smooth across midnight
-    weather = np.where(
-        frac < 0.5,
-        w_prev + (w_now - w_prev) * (1 - np.cos(np.pi * (frac + 0.5))) / 2,
-        w_now + (w_next - w_now) * (1 - np.cos(np.pi * (frac - 0.5))) / 2,
-    )
-    true_temp = s.base_temp + s.diurnal_amp * np.sin(2 * np.pi * (hours - 9.0) / 24.0) + weather
+    mid = int(np.searchsorted(frac, 0.5))  # the samples of the first half of the day come before
+    w = np.empty((n, m))
+    if mid > 0:
+        w_prev, w_now = weather(-1), weather(0)
+        w[:, :mid] = w_prev + (w_now - w_prev) * (1 - np.cos(np.pi * (frac[:mid] + 0.5))) / 2
+    if mid < m:
+        w_now, w_next = weather(0), weather(1)
+        w[:, mid:] = w_now + (w_next - w_now) * (1 - np.cos(np.pi * (frac[mid:] - 0.5))) / 2
+    base_temp = const("base_temp")
+    true_temp = base_temp + const("diurnal_amp") * np.sin(2 * np.pi * (hours - 9.0) / 24.0) + w
     temp = true_temp + 0.15 * _normal(key(_S_TEMP), key(_S_TEMP2), k)
     humidity = np.clip(
-        s.base_humidity - 1.5 * (true_temp - s.base_temp) + 0.8 * _normal(key(_S_HUM), key(_S_HUM2), k), 5.0, 100.0
+        const("base_humidity") - 1.5 * (true_temp - base_temp) + 0.8 * _normal(key(_S_HUM), key(_S_HUM2), k), 5.0, 100.0
     )
     days_f = t / DAY_US
     pressure = (
-        s.base_pressure
-        + 4.0 * np.sin(2 * np.pi * days_f / 3.7 + s.pressure_phase)
+        const("base_pressure")
+        + 4.0 * np.sin(2 * np.pi * days_f / 3.7 + const("pressure_phase"))
         + 0.6 * np.sin(4 * np.pi * days_f)
         + 0.1 * _normal(key(_S_PRES), key(_S_PRES2), k)
     )
-    vibration = np.abs(s.vibration_mean + 0.03 * _normal(key(_S_VIB), key(_S_VIB2), k))
-    battery = _battery(s, t)
-    ts = t.copy()
+    vibration = np.abs(const("vibration_mean") + 0.03 * _normal(key(_S_VIB), key(_S_VIB2), k))
+    battery = _battery(const("battery_life_days"), const("battery_phase_days"), const("battery_floor"), t)
+    ts = None  # the nominal times, until a clock skew gives some row times of its own
     keep = _uniform(key(_S_DROP), k) >= rates.drop_rate
 
-    # Faults, applied in a fixed order; labels record what was injected.
-    labels = []
-    for ep in sorted(_episodes(params, s, day_ordinal), key=lambda e: (e.start_us, e.kind)):
-        m = (t >= ep.start_us) & (t < ep.end_us)
+    # Faults, applied in a fixed order per sensor. t is sorted, so an episode
+    # covers the samples [a, b) of its sensor's row (empty if outside the slice).
+    episodes = [(r, ep, label_id) for r, p in enumerate(plans) for ep, label_id in zip(p.episodes, p.label_ids)]
+    spans = np.searchsorted(t, [(ep.start_us, ep.end_us) for _, ep, _ in episodes]).tolist() if episodes else []
+    for (r, ep, _), (a, b) in zip(episodes, spans):
+        if a == b:
+            continue
         if ep.kind == "drift":
-            ramp = np.clip((t - ep.start_us) / (ep.end_us - ep.start_us), 0, 1)
-            temp = np.where(m, temp + ep.magnitude * ramp, temp)
+            temp[r, a:b] += ep.magnitude * ((t[a:b] - ep.start_us) / (ep.end_us - ep.start_us))
         elif ep.kind == "spike":
-            temp = np.where(m, temp + ep.magnitude, temp)
+            temp[r, a:b] += ep.magnitude
         elif ep.kind == "sensor_fault":
-            temp = np.where(m, ep.magnitude, temp)
+            temp[r, a:b] = ep.magnitude
         elif ep.kind == "flatline":
-            stuck_t, stuck_h = _stuck_values(s, ep, seed, step)
-            temp = np.where(m, stuck_t, temp)
-            humidity = np.where(m, stuck_h, humidity)
+            temp[r, a:b], humidity[r, a:b] = _stuck_values(plans[r].sensor, ep, seed, step)
         elif ep.kind == "high_vibration":
-            level = ep.magnitude * (1 + 0.1 * _normal(key(_S_VIB), key(_S_TEMP), k))
-            vibration = np.where(m, np.maximum(level, 2.2), vibration)
+            level = ep.magnitude * (1 + 0.1 * _normal(keys[r, _S_VIB], keys[r, _S_TEMP], k[a:b]))
+            vibration[r, a:b] = np.maximum(level, 2.2)
         elif ep.kind == "outage":
-            keep &= ~m
+            keep[r, a:b] = False
         elif ep.kind == "clock_skew":
-            ts = np.where(m, ts + int(ep.magnitude * 1e6), ts)
-        labels.append(ep)
+            if ts is None:
+                ts = np.repeat(t.reshape(1, m), n, axis=0)
+            ts[r, a:b] += int(ep.magnitude * 1e6)
 
-    # Faults on dropped readings are unobservable: keep the ground truth honest.
-    if labels:
-        labels = [ep for ep in labels if _observable(ep, t, keep)]
+    # Labels record what was injected. Every episode of the sensor-day is
+    # labelled, except one whose readings in the slice were all dropped: a
+    # fault nobody could observe would make the ground truth dishonest.
+    ids = [sensor_id(i) for i in indices]
+    labels: list[list[_Label]] = [[] for _ in range(n)]
+    for (r, ep, label_id), (a, b) in zip(episodes, spans):
+        if ep.kind in ("drift", "low_battery"):
+            n_readings = (ep.end_us - ep.start_us) // step
+        elif a == b:  # the episode lies outside this slice; another slice observes it
+            n_readings = 0
+        elif ep.kind == "outage":
+            n_readings = b - a
+        else:
+            n_readings = int(np.count_nonzero(keep[r, a:b]))
+            if not n_readings:
+                continue
+        labels[r].append(_Label(label_id, ids[r], ep.kind, ep.metric, ep.start_us, ep.end_us, ep.magnitude, n_readings))
 
-    sel = np.flatnonzero(keep)
-    n = len(sel)
-    # Delivery faults: re-sent duplicates and late (swapped) readings.
-    order = sel
-    n_dup = n_swap = 0
-    if n:
-        dup = sel[_uniform(key(_S_DUP), k[sel]) < rates.duplicate_rate]
-        n_dup = len(dup)
-        order = np.concatenate([sel, dup])
-        pos = np.argsort(np.concatenate([np.arange(n) * 2, np.searchsorted(sel, dup) * 2 + 1]), kind="stable")
-        order = order[pos]  # a duplicate arrives right after its original
-        # A late reading arrives about five readings after its turn.
-        late = _uniform(key(_S_SWAP), k[order]) < rates.out_of_order_rate
-        n_swap = int(late.sum())
-        order = order[np.argsort(np.arange(len(order)) + np.where(late, 5.5, 0.0), kind="stable")]
+    # Delivery faults: re-sent duplicates and late readings, each among its sensor's readings.
+    order = np.flatnonzero(keep)  # cells of the grid (row-major), in delivery order
+    rows = order // m if m else order
+    n_dup = n_late = np.zeros(n, np.int64)
+    if len(order):
+        dup = (_uniform(key(_S_DUP), k) < rates.duplicate_rate).reshape(-1)[order]
+        n_dup = np.bincount(rows[dup], minlength=n)
+        order, rows = np.repeat(order, 1 + dup), np.repeat(rows, 1 + dup)  # a duplicate arrives right after its original
+        # A late reading arrives about five readings after its turn; the gap of
+        # six between rows keeps it among its own sensor's readings.
+        late = (_uniform(key(_S_SWAP), k) < rates.out_of_order_rate).reshape(-1)[order]
+        n_late = np.bincount(rows[late], minlength=n)
+        if n_late.any():
+            order = order[np.argsort(np.arange(len(order)) + 6.0 * rows + np.where(late, 5.5, 0.0), kind="stable")]
+    for r in np.flatnonzero(n_dup + n_late).tolist():
+        for kind, count in (("duplicates", int(n_dup[r])), ("out_of_order", int(n_late[r]))):
+            if count:
+                label_id = _label_id(seed, indices[r], kind, day_ordinal, lo_us)
+                labels[r].append(_Label(label_id, ids[r], kind, None, int(t[0]), int(t[-1]) + step, float(count), count))
 
-    table = pa.Table.from_arrays(
+    columns = (
+        t[order - rows * m] if ts is None else ts.reshape(-1)[order],
+        np.round(temp.reshape(-1)[order], 3),
+        np.round(humidity.reshape(-1)[order], 3),
+        np.round(pressure.reshape(-1)[order], 3),
+        np.round(vibration.reshape(-1)[order], 4),
+        battery.reshape(-1)[order],
+    )
+    return _Block(rows, columns, labels)
+
+
+def _by_sensor(days: list[_Block]) -> _Block:
+    """The blocks of the days of a slice (same sensors) as one: sensor by sensor, then day by day."""
+    if len(days) == 1:
+        return days[0]
+    n = len(days[0].labels)
+    counts = np.stack([np.bincount(d.rows, minlength=n) for d in days], axis=1)  # readings per (sensor, day)
+    day_starts = np.cumsum([0] + [len(d.rows) for d in days[:-1]])  # in the days' concatenation
+    starts = (day_starts + np.cumsum(counts, axis=0) - counts).reshape(-1)
+    lengths = counts.reshape(-1)
+    take = np.arange(lengths.sum()) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return _Block(
+        rows=np.repeat(np.arange(n), counts.sum(axis=1)),
+        columns=tuple(np.concatenate(c)[take] for c in zip(*(d.columns for d in days))),
+        labels=[[label for d in days for label in d.labels[r]] for r in range(n)],
+    )
+
+
+def _readings_table(indices: Sequence[int], block: _Block) -> pa.Table:
+    """A block's readings as a table: one chunk of the result, not copied again."""
+    ts, temp, humidity, pressure, vibration, battery = block.columns
+    n = len(block.rows)
+    ids = pa.array([sensor_id(i) for i in indices], pa.string())
+    return pa.Table.from_arrays(
         [
-            _constant_strings(sensor_id(idx), len(order)),
-            pa.array(ts[order], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-            pa.array(np.round(temp[order], 3)),
-            pa.array(np.round(humidity[order], 3)),
-            pa.array(np.round(pressure[order], 3)),
-            pa.array(np.round(vibration[order], 4)),
-            pa.array(battery[order]),
-            _constant_strings(SOURCE, len(order)),
-            pa.nulls(len(order), pa.int64()),
+            pa.DictionaryArray.from_arrays(block.rows.astype(np.int32), ids).cast(pa.string()),
+            pa.array(ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            pa.array(temp),
+            pa.array(humidity),
+            pa.array(pressure),
+            pa.array(vibration),
+            pa.array(battery),
+            _constant_strings(SOURCE, n),
+            pa.nulls(n, pa.int64()),
         ],
         schema=READINGS,
     )
-    label_rows = [_label_row(params, idx, ep, t, keep) for ep in labels]
-    for kind, count in (("duplicates", n_dup), ("out_of_order", n_swap)):
-        if count:
-            label_rows.append(
-                dict(
-                    label_id=_label_id(params, idx, kind, day_ordinal, lo_us),
-                    sensor_id=sensor_id(idx), fault_type=kind, metric=None,
-                    start_ts=int(t[0]), end_ts=int(t[-1]) + step, magnitude=float(count), n_readings=int(count),
-                )
-            )  # fmt: skip
-    return table, _labels_table(label_rows)
 
 
 def _constant_strings(value: str, n: int) -> pa.Array:
@@ -470,44 +626,21 @@ def _stuck_values(s: _Sensor, ep: _Episode, seed: int, step: int) -> tuple[float
     return round(float(base + rng.normal(0, 0.15)), 2), round(float(s.base_humidity + rng.normal(0, 0.8)), 1)
 
 
-def _observable(ep: _Episode, t: np.ndarray, keep: np.ndarray) -> bool:
-    if ep.kind in ("outage", "drift", "low_battery"):
-        return True
-    m = (t >= ep.start_us) & (t < ep.end_us)
-    if not m.any():  # the episode lies outside this slice; another slice observes it
-        return True
-    return bool((m & keep).any())
-
-
-def _label_id(params: FleetParams, idx: int, kind: str, origin: int, start: int) -> str:
-    raw = f"{params.seed}|{sensor_id(idx)}|{kind}|{origin}|{start}"
+def _label_id(seed: int, index: int, kind: str, origin: int, start: int) -> str:
+    raw = f"{seed}|{sensor_id(index)}|{kind}|{origin}|{start}"
     return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
 
 
-def _label_row(params: FleetParams, idx: int, ep: _Episode, t: np.ndarray, keep: np.ndarray) -> dict:
-    if ep.kind in ("drift", "low_battery"):
-        n = (ep.end_us - ep.start_us) // params.interval_us
-    else:
-        m = (t >= ep.start_us) & (t < ep.end_us)
-        n = int((m & keep).sum()) if ep.kind != "outage" else int(m.sum())
-    return dict(
-        label_id=_label_id(params, idx, ep.kind, ep.origin_day, ep.start_us),
-        sensor_id=sensor_id(idx),
-        fault_type=ep.kind,
-        metric=ep.metric,
-        start_ts=ep.start_us,
-        end_ts=ep.end_us,
-        magnitude=ep.magnitude,
-        n_readings=int(n),
-    )
-
-
-def _labels_table(rows: list[dict]) -> pa.Table:
+def _labels_table(rows: list[_Label]) -> pa.Table:
+    """The labels as a table, each ``label_id`` once (an episode spanning days is drawn by each)."""
+    first: dict[str, _Label] = {}
+    for r in rows:
+        first.setdefault(r.label_id, r)
+    rows = list(first.values())
     if not rows:
         return FAULT_LABELS.empty_table()
-    cols = {f.name: [r[f.name] for r in rows] for f in FAULT_LABELS}
     arrays = [
-        pa.array(cols[f.name], pa.int64()).cast(f.type) if f.name in ("start_ts", "end_ts") else pa.array(cols[f.name], f.type)
-        for f in FAULT_LABELS
+        pa.array(col, pa.int64()).cast(f.type) if f.name in ("start_ts", "end_ts") else pa.array(col, f.type)
+        for f, col in zip(FAULT_LABELS, zip(*rows))
     ]
     return pa.Table.from_arrays(arrays, schema=FAULT_LABELS)
