@@ -516,7 +516,7 @@ def _block(params: FleetParams, indices: Sequence[int], day_ordinal: int, lo_us:
         elif ep.kind == "sensor_fault":
             temp[r, a:b] = ep.magnitude
         elif ep.kind == "flatline":
-            temp[r, a:b], humidity[r, a:b] = _stuck_values(plans[r].sensor, ep, seed, step)
+            temp[r, a:b], humidity[r, a:b] = _stuck_values(plans[r].sensor, ep, seed, plans[r].episodes)
         elif ep.kind == "high_vibration":
             level = ep.magnitude * (1 + 0.1 * _normal(keys[r, _S_VIB], keys[r, _S_TEMP], k[a:b]))
             vibration[r, a:b] = np.maximum(level, 2.2)
@@ -618,12 +618,34 @@ def _constant_strings(value: str, n: int) -> pa.Array:
     return pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([value])).cast(pa.string())
 
 
-def _stuck_values(s: _Sensor, ep: _Episode, seed: int, step: int) -> tuple[float, float]:
-    """The value a stuck sensor repeats: its reading just before the episode, to 0.01."""
+def _stuck_values(s: _Sensor, ep: _Episode, seed: int, episodes: Sequence[_Episode]) -> tuple[float, float]:
+    """The values a stuck sensor repeats: about its last reading before the episode, to 0.01.
+
+    The sensor's true temperature at the start (diurnal cycle, weather and any
+    drift under way) plus one draw of noise: a pure function of the episode, so
+    every slice of the day repeats the same value, and a flatline that starts
+    during a drift does not open with a jump.
+    """
     rng = np.random.default_rng([seed, s.index, ep.start_us, 0x57C4])
-    hours = (ep.start_us % DAY_US) / 3.6e9
-    base = s.base_temp + s.diurnal_amp * np.sin(2 * np.pi * (hours - 9.0) / 24.0)
-    return round(float(base + rng.normal(0, 0.15)), 2), round(float(s.base_humidity + rng.normal(0, 0.8)), 1)
+    t = ep.start_us
+    day = t // DAY_US
+    frac = (t - day * DAY_US) / DAY_US
+    if frac < 0.5:
+        w0, w1 = _weather(seed, s.index, day - 1), _weather(seed, s.index, day)
+        weather = w0 + (w1 - w0) * (1 - np.cos(np.pi * (frac + 0.5))) / 2
+    else:
+        w0, w1 = _weather(seed, s.index, day), _weather(seed, s.index, day + 1)
+        weather = w0 + (w1 - w0) * (1 - np.cos(np.pi * (frac - 0.5))) / 2
+    hours = (t % DAY_US) / 3.6e9
+    true_temp = s.base_temp + s.diurnal_amp * np.sin(2 * np.pi * (hours - 9.0) / 24.0) + weather
+    drift = sum(
+        d.magnitude * (t - d.start_us) / (d.end_us - d.start_us)
+        for d in episodes
+        if d.kind == "drift" and d.start_us <= t < d.end_us
+    )
+    temp = true_temp + drift + rng.normal(0, 0.15)
+    humidity = s.base_humidity - 1.5 * (true_temp - s.base_temp) + rng.normal(0, 0.8)
+    return round(float(temp), 2), round(float(min(max(humidity, 5.0), 100.0)), 1)
 
 
 def _label_id(seed: int, index: int, kind: str, origin: int, start: int) -> str:
