@@ -255,7 +255,7 @@ def downstream_until(lake: Lake, state, day: dt.date) -> int | None:
     return until
 
 
-def _committed_files(lake: Lake, state, table: str, day: dt.date, lo: int, hi: int, column_range=True) -> list:
+def _committed_files(lake: Lake, state, table: str, day: dt.date, lo: int, hi: int) -> list:
     """The compacted file and the committed parts of a partition whose rows may fall in [lo, hi]."""
     files = []
     compacted = lake.partition_dir(table, day) / COMPACTED

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime as dt
-import errno
 import fcntl
 import os
 import shutil
@@ -237,6 +236,3 @@ class Lake:
 def _project(schema: pa.Schema, columns: list[str]) -> pa.Schema:
     return pa.schema([schema.field(c) for c in columns])
 
-
-def is_missing_error(exc: OSError) -> bool:
-    return exc.errno == errno.ENOENT

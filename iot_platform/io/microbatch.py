@@ -44,7 +44,7 @@ from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import LANDING, READINGS, conform
 from iot_platform.core.validation import validate_readings
 from iot_platform.io.ingest import SIM_UNTIL_KEY
-from iot_platform.io.lake import COMPACTED, PART_PREFIX, Lake, read_metadata, write_parquet_atomic
+from iot_platform.io.lake import COMPACTED, PART_PREFIX, Lake, read_metadata
 
 STATE_FILE = Path("_state") / "micro_batch.json"
 INGESTED_DIR = "_ingested"

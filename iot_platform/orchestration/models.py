@@ -122,7 +122,6 @@ def build_model_checks(project_dir: Path | None = None) -> list[dg.AssetChecksDe
     tests = project.tests
     if not tests:
         return []
-    by_key = {_check_key(t): t for t in tests}
     specs = [
         dg.AssetCheckSpec(
             name=t.name,
