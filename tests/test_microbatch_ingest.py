@@ -160,3 +160,13 @@ def test_a_landing_file_committed_but_not_moved_is_not_read_again(lake: Lake):
     assert (r.ingested, r.landing_files) == (0, 0)
     assert _day(lake).num_rows == 1
     assert pending_landing_files(lake.root / "landing") == []
+
+
+def test_a_file_imported_again_later_adds_nothing(lake: Lake):
+    rows = [("plant", D0 + 10 * S, 20.0), ("plant", D0 + 20 * S, 21.0)]
+    _landing_file(lake, "a.parquet", rows)
+    assert _batch(lake, D0 + 30 * S, None).ingested == 2
+    _landing_file(lake, "a-again.parquet", [*rows, ("plant", D0 + 25 * S, 22.0)])
+    r = _batch(lake, D0 + 60 * S, None)
+    assert (r.ingested, r.duplicates) == (1, 2)
+    assert _day(lake)["temperature"].to_pylist() == [20.0, 21.0, 22.0]
