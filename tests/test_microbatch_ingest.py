@@ -170,3 +170,17 @@ def test_a_file_imported_again_later_adds_nothing(lake: Lake):
     r = _batch(lake, D0 + 60 * S, None)
     assert (r.ingested, r.duplicates) == (1, 2)
     assert _day(lake)["temperature"].to_pylist() == [20.0, 21.0, 22.0]
+
+
+def test_readings_without_a_partition_are_rejected_with_the_reason(lake: Lake):
+    early = sim.day_start_us(dt.date(2023, 12, 31)) + 5 * S
+    future = D0 + 3 * sim.DAY_US
+    _landing_file(lake, "odd.parquet", [("plant", early, 1.0), ("plant", D0 + 5 * S, 2.0), ("plant", future, 3.0)])
+    r = _batch(lake, D0 + 60 * S, None)
+    assert (r.ingested, r.rejected) == (1, 2)
+    rejected = lake.read("rejected_readings", [DAY]).sort_by("temperature")
+    assert rejected["reason"].to_pylist() == [
+        "ts on 2023-12-31, before the first partition 2024-01-01 (IOT_START_DATE)",
+        "ts on 2024-01-06, in the future: more than an hour after the batch end",
+    ]
+    assert lake.days("readings") == [DAY]

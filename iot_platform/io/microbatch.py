@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import LANDING, READINGS, conform
-from iot_platform.core.validation import validate_readings
+from iot_platform.core.validation import REJECTED, validate_readings
 from iot_platform.io.ingest import SIM_UNTIL_KEY
 from iot_platform.io.lake import COMPACTED, PART_PREFIX, Lake, read_metadata
 
@@ -266,6 +266,7 @@ def ingest_readings(
 
     t0 = time.perf_counter()
     files = [f for f in pending_landing_files(landing) if landing_id(f) not in state.landing_ingested]
+    refused: list[pa.Table] = []
     for f in files:
         data = read_landing(f)
         result.landing_files += 1
@@ -275,6 +276,12 @@ def ingest_readings(
             if ordinal is None:
                 continue
             day = sim._EPOCH + dt.timedelta(days=int(ordinal))
+            why = _refuse_day(day, first_day, until_us)
+            if why is not None:  # no partition for it: keep the rows, with the reason, in today's rejects
+                rows = data.filter(pc.equal(days, ordinal))
+                reasons = pa.array([why] * rows.num_rows, pa.string())
+                refused.append(conform(conform(rows, READINGS).append_column("reason", reasons), REJECTED))
+                continue
             rows = data.filter(pc.equal(days, ordinal))
             # the raw layer keeps what arrived, so rebuilding the day loses nothing
             lake.write_part("raw_readings", day, _safe(landing_id(f)), rows)
@@ -283,13 +290,16 @@ def ingest_readings(
         if nulls.num_rows:
             new_rows.setdefault(sim._EPOCH + dt.timedelta(days=until_us // sim.DAY_US), []).append(conform(nulls, READINGS))
         state.landing_ingested.append(landing_id(f))
+    batch_day = sim._EPOCH + dt.timedelta(days=(until_us - 1) // sim.DAY_US)
     result.seconds["landing"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     staged: dict[dt.date, pa.Table] = {}
+    if refused:
+        new_rows.setdefault(batch_day, [])
     for day, pieces in sorted(new_rows.items()):
         start = sim.day_start_us(day)
-        v = validate_readings(pa.concat_tables(pieces), start, start + sim.DAY_US)
+        v = validate_readings(pa.concat_tables(pieces) if pieces else READINGS.empty_table(), start, start + sim.DAY_US)
         good = v.good
         with lake.lock("readings", day):
             result.removed_orphans += remove_uncommitted_parts(lake, state, "readings", day)
@@ -304,8 +314,12 @@ def ingest_readings(
                 state.day_parts("readings", day)[name] = PartInfo(
                     ts_min=pc.min(ts).as_py(), ts_max=pc.max(ts).as_py(), sim_from=lo, sim_until=hi
                 )
-            if v.rejected.num_rows:
-                lake.write_part("rejected_readings", day, batch_id, v.rejected, locked=True)
+            remove_uncommitted_parts(lake, state, "rejected_readings", day)
+            rejected = pa.concat_tables([v.rejected, *(refused if day == batch_day else [])])
+            if rejected.num_rows:
+                lake.write_part("rejected_readings", day, batch_id, rejected, locked=True)
+                state.day_parts("rejected_readings", day)[name] = PartInfo(ts_min=None, ts_max=None)
+            result.rejected += rejected.num_rows - v.rejected.num_rows
         result.ingested += good.num_rows
         result.rejected += v.rejected.num_rows
         result.duplicates += v.duplicates + (v.good.num_rows - good.num_rows)
@@ -317,6 +331,18 @@ def ingest_readings(
             result.newest_ts = newest if result.newest_ts is None else max(result.newest_ts, newest)
     result.seconds["validate_write"] = time.perf_counter() - t0
     return staged
+
+
+# a device clock this far ahead of the host is wrong, not early
+MAX_FUTURE_US = 3_600_000_000
+
+
+def _refuse_day(day: dt.date, first_day: dt.date, until_us: int) -> str | None:
+    if day < first_day:
+        return f"ts on {day}, before the first partition {first_day} (IOT_START_DATE)"
+    if sim.day_start_us(day) > until_us + MAX_FUTURE_US:
+        return f"ts on {day}, in the future: more than an hour after the batch end"
+    return None
 
 
 def _drop_existing(lake: Lake, state: State, day: dt.date, good: pa.Table) -> pa.Table:
