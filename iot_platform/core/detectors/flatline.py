@@ -13,10 +13,10 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 
-from iot_platform.core.detectors.inputs import WindowFrame
+from iot_platform.core.detectors.inputs import WindowFrame, detect_on_windows
 from iot_platform.core.detectors.params import FlatlineParams
 from iot_platform.core.detectors.points import POINTS, fmt, join, make_points
-from iot_platform.core.windows import US, WindowParams, sensor_names, to_us
+from iot_platform.core.windows import US, WindowParams
 
 
 def detect_frame(wf: WindowFrame, params: FlatlineParams, windows: WindowParams, start_us: int, end_us: int) -> pa.Table:
@@ -57,6 +57,4 @@ def detect(
     emit_end: dt.datetime | int | None = None,
 ) -> pa.Table:
     """POINTS for the windows (schemas.WINDOW_STATS) ending in ``(emit_start, emit_end]``."""
-    wf = WindowFrame.from_table(window_stats, sensor_names(window_stats), windows)
-    a, b = to_us(emit_start, "emit_start"), to_us(emit_end, "emit_end")
-    return detect_frame(wf, params, windows, -(2**62) if a is None else a, 2**62 if b is None else b)
+    return detect_on_windows(detect_frame, window_stats, params, windows, emit_start, emit_end)

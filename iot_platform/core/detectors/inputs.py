@@ -161,6 +161,19 @@ class WindowFrame:
         return cls(frames[0].names, *(merged[f][sel] for f in fields))
 
 
+def detect_on_windows(detect_frame, window_stats: pa.Table, params, windows: WindowParams,
+                      emit_start, emit_end) -> pa.Table:  # fmt: skip
+    """Run a window-level ``detect_frame`` on a WINDOW_STATS table, windows ending in ``(emit_start, emit_end]``.
+
+    The table-level ``detect`` of the detectors that only read window statistics.
+    """
+    from iot_platform.core.windows import sensor_names, to_us
+
+    wf = WindowFrame.from_table(window_stats, sensor_names(window_stats), windows)
+    a, b = to_us(emit_start, "emit_start"), to_us(emit_end, "emit_end")
+    return detect_frame(wf, params, windows, -(2**62) if a is None else a, 2**62 if b is None else b)
+
+
 def _lut(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     """For each of the sorted ``old`` names, its position in the sorted ``new`` names, or -1."""
     if len(old) == 0 or len(new) == 0:
