@@ -20,7 +20,9 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="iot-platform", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="iot-platform", description="An IoT sensor fleet platform: open the UI, capture from serial ports, import files, query."
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
