@@ -184,3 +184,23 @@ def test_readings_without_a_partition_are_rejected_with_the_reason(lake: Lake):
         "ts on 2024-01-06, in the future: more than an hour after the batch end",
     ]
     assert lake.days("readings") == [DAY]
+
+
+def test_a_backfill_of_today_racing_a_batch_duplicates_nothing(lake: Lake, small_fleet, monkeypatch):
+    """The backfill swaps today's partition in after the batch simulated, before it writes."""
+    from iot_platform.io import microbatch
+
+    _batch(lake, D0 + 1 * H, small_fleet)
+    real = microbatch.validate_readings
+
+    def backfill_then_validate(*args, **kwargs):
+        build_readings_day(lake, small_fleet, DAY, now_us=D0 + 3 * H)  # takes the partition lock itself
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(microbatch, "validate_readings", backfill_then_validate)
+    r = _batch(lake, D0 + 2 * H, small_fleet)
+    assert r.ingested == 0
+    monkeypatch.setattr(microbatch, "validate_readings", real)
+    _batch(lake, D0 + 4 * H, small_fleet)
+    want = _expected(small_fleet).filter(pc.less(pc.field("ts"), pa.scalar(D0 + 4 * H, pa.int64()).cast(pa.timestamp("us", tz="UTC"))))
+    assert _day(lake).equals(want)

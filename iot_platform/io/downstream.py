@@ -262,8 +262,9 @@ def _committed_files(lake: Lake, state, table: str, day: dt.date, lo: int, hi: i
     if compacted.exists():
         files.append(compacted)
     for name, info in state.day_parts(table, day).items():
-        if info.ts_min is None or (info.ts_min <= hi and info.ts_max >= lo):
-            files.append(lake.partition_dir(table, day) / name)
+        path = lake.partition_dir(table, day) / name
+        if (info.ts_min is None or (info.ts_min <= hi and info.ts_max >= lo)) and path.exists():
+            files.append(path)
     return files
 
 

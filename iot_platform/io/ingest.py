@@ -85,7 +85,18 @@ def build_readings_day(
     sensors_per_chunk: int = 5,
     write_labels: bool = True,
 ) -> DayStats:
-    """Rebuild the `readings`, `rejected_readings` and (``write_labels``) `fault_labels` partitions of ``day``."""
+    """Rebuild the `readings`, `rejected_readings` and (``write_labels``) `fault_labels` partitions of ``day``.
+
+    The partition lock is held from the listing of the raw layer to the swap, so a
+    micro-batch that lands a file meanwhile either is read here or appends after.
+    """
+    with lake.lock("readings", day):
+        return _build_locked(lake, fleet, day, now_us, sensors_per_chunk, write_labels)
+
+
+def _build_locked(
+    lake: Lake, fleet: sim.FleetParams | None, day: dt.date, now_us: int | None, sensors_per_chunk: int, write_labels: bool
+) -> DayStats:
     start = sim.day_start_us(day)
     until = sim_end_us(day, now_us) if fleet is not None else start
     raw_files = lake.files("raw_readings", day)
@@ -137,11 +148,11 @@ def build_readings_day(
         yield v.good
 
     metadata = {SIM_UNTIL_KEY: str(until), RAW_PARTS_KEY: json.dumps([f.name for f in raw_files])}
-    with lake.lock("readings", day):
-        lake.replace_partition("readings", day, validated_chunks(), metadata=metadata, locked=True)
-        lake.replace_partition(
-            "rejected_readings", day, pa.concat_tables(rejected) if rejected else REJECTED.empty_table(), locked=True
-        )
+    lake.replace_partition("readings", day, validated_chunks(), metadata=metadata, locked=True)
+    # rejected_readings is guarded by the readings lock, as in micro-batches
+    lake.replace_partition(
+        "rejected_readings", day, pa.concat_tables(rejected) if rejected else REJECTED.empty_table(), locked=True
+    )
     label_table = pa.concat_tables(labels) if labels else FAULT_LABELS.empty_table()
     # today's ground truth is what has happened so far, not the episodes still to come
     label_table = label_table.filter(pc.less(label_table["start_ts"].cast(pa.int64()), until))

@@ -168,8 +168,10 @@ def existing_keys(lake: Lake, state: State, day: dt.date, sensors: list[str], lo
     if compacted.exists():
         files.append(compacted)
     for name, info in state.day_parts("readings", day).items():
-        if info.ts_min is not None and info.ts_min <= hi and info.ts_max >= lo:
-            files.append(lake.partition_dir("readings", day) / name)
+        path = lake.partition_dir("readings", day) / name
+        # a part gone since the state was loaded was compacted into data.parquet
+        if info.ts_min is not None and info.ts_min <= hi and info.ts_max >= lo and path.exists():
+            files.append(path)
     if not files or not sensors:
         return pa.table({"sensor_id": pa.array([], pa.string()), "ts": pa.array([], pa.int64())})
     con = duckdb.connect()
@@ -304,7 +306,9 @@ def ingest_readings(
         with lake.lock("readings", day):
             result.removed_orphans += remove_uncommitted_parts(lake, state, "readings", day)
             landing_rows = pc.not_equal(good["source"], sim.SOURCE)
-            if good.num_rows and pc.any(pc.fill_null(landing_rows, True)).as_py():
+            # a backfill of this day may have swapped in simulated readings since we looked
+            overtaken = day in sim_ranges and sim_coverage(lake, state, day) > sim_ranges[day][0]
+            if good.num_rows and (overtaken or pc.any(pc.fill_null(landing_rows, True)).as_py()):
                 good = _drop_existing(lake, state, day, good)
             name = f"{PART_PREFIX}{batch_id}.parquet"
             if good.num_rows or day in sim_ranges:
