@@ -33,12 +33,12 @@ import pyarrow.parquet as pq
 from iot_platform.core import simulator as sim
 from iot_platform.core.detectors.drift import drift_baseline
 from iot_platform.core.detectors.episodes import to_episodes
-from iot_platform.core.detectors.params import DetectionParams, context_seconds
+from iot_platform.core.detectors.params import READING_TYPES, DetectionParams, context_seconds
 from iot_platform.core.detectors.pipeline import detect_points, run_day_chunked
 from iot_platform.core.detectors.points import POINTS
 from iot_platform.core.schemas import READINGS, WINDOW_STATS, conform
 from iot_platform.core.windows import compute_window_stats
-from iot_platform.io.lake import COMPACTED, Lake, read_metadata, write_parquet_atomic
+from iot_platform.io.lake import COMPACTED, TABLES, Lake, read_metadata, write_parquet_atomic
 
 UNTIL_KEY = "iot.until_us"
 # window_stats and anomaly_points parts of a day are merged into one part when
@@ -98,7 +98,7 @@ def _con() -> duckdb.DuckDBPyConnection:
 def read_ts_range(lake: Lake, table: str, days: list[dt.date], column: str, lo: int, hi: int, files=None) -> pa.Table:
     """Rows of ``table`` in ``days`` with ``lo <= column < hi`` (microseconds), via DuckDB pruning."""
     files = files if files is not None else [f for d in days for f in lake.files(table, d)]
-    schema = lake_schema(table)
+    schema = TABLES[table]
     if not files:
         return schema.empty_table()
     got = _con().sql(
@@ -106,12 +106,6 @@ def read_ts_range(lake: Lake, table: str, days: list[dt.date], column: str, lo: 
         params=[lo, hi],
     ).to_arrow_table()
     return conform(got, schema)
-
-
-def lake_schema(table: str) -> pa.Schema:
-    from iot_platform.io.lake import TABLES
-
-    return TABLES[table]
 
 
 # -- whole days ------------------------------------------------------------------------------
@@ -185,16 +179,16 @@ def compute_day(lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: 
         iter_day_chunks(lake, day, settings), history_window_stats(lake, day, settings), settings.params,
         day=day, intervals=settings.intervals(),
     )  # fmt: skip
-    ws, points = run.window_stats, run.points
-    if end < _day_start(day) + DAY_US:  # today: nothing after the watermark
-        ws = ws.filter(pc.less_equal(ws["window_end"].cast(pa.int64()), end))
-        points = _points_until(points, end, settings)
-    return DayOutput(ws, points, to_episodes(points, settings.params) if points.num_rows != run.points.num_rows else run.anomalies, end)
+    if end == _day_start(day) + DAY_US:
+        return DayOutput(run.window_stats, run.points, run.anomalies, end)
+    # today: nothing after the watermark, and episodes from the points kept
+    ws = run.window_stats.filter(pc.less_equal(run.window_stats["window_end"].cast(pa.int64()), end))
+    points = _points_until(run.points, end)
+    return DayOutput(ws, points, to_episodes(points, settings.params), end)
 
 
-def _points_until(points: pa.Table, end: int, settings: DownstreamSettings) -> pa.Table:
-    from iot_platform.core.detectors.params import READING_TYPES
-
+def _points_until(points: pa.Table, end: int) -> pa.Table:
+    """Points a run up to ``end`` emits: readings before it, windows and ticks up to it."""
     ts = points["ts"].cast(pa.int64())
     per_reading = pc.is_in(points["anomaly_type"], pa.array(list(READING_TYPES), pa.string()))
     keep = pc.if_else(per_reading, pc.less(ts, end), pc.less_equal(ts, end))
@@ -372,7 +366,7 @@ def _merge_parts(lake: Lake, state, table: str, day: dt.date, batch_id: str) -> 
         return
     d = lake.partition_dir(table, day)
     files = [d / name for name in sorted(parts)]
-    data = conform(_con().sql(f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true)").to_arrow_table(), lake_schema(table))
+    data = conform(_con().sql(f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true)").to_arrow_table(), TABLES[table])
     col = "window_end" if table == "window_stats" else "ts"
     data = data.sort_by([("sensor_id", "ascending"), (col, "ascending")])
     infos = list(parts.values())
