@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import signal
@@ -109,3 +110,54 @@ def test_writers_of_one_partition_take_turns(lake: Lake):
     assert proc.poll() is not None or proc.wait(timeout=10) == 0
     assert lake.read("readings", ["2024-01-01"])["temperature"].to_pylist() == [5.0]
 
+
+
+def _kill_mid_write(lake: Lake, call: str) -> None:
+    """Run ``call`` (a Lake method call streaming chunks) in a real process; SIGKILL it mid-write."""
+    script = textwrap.dedent(
+        f"""
+        import time, pyarrow as pa
+        from iot_platform.io.lake import Lake
+        def chunks():
+            for i in range(1000):
+                yield pa.table({{"sensor_id": ["s"] * 1000, "ts": pa.array(range(i * 1000, (i + 1) * 1000), pa.timestamp("us", tz="UTC")), "temperature": [float(i)] * 1000}})
+                print("chunk", flush=True)
+                time.sleep(0.01)
+        lake = Lake({str(lake.root)!r})
+        {call}
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    for _ in range(3):
+        proc.stdout.readline()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_staging_of_a_killed_backfill_is_removed_by_the_next_write_of_the_table(lake: Lake):
+    _kill_mid_write(lake, 'lake.replace_partition("readings", "2024-01-02", chunks())')
+    staging = lake.table_dir("readings") / ".tmp"
+    [left] = list(staging.iterdir())
+    assert left.name.startswith("date=2024-01-02.") and (left / "data.parquet").exists() is False
+    assert sum(f.stat().st_size for f in left.iterdir()) > 0  # the killed writer's half file
+    # a write of another day of the same table cleans it: that day's lock is free
+    lake.replace_partition("readings", "2024-01-05", _t([1.0]))
+    assert list(staging.iterdir()) == []
+    assert lake.days("readings") == [dt.date(2024, 1, 5)]
+
+
+def test_staging_of_a_live_writer_is_left_alone(lake: Lake):
+    (lake.table_dir("readings") / ".tmp" / "date=2024-01-02.abc").mkdir(parents=True)
+    with lake.lock("readings", "2024-01-02"):  # a writer of that day is still running
+        lake.replace_partition("readings", "2024-01-05", _t([1.0]))
+        assert [p.name for p in (lake.table_dir("readings") / ".tmp").iterdir()] == ["date=2024-01-02.abc"]
+    lake.replace_partition("readings", "2024-01-05", _t([1.0]))
+    assert list((lake.table_dir("readings") / ".tmp").iterdir()) == []
+
+
+def test_half_written_part_of_a_killed_micro_batch_is_removed_by_the_next_part(lake: Lake):
+    _kill_mid_write(lake, 'from iot_platform.io.lake import write_parquet_atomic; write_parquet_atomic(chunks(), lake.partition_dir("readings", "2024-01-02") / "part-b1.parquet", schema=pa.schema([("sensor_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("temperature", pa.float64())]))')
+    d = lake.partition_dir("readings", "2024-01-02")
+    assert [p.name.endswith(".tmp") for p in d.iterdir()] == [True]
+    lake.write_part("readings", "2024-01-02", "b2", _t([1.0]))
+    assert [p.name for p in d.iterdir()] == ["part-b2.parquet"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime as dt
-import fcntl
 import os
 import shutil
 import uuid
@@ -33,6 +32,7 @@ import pyarrow.parquet as pq
 from iot_platform.core.detectors.points import POINTS
 from iot_platform.core.schemas import TABLES as _CORE_TABLES
 from iot_platform.core.schemas import conform
+from iot_platform.io.fsutil import exclusive_lock, fsync_path
 
 # the lake's tables: the core's, plus the detectors' alert points (merged into
 # `anomalies` episodes; kept so micro-batches can re-merge a day exactly)
@@ -48,14 +48,6 @@ _RENAME_EXCHANGE = 2
 # the per-group min/max statistics useful for DuckDB's pruning.
 _WRITER_OPTIONS = dict(compression="zstd", write_statistics=True)
 _ROW_GROUP = 1_000_000
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_parquet_atomic(
@@ -87,7 +79,7 @@ def write_parquet_atomic(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
     return rows
 
 
@@ -151,14 +143,11 @@ class Lake:
     @contextlib.contextmanager
     def lock(self, table: str, day: dt.date | str) -> Iterator[None]:
         """Hold the exclusive write lock of one partition (blocks until free)."""
-        lock_dir = self.lake_dir / ".locks" / table
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / f"{partition_name(day)}.lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with exclusive_lock(self._lock_file(table, day)):
+            yield
+
+    def _lock_file(self, table: str, day: dt.date | str) -> Path:
+        return self.lake_dir / ".locks" / table / f"{partition_name(day)}.lock"
 
     # -- writes --------------------------------------------------------------
     def replace_partition(
@@ -180,6 +169,7 @@ class Lake:
         chunks = conform(data, schema) if isinstance(data, pa.Table) else (conform(t, schema) for t in data)
         ctx = contextlib.nullcontext() if locked else self.lock(table, day)
         with ctx:
+            self.remove_stale_staging(table, day)
             final = self.partition_dir(table, day)
             staging = self.table_dir(table) / _TMP_DIR / f"{partition_name(day)}.{uuid.uuid4().hex}"
             staging.mkdir(parents=True)
@@ -191,7 +181,7 @@ class Lake:
                 else:
                     final.parent.mkdir(parents=True, exist_ok=True)
                     os.rename(staging, final)
-                _fsync_dir(final.parent)
+                fsync_path(final.parent)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -212,8 +202,36 @@ class Lake:
         path = self.partition_dir(table, day) / f"{PART_PREFIX}{batch_id}.parquet"
         ctx = contextlib.nullcontext() if locked else self.lock(table, day)
         with ctx:
+            self.remove_stale_staging(table, day)
             write_parquet_atomic(conform(data, schema), path, schema, metadata)
         return path
+
+    def remove_stale_staging(self, table: str, held: dt.date | str) -> list[Path]:
+        """Delete what killed writers of ``table`` left behind; the caller holds ``held``'s lock.
+
+        A partition's staging directories (``<table>/.tmp/date=D.<id>``) and its
+        half-written files (``date=D/.<name>.<id>.tmp``) belong to a live writer
+        only while that writer holds the partition's lock. So they are removed
+        for the partition the caller holds, and for every other partition whose
+        lock is free right now (taken without waiting, released at once).
+        """
+        held_name = partition_name(held)
+        by_partition: dict[str, list[Path]] = {}
+        tmp_root = self.table_dir(table) / _TMP_DIR
+        for entry in tmp_root.iterdir() if tmp_root.is_dir() else []:
+            by_partition.setdefault(entry.name.split(".", 1)[0], []).append(entry)
+        held_dir = self.partition_dir(table, held)
+        if held_dir.is_dir():
+            by_partition.setdefault(held_name, []).extend(held_dir.glob(".*.tmp"))
+        removed: list[Path] = []
+        for name, entries in sorted(by_partition.items()):
+            if name == held_name:
+                removed += _remove_all(entries)
+                continue
+            with exclusive_lock(self._lock_file(table, name.removeprefix("date=")), blocking=False) as free:
+                if free:
+                    removed += _remove_all(entries)
+        return removed
 
     def delete_partition(self, table: str, day: dt.date | str) -> None:
         with self.lock(table, day):
@@ -231,6 +249,15 @@ class Lake:
         if not pieces:
             return (schema if columns is None else _project(schema, columns)).empty_table()
         return pa.concat_tables(pieces)
+
+
+def _remove_all(paths: list[Path]) -> list[Path]:
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return paths
 
 
 def _project(schema: pa.Schema, columns: list[str]) -> pa.Schema:

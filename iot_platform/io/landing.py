@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from iot_platform.core.schemas import LANDING, conform
+from iot_platform.io.fsutil import fsync_path
 from iot_platform.io.lake import write_parquet_atomic
 
 QUARANTINE_DIR = "_quarantine"
@@ -111,14 +112,6 @@ def iso_us(us: int) -> str:
     return f"{t:%Y-%m-%dT%H:%M:%S}.{t.microsecond:06d}Z"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sorted(table: pa.Table) -> pa.Table:
     """Rows by (sensor_id, ts), arrival order kept for ties (a stable sort)."""
     if table.num_rows < 2:
@@ -157,7 +150,7 @@ class SpoolWriter:
             if not s.rows:
                 s.discard()
         if paths:
-            _fsync_dir(self.directory)
+            fsync_path(self.directory)
         return paths
 
 
@@ -282,7 +275,7 @@ class QuarantineWriter:
         f.close()
         path = self.directory / NAMER.next(".jsonl")
         os.replace(tmp, path)
-        _fsync_dir(self.directory)
+        fsync_path(self.directory)
         return path
 
     def discard(self) -> None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import json
 import os
 import re
@@ -44,7 +43,7 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,7 @@ import duckdb
 import pyarrow as pa
 
 from iot_platform.core.sqlmodels import DataTest, Model, Project, ProjectError, Relation, quote_ident
+from iot_platform.io.fsutil import exclusive_lock, fsync_path
 from iot_platform.io.lake import TABLES, Lake
 
 WAREHOUSE_DIR = "warehouse"
@@ -260,24 +260,6 @@ def _build_model(conn: duckdb.DuckDBPyConnection, model: Model, preview_rows: in
     return BuiltModel(model.name, model.materialized, columns, row_count, preview, sql)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _writer_lock(path: Path) -> Iterator[None]:
-    with open(path.with_name(f".{path.name}.lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def refresh(
     project: Project,
     data_dir: str | os.PathLike[str],
@@ -296,7 +278,7 @@ def refresh(
     full = {m.name for m in models} == set(project.models)
     path = warehouse_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _writer_lock(path):
+    with exclusive_lock(path.with_name(f".{path.name}.lock")):
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
             if not full and path.exists():
@@ -315,9 +297,9 @@ def refresh(
                 conn.execute("CHECKPOINT")
             finally:
                 conn.close()
-            _fsync(tmp)
+            fsync_path(tmp)
             os.replace(tmp, path)
-            _fsync(path.parent)
+            fsync_path(path.parent)
         finally:
             tmp.unlink(missing_ok=True)
             Path(f"{tmp}.wal").unlink(missing_ok=True)
