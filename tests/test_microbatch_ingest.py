@@ -19,7 +19,8 @@ from iot_platform.core.schemas import LANDING, conform
 from iot_platform.core.validation import validate_readings
 from iot_platform.io.ingest import build_readings_day
 from iot_platform.io.lake import Lake, write_parquet_atomic
-from iot_platform.io.microbatch import load_state, pending_landing_files, run_micro_batch
+from iot_platform.io.commit import load_state
+from iot_platform.io.microbatch import pending_landing_files, run_micro_batch
 
 DAY = dt.date(2024, 1, 3)
 D0 = sim.day_start_us(DAY)
@@ -152,7 +153,7 @@ def test_a_landing_file_committed_but_not_moved_is_not_read_again(lake: Lake):
     ingested = lake.root / "landing" / "_ingested" / "import-test" / "a.parquet"
     state = load_state(lake)
     state.landing_ingested.append("import-test/a.parquet")
-    from iot_platform.io.microbatch import commit_state
+    from iot_platform.io.commit import commit_state
 
     commit_state(lake, state)
     os.replace(ingested, lake.root / "landing" / "import-test" / "a.parquet")

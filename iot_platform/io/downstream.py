@@ -38,6 +38,7 @@ from iot_platform.core.detectors.pipeline import detect_points, run_day_chunked
 from iot_platform.core.detectors.points import POINTS
 from iot_platform.core.schemas import READINGS, WINDOW_STATS, conform
 from iot_platform.core.windows import compute_window_stats
+from iot_platform.io.commit import PartInfo, State, committed_files, part_file, remove_uncommitted_parts
 from iot_platform.io.lake import COMPACTED, TABLES, Lake, read_metadata, write_parquet_atomic
 
 UNTIL_KEY = "iot.until_us"
@@ -236,7 +237,7 @@ def compute_window_stats_day(lake: Lake, day: dt.date, settings: DownstreamSetti
 
 
 # -- micro-batches -------------------------------------------------------------------------------
-def downstream_until(lake: Lake, state, day: dt.date) -> int | None:
+def downstream_until(lake: Lake, state: State, day: dt.date) -> int | None:
     """Up to which window end ``day``'s derived tables are built (None: never built)."""
     until = None
     compacted = lake.partition_dir("anomaly_points", day) / COMPACTED
@@ -249,23 +250,10 @@ def downstream_until(lake: Lake, state, day: dt.date) -> int | None:
     return until
 
 
-def _committed_files(lake: Lake, state, table: str, day: dt.date, lo: int, hi: int) -> list:
-    """The compacted file and the committed parts of a partition whose rows may fall in [lo, hi]."""
-    files = []
-    compacted = lake.partition_dir(table, day) / COMPACTED
-    if compacted.exists():
-        files.append(compacted)
-    for name, info in state.day_parts(table, day).items():
-        path = lake.partition_dir(table, day) / name
-        if (info.ts_min is None or (info.ts_min <= hi and info.ts_max >= lo)) and path.exists():
-            files.append(path)
-    return files
-
-
-def _context_readings(lake: Lake, state, day: dt.date, staged: dict, lo: int, hi: int) -> pa.Table:
+def _context_readings(lake: Lake, state: State, day: dt.date, staged: dict, lo: int, hi: int) -> pa.Table:
     pieces = []
     for d in sorted({sim._EPOCH + dt.timedelta(days=lo // DAY_US), day}):
-        files = _committed_files(lake, state, "readings", d, lo, hi)
+        files = committed_files(lake, state, "readings", d, lo, hi)
         pieces.append(read_ts_range(lake, "readings", [d], "ts", lo, hi, files=files))
         if d in staged:
             s = staged[d]
@@ -274,12 +262,12 @@ def _context_readings(lake: Lake, state, day: dt.date, staged: dict, lo: int, hi
     return pa.concat_tables([conform(p, READINGS) for p in pieces])
 
 
-def _context_window_stats(lake: Lake, state, day: dt.date, lo: int, hi: int) -> pa.Table:
+def _context_window_stats(lake: Lake, state: State, day: dt.date, lo: int, hi: int) -> pa.Table:
     first = sim._EPOCH + dt.timedelta(days=lo // DAY_US)
     pieces = []
     d = first
     while d <= day:
-        files = _committed_files(lake, state, "window_stats", d, lo, hi)
+        files = committed_files(lake, state, "window_stats", d, lo, hi)
         pieces.append(read_ts_range(lake, "window_stats", [d], "window_end", lo + 1, hi + 1, files=files))
         d += dt.timedelta(days=1)
     return pa.concat_tables(pieces)
@@ -309,11 +297,9 @@ def baseline_for(lake: Lake, day: dt.date, settings: DownstreamSettings) -> pa.T
     return baseline
 
 
-def update_day(lake: Lake, state, batch_id: str, day: dt.date, staged: dict, until_us: int,
+def update_day(lake: Lake, state: State, batch_id: str, day: dt.date, staged: dict, until_us: int,
                settings: DownstreamSettings) -> tuple[str, int]:  # fmt: skip
     """Bring one day's derived tables up to the batch's watermark. Returns (how, rows emitted)."""
-    from iot_platform.io.microbatch import PartInfo, remove_uncommitted_parts
-
     a = _day_start(day)
     end = min(a + DAY_US, watermark(until_us, settings))
     prev = downstream_until(lake, state, day)
@@ -340,7 +326,7 @@ def update_day(lake: Lake, state, batch_id: str, day: dt.date, staged: dict, unt
     ws_ctx = _context_window_stats(lake, state, day, prev - ctx.window_stats_s * US, prev)
     points = detect_points(readings, pa.concat_tables([ws_ctx, new_ws]), baseline_for(lake, day, settings), p,
                            emit_start=prev, emit_end=end, intervals=intervals)  # fmt: skip
-    name = f"part-{batch_id}.parquet"
+    name = part_file(batch_id)
     for table, data in (("window_stats", new_ws), ("anomaly_points", points)):
         lake.write_part(table, day, batch_id, data, metadata={UNTIL_KEY: str(end)})
         col = "window_end" if table == "window_stats" else "ts"
@@ -357,10 +343,8 @@ def update_day(lake: Lake, state, batch_id: str, day: dt.date, staged: dict, unt
     return "incremental", new_ws.num_rows
 
 
-def _merge_parts(lake: Lake, state, table: str, day: dt.date, batch_id: str) -> None:
+def _merge_parts(lake: Lake, state: State, table: str, day: dt.date, batch_id: str) -> None:
     """Replace a day's many small parts by one (the old files go once the batch commits)."""
-    from iot_platform.io.microbatch import PartInfo
-
     parts = state.day_parts(table, day)
     if len(parts) < MERGE_PARTS_AT:
         return
@@ -375,12 +359,12 @@ def _merge_parts(lake: Lake, state, table: str, day: dt.date, batch_id: str) -> 
     lo = [i.ts_min for i in infos if i.ts_min is not None]
     hi = [i.ts_max for i in infos if i.ts_max is not None]
     parts.clear()
-    parts[f"part-merged-{batch_id}.parquet"] = PartInfo(ts_min=min(lo) if lo else None, ts_max=max(hi) if hi else None, until=until)
+    parts[part_file(f"merged-{batch_id}")] = PartInfo(ts_min=min(lo) if lo else None, ts_max=max(hi) if hi else None, until=until)
     state.superseded.extend(files)
 
 
-def _day_points(lake: Lake, state, day: dt.date) -> pa.Table:
-    files = _committed_files(lake, state, "anomaly_points", day, -(2**62), 2**62)
+def _day_points(lake: Lake, state: State, day: dt.date) -> pa.Table:
+    files = committed_files(lake, state, "anomaly_points", day)
     if not files:
         return POINTS.empty_table()
     return conform(_con().sql(f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true)").to_arrow_table(), POINTS)
@@ -389,7 +373,7 @@ def _day_points(lake: Lake, state, day: dt.date) -> pa.Table:
 def make_update_downstream(settings: DownstreamSettings, first_day: dt.date | None = None):
     """The ``downstream`` callback of :func:`iot_platform.io.microbatch.run_micro_batch`."""
 
-    def update(lake: Lake, state, batch_id: str, staged: dict, until_us: int, result) -> None:
+    def update(lake: Lake, state: State, batch_id: str, staged: dict, until_us: int, result) -> None:
         today = sim._EPOCH + dt.timedelta(days=(until_us - 1) // DAY_US)
         days = set(staged) | {d for d in (today - dt.timedelta(days=1), today) if lake.exists("readings", d)}
         for day in sorted(days):

@@ -26,13 +26,10 @@ partition is written under its lake lock, which backfills take too.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -43,108 +40,15 @@ import pyarrow.parquet as pq
 from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import LANDING, READINGS, conform
 from iot_platform.core.validation import REJECTED, validate_readings
+from iot_platform.io.commit import PartInfo, State, batch_lock, commit_state, committed_files, load_state, part_file, remove_uncommitted_parts
 from iot_platform.io.ingest import SIM_UNTIL_KEY
-from iot_platform.io.lake import COMPACTED, PART_PREFIX, Lake, read_metadata
+from iot_platform.io.lake import COMPACTED, Lake, read_metadata
 
-STATE_FILE = Path("_state") / "micro_batch.json"
 INGESTED_DIR = "_ingested"
 # A batch simulates at most this many readings; a run that starts far behind
 # (a fresh lake at 15:00, a daemon that was down) catches up over several
 # batches instead of holding hours of a large fleet in memory at once.
 MAX_SIM_READINGS_PER_BATCH = 4_000_000
-
-
-# -- state -------------------------------------------------------------------------
-@dataclasses.dataclass
-class PartInfo:
-    """A committed part: its rows' ts range and, for readings, the simulator coverage."""
-
-    ts_min: int | None
-    ts_max: int | None
-    sim_from: int | None = None
-    sim_until: int | None = None
-    until: int | None = None  # for window_stats / anomaly_points parts: emitted up to here
-
-
-@dataclasses.dataclass
-class State:
-    # table -> day -> part file name -> info
-    parts: dict[str, dict[str, dict[str, PartInfo]]] = dataclasses.field(default_factory=dict)
-    landing_ingested: list[str] = dataclasses.field(default_factory=list)
-    batches: int = 0
-    # files superseded by this batch (merged parts): deleted right after the commit
-    superseded: list[Path] = dataclasses.field(default_factory=list)
-
-    def day_parts(self, table: str, day: dt.date) -> dict[str, PartInfo]:
-        return self.parts.setdefault(table, {}).setdefault(day.isoformat(), {})
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "parts": {t: {d: {n: dataclasses.asdict(i) for n, i in ps.items()} for d, ps in days.items()} for t, days in self.parts.items()},
-                "landing_ingested": self.landing_ingested,
-                "batches": self.batches,
-            },
-            indent=1,
-            sort_keys=True,
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> State:
-        raw = json.loads(text)
-        parts = {t: {d: {n: PartInfo(**i) for n, i in ps.items()} for d, ps in days.items()} for t, days in raw["parts"].items()}
-        return cls(parts=parts, landing_ingested=list(raw["landing_ingested"]), batches=int(raw["batches"]))
-
-
-def state_path(lake: Lake) -> Path:
-    return lake.lake_dir / STATE_FILE
-
-
-def load_state(lake: Lake) -> State:
-    """The committed state, with entries for parts that no longer exist dropped.
-
-    A part disappears when its partition is compacted or rebuilt (finalize,
-    backfill); the compacted file then carries the coverage.
-    """
-    path = state_path(lake)
-    state = State.from_json(path.read_text()) if path.exists() else State()
-    for table, days in state.parts.items():
-        for day, parts in list(days.items()):
-            d = lake.partition_dir(table, day)
-            for name in list(parts):
-                if not (d / name).exists():
-                    del parts[name]
-            if not parts:
-                del days[day]
-    return state
-
-
-def commit_state(lake: Lake, state: State) -> None:
-    path = state_path(lake)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(state.to_json())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def remove_uncommitted_parts(lake: Lake, state: State, table: str, day: dt.date) -> list[str]:
-    """Delete parts of a partition that no committed batch lists (a batch died mid-way)."""
-    known = state.day_parts(table, day)
-    removed = []
-    for f in lake.files(table, day):
-        if f.name.startswith(PART_PREFIX) and f.name not in known:
-            f.unlink()
-            removed.append(f.name)
-    return removed
-
-
-@contextlib.contextmanager
-def batch_lock(lake: Lake) -> Iterator[None]:
-    with lake.lock("_micro_batch", "all"):
-        yield
 
 
 # -- coverage ------------------------------------------------------------------------
@@ -163,15 +67,7 @@ def sim_coverage(lake: Lake, state: State, day: dt.date) -> int:
 
 def existing_keys(lake: Lake, state: State, day: dt.date, sensors: list[str], lo: int, hi: int) -> pa.Table:
     """(sensor_id, ts) already in `readings` of ``day`` for these sensors within [lo, hi]."""
-    files = []
-    compacted = lake.partition_dir("readings", day) / COMPACTED
-    if compacted.exists():
-        files.append(compacted)
-    for name, info in state.day_parts("readings", day).items():
-        path = lake.partition_dir("readings", day) / name
-        # a part gone since the state was loaded was compacted into data.parquet
-        if info.ts_min is not None and info.ts_min <= hi and info.ts_max >= lo and path.exists():
-            files.append(path)
+    files = committed_files(lake, state, "readings", day, lo, hi)
     if not files or not sensors:
         return pa.table({"sensor_id": pa.array([], pa.string()), "ts": pa.array([], pa.int64())})
     con = duckdb.connect()
@@ -310,7 +206,7 @@ def ingest_readings(
             overtaken = day in sim_ranges and sim_coverage(lake, state, day) > sim_ranges[day][0]
             if good.num_rows and (overtaken or pc.any(pc.fill_null(landing_rows, True)).as_py()):
                 good = _drop_existing(lake, state, day, good)
-            name = f"{PART_PREFIX}{batch_id}.parquet"
+            name = part_file(batch_id)
             if good.num_rows or day in sim_ranges:
                 lake.write_part("readings", day, batch_id, good, locked=True)
                 ts = good["ts"].cast(pa.int64())

@@ -1,0 +1,169 @@
+"""The lake's commit state: which micro-batch parts are committed, and the rules of a commit.
+
+Both writers of a day's partitions during micro-batches, ``io.microbatch``
+(readings) and ``io.downstream`` (window_stats, anomaly_points, anomalies),
+import this module; the rules below live here only.
+
+* A micro-batch writes *parts* (``part-<part id>.parquet``) and becomes visible
+  when one atomic write of ``lake/_state/micro_batch.json`` lists them
+  (:func:`commit_state`). A part on disk that the state does not list belongs
+  to a batch that died before its commit: the next batch deletes it
+  (:func:`remove_uncommitted_parts`) and redoes its work.
+* A committed part is immutable. A batch id that has already committed (a
+  re-execution from the UI, a run retried after a failure past its commit)
+  gets a new part id (:meth:`State.part_id`), so it can only add what is new,
+  never overwrite what its first run committed with less.
+* One batch runs at a time (:func:`batch_lock`); within it, every partition is
+  written under that partition's lake lock, which backfills take too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from iot_platform.io.fsutil import fsync_path
+from iot_platform.io.lake import COMPACTED, PART_PREFIX, Lake
+
+STATE_FILE = Path("_state") / "micro_batch.json"
+
+
+@dataclasses.dataclass
+class PartInfo:
+    """A committed part: its rows' ts range and, for readings, the simulator coverage."""
+
+    ts_min: int | None
+    ts_max: int | None
+    sim_from: int | None = None
+    sim_until: int | None = None
+    until: int | None = None  # for window_stats / anomaly_points parts: emitted up to here
+    # for readings parts with simulated rows: the simulated sensors they cover
+    sim_sensors: int | None = None
+
+
+@dataclasses.dataclass
+class State:
+    # table -> day -> part file name -> info
+    parts: dict[str, dict[str, dict[str, PartInfo]]] = dataclasses.field(default_factory=dict)
+    landing_ingested: list[str] = dataclasses.field(default_factory=list)
+    batches: int = 0
+    # files superseded by this batch (merged parts): deleted right after the commit
+    superseded: list[Path] = dataclasses.field(default_factory=list)
+
+    def day_parts(self, table: str, day: dt.date | str) -> dict[str, PartInfo]:
+        key = day if isinstance(day, str) else day.isoformat()
+        return self.parts.setdefault(table, {}).setdefault(key, {})
+
+    def has_committed(self, batch_id: str) -> bool:
+        """Whether a committed part of any partition was written by ``batch_id``."""
+        name = part_file(batch_id)
+        return any(name in parts for days in self.parts.values() for parts in days.values())
+
+    def part_id(self, batch_id: str) -> str:
+        """The id this run of ``batch_id`` names its parts with.
+
+        The batch id itself, unless that batch has committed already: then the
+        commit's sequence number is added, so the re-execution writes new parts
+        beside the committed ones. It is the same for every retry of the
+        re-execution until that commits, so a retry overwrites only its own
+        uncommitted parts.
+        """
+        return batch_id if not self.has_committed(batch_id) else f"{batch_id}-r{self.batches + 1}"
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "parts": {t: {d: {n: dataclasses.asdict(i) for n, i in ps.items()} for d, ps in days.items()} for t, days in self.parts.items()},
+                "landing_ingested": self.landing_ingested,
+                "batches": self.batches,
+            },
+            indent=1,
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> State:
+        raw = json.loads(text)
+        parts = {t: {d: {n: PartInfo(**i) for n, i in ps.items()} for d, ps in days.items()} for t, days in raw["parts"].items()}
+        return cls(parts=parts, landing_ingested=list(raw["landing_ingested"]), batches=int(raw["batches"]))
+
+
+def part_file(part_id: str) -> str:
+    return f"{PART_PREFIX}{part_id}.parquet"
+
+
+def state_path(lake: Lake) -> Path:
+    return lake.lake_dir / STATE_FILE
+
+
+def load_state(lake: Lake) -> State:
+    """The committed state, with entries for parts that no longer exist dropped.
+
+    A part disappears when its partition is compacted or rebuilt (finalize,
+    backfill); the compacted file then carries the coverage.
+    """
+    path = state_path(lake)
+    state = State.from_json(path.read_text()) if path.exists() else State()
+    for table, days in state.parts.items():
+        for day, parts in list(days.items()):
+            d = lake.partition_dir(table, day)
+            for name in list(parts):
+                if not (d / name).exists():
+                    del parts[name]
+            if not parts:
+                del days[day]
+    return state
+
+
+def commit_state(lake: Lake, state: State) -> None:
+    """Make ``state`` the committed one: one atomic, durable replace of the state file."""
+    path = state_path(lake)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(state.to_json())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_path(path.parent)
+
+
+def remove_uncommitted_parts(lake: Lake, state: State, table: str, day: dt.date) -> list[str]:
+    """Delete parts of a partition that no committed batch lists (a batch died mid-way).
+
+    The caller holds the partition's lock.
+    """
+    known = state.day_parts(table, day)
+    removed = []
+    for f in lake.files(table, day):
+        if f.name.startswith(PART_PREFIX) and f.name not in known:
+            f.unlink()
+            removed.append(f.name)
+    return removed
+
+
+def committed_files(lake: Lake, state: State, table: str, day: dt.date, lo: int | None = None, hi: int | None = None) -> list[Path]:
+    """The compacted file and the committed parts of a partition whose rows may fall in [lo, hi]."""
+    files = []
+    compacted = lake.partition_dir(table, day) / COMPACTED
+    if compacted.exists():
+        files.append(compacted)
+    for name, info in state.day_parts(table, day).items():
+        path = lake.partition_dir(table, day) / name
+        overlaps = lo is None or info.ts_min is None or (info.ts_min <= hi and info.ts_max >= lo)
+        # a part gone since the state was loaded was compacted into data.parquet
+        if overlaps and path.exists():
+            files.append(path)
+    return files
+
+
+@contextlib.contextmanager
+def batch_lock(lake: Lake) -> Iterator[None]:
+    """One micro-batch at a time, whatever process runs it."""
+    with lake.lock("_micro_batch", "all"):
+        yield
