@@ -108,7 +108,8 @@ def read_landing(path: Path) -> pa.Table:
 # -- the batch ---------------------------------------------------------------------------
 @dataclasses.dataclass
 class BatchResult:
-    batch_id: str
+    batch_id: str  # the id its parts are named by: the batch id, or a new one for a re-run
+    rerun_of: str | None = None  # set when the batch had committed before: this run adds only what is new
     ingested: int = 0
     rejected: int = 0
     duplicates: int = 0
@@ -281,9 +282,12 @@ def run_micro_batch(
     derived tables up to date and records its parts in ``state``; it runs
     before the commit, so a batch is committed whole or not at all.
     """
-    result = BatchResult(batch_id=batch_id)
     with batch_lock(lake):
         state = load_state(lake)
+        # a committed batch is immutable: a re-run names its parts anew (see io.commit)
+        part_id = state.part_id(batch_id)
+        result = BatchResult(batch_id=part_id, rerun_of=batch_id if part_id != batch_id else None)
+        batch_id = part_id
         pending = {landing_id(f) for f in pending_landing_files(landing)}
         # files listed as ingested but still in the landing zone: the batch died
         # between its commit and the move; finish the move, never re-read them

@@ -47,6 +47,7 @@ def micro_batch(
     lag = (time.time_ns() // 1000 - result.newest_ts) / 1e6 if result.newest_ts is not None else None
     summary = {
         "readings_ingested": result.ingested,
+        "rerun_of": result.rerun_of or "-",
         "rejected": result.rejected,
         "duplicates_absorbed": result.duplicates,
         "landing_files": result.landing_files,
@@ -57,9 +58,14 @@ def micro_batch(
         "duration_seconds": round(duration, 3),
         **{f"seconds_{k}": round(v, 3) for k, v in result.seconds.items()},
     }
+    if result.rerun_of is not None:
+        context.log.warning(
+            f"batch {result.rerun_of} had already committed: its parts are kept as they are; this re-execution "
+            f"added only what was new since ({result.ingested} readings) as part {result.batch_id}"
+        )
     for day in result.partitions:
         for key in ("readings", "window_stats", "anomalies"):
-            meta = {"batch_id": config.batch_id, "readings_ingested_this_day": result.per_day.get(day, 0), **summary}
+            meta = {"batch_id": result.batch_id, "readings_ingested_this_day": result.per_day.get(day, 0), **summary}
             yield dg.AssetMaterialization(asset_key=key, partition=day, metadata=meta)
     context.log.info(f"batch {config.batch_id}: {summary}")
     yield dg.Output(None, metadata=summary)
