@@ -30,6 +30,8 @@ from iot_platform.io.lake import Lake, read_metadata
 
 SIM_UNTIL_KEY = "iot.sim_until_us"
 RAW_PARTS_KEY = "iot.raw_parts"
+# how many simulated sensors the file holds (up to SIM_UNTIL_KEY): a fleet grown since is filled in
+SIM_SENSORS_KEY = "iot.sim_sensors"
 
 
 @dataclasses.dataclass
@@ -147,7 +149,11 @@ def _build_locked(
             labels.append(lab)
         yield v.good
 
-    metadata = {SIM_UNTIL_KEY: str(until), RAW_PARTS_KEY: json.dumps([f.name for f in raw_files])}
+    metadata = {
+        SIM_UNTIL_KEY: str(until),
+        SIM_SENSORS_KEY: str(fleet.n_sensors if fleet is not None else 0),
+        RAW_PARTS_KEY: json.dumps([f.name for f in raw_files]),
+    }
     lake.replace_partition("readings", day, validated_chunks(), metadata=metadata, locked=True)
     # rejected_readings is guarded by the readings lock, as in micro-batches
     lake.replace_partition(

@@ -41,7 +41,7 @@ from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import LANDING, READINGS, conform
 from iot_platform.core.validation import REJECTED, validate_readings
 from iot_platform.io.commit import PartInfo, State, batch_lock, commit_state, committed_files, load_state, part_file, remove_uncommitted_parts
-from iot_platform.io.ingest import SIM_UNTIL_KEY
+from iot_platform.io.ingest import SIM_SENSORS_KEY, SIM_UNTIL_KEY
 from iot_platform.io.lake import COMPACTED, Lake, read_metadata
 
 INGESTED_DIR = "_ingested"
@@ -52,17 +52,39 @@ MAX_SIM_READINGS_PER_BATCH = 4_000_000
 
 
 # -- coverage ------------------------------------------------------------------------
-def sim_coverage(lake: Lake, state: State, day: dt.date) -> int:
-    """Up to when the simulated fleet's readings of ``day`` are in the lake."""
+@dataclasses.dataclass(frozen=True)
+class SimCoverage:
+    """Up to when the simulated fleet's readings of a day are in the lake, and for how many sensors."""
+
+    until: int
+    sensors: int | None  # the fleet size of the newest simulated slice (None: not recorded)
+
+
+def sim_coverage(lake: Lake, state: State, day: dt.date) -> SimCoverage:
     start = sim.day_start_us(day)
-    covered = start
+    covered = SimCoverage(start, None)
     compacted = lake.partition_dir("readings", day) / COMPACTED
     if compacted.exists():
-        covered = max(covered, int(read_metadata(compacted).get(SIM_UNTIL_KEY, start)))
+        meta = read_metadata(compacted)
+        n = meta.get(SIM_SENSORS_KEY)
+        covered = SimCoverage(max(start, int(meta.get(SIM_UNTIL_KEY, start))), int(n) if n is not None else None)
     for info in state.day_parts("readings", day).values():
-        if info.sim_until is not None:
-            covered = max(covered, info.sim_until)
+        # a part filling in a grown fleet ends where the coverage was: it wins the tie
+        if info.sim_until is not None and (info.sim_until, info.sim_sensors or -1) > (covered.until, covered.sensors or -1):
+            covered = SimCoverage(info.sim_until, info.sim_sensors)
     return covered
+
+
+def _grown_fleet(fleet: sim.FleetParams, covered: SimCoverage, day: dt.date) -> pa.Table | None:
+    """Readings of sensors added to the fleet since the day was covered, from its start.
+
+    So that a fleet grown at 00:05 gives the new sensors the same day a backfill
+    would, not readings from 00:05 on (and no false missing-data alerts).
+    """
+    start = sim.day_start_us(day)
+    if covered.sensors is None or covered.sensors >= fleet.n_sensors or covered.until <= start:
+        return None
+    return sim.simulate(fleet, start, covered.until, list(range(covered.sensors, fleet.n_sensors))).readings
 
 
 def existing_keys(lake: Lake, state: State, day: dt.date, sensors: list[str], lo: int, hi: int) -> pa.Table:
@@ -146,12 +168,18 @@ def ingest_readings(
     t0 = time.perf_counter()
     new_rows: dict[dt.date, list[pa.Table]] = {}
     sim_ranges: dict[dt.date, tuple[int, int]] = {}
+    filled: set[dt.date] = set()  # days whose grown fleet was filled in (may overlap what is there)
     if fleet is not None:
         today = sim._EPOCH + dt.timedelta(days=(until_us - 1) // sim.DAY_US)
         for day in (today - dt.timedelta(days=1), today):
             if day < first_day or (day < today and not lake.exists("readings", day)):
                 continue  # an untouched earlier day is the backfill's job, not a micro-batch's
-            lo = sim_coverage(lake, state, day)
+            covered = sim_coverage(lake, state, day)
+            grown = _grown_fleet(fleet, covered, day)
+            if grown is not None:
+                new_rows.setdefault(day, []).append(grown)
+                filled.add(day)
+            lo = covered.until
             hi = min(until_us, sim.day_start_us(day) + sim.DAY_US)
             max_span = MAX_SIM_READINGS_PER_BATCH // fleet.n_sensors * fleet.interval_us
             capped = min(hi, lo + max(max_span, fleet.interval_us))
@@ -160,7 +188,8 @@ def ingest_readings(
             hi = capped
             if hi > lo:
                 new_rows.setdefault(day, []).append(sim.simulate(fleet, lo, hi).readings)
-                sim_ranges[day] = (lo, hi)
+            if hi > lo or grown is not None:
+                sim_ranges[day] = (lo, max(lo, hi))
     result.seconds["simulate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -204,8 +233,8 @@ def ingest_readings(
             result.removed_orphans += remove_uncommitted_parts(lake, state, "readings", day)
             landing_rows = pc.not_equal(good["source"], sim.SOURCE)
             # a backfill of this day may have swapped in simulated readings since we looked
-            overtaken = day in sim_ranges and sim_coverage(lake, state, day) > sim_ranges[day][0]
-            if good.num_rows and (overtaken or pc.any(pc.fill_null(landing_rows, True)).as_py()):
+            overtaken = day in sim_ranges and sim_coverage(lake, state, day).until > sim_ranges[day][0]
+            if good.num_rows and (overtaken or day in filled or pc.any(pc.fill_null(landing_rows, True)).as_py()):
                 good = _drop_existing(lake, state, day, good)
             name = part_file(batch_id)
             if good.num_rows or day in sim_ranges:
@@ -213,8 +242,9 @@ def ingest_readings(
                 ts = good["ts"].cast(pa.int64())
                 lo, hi = sim_ranges.get(day, (None, None))
                 state.day_parts("readings", day)[name] = PartInfo(
-                    ts_min=pc.min(ts).as_py(), ts_max=pc.max(ts).as_py(), sim_from=lo, sim_until=hi
-                )
+                    ts_min=pc.min(ts).as_py(), ts_max=pc.max(ts).as_py(), sim_from=lo, sim_until=hi,
+                    sim_sensors=fleet.n_sensors if day in sim_ranges else None,
+                )  # fmt: skip
             remove_uncommitted_parts(lake, state, "rejected_readings", day)
             rejected = pa.concat_tables([v.rejected, *(refused if day == batch_day else [])])
             if rejected.num_rows:
