@@ -298,8 +298,11 @@ def baseline_for(lake: Lake, day: dt.date, settings: DownstreamSettings) -> pa.T
 
 
 def update_day(lake: Lake, state: State, batch_id: str, day: dt.date, staged: dict, until_us: int,
-               settings: DownstreamSettings) -> tuple[str, int]:  # fmt: skip
-    """Bring one day's derived tables up to the batch's watermark. Returns (how, rows emitted)."""
+               settings: DownstreamSettings, rebuild: bool = False) -> tuple[str, int]:  # fmt: skip
+    """Bring one day's derived tables up to the batch's watermark. Returns (how, rows emitted).
+
+    ``rebuild`` forces the whole day (its readings were rebuilt, a derived file was damaged).
+    """
     a = _day_start(day)
     end = min(a + DAY_US, watermark(until_us, settings))
     prev = downstream_until(lake, state, day)
@@ -308,13 +311,13 @@ def update_day(lake: Lake, state: State, batch_id: str, day: dt.date, staged: di
     for table in ("window_stats", "anomaly_points"):
         with lake.lock(table, day):
             remove_uncommitted_parts(lake, state, table, day)
-    if prev is None or late:
-        # first build of the day, or readings for windows already emitted: the whole day
+    if prev is None or late or rebuild:
+        # first build of the day, readings for windows already emitted, or a repair: the whole day
         out = compute_day(lake, day, settings, now_us=None if end >= a + DAY_US else until_us)
         write_day(lake, day, out)
         for table in ("window_stats", "anomaly_points"):
             state.parts.get(table, {}).pop(day.isoformat(), None)
-        return ("late" if late else "full"), out.window_stats.num_rows
+        return ("late" if late else "rebuilt" if rebuild and prev is not None else "full"), out.window_stats.num_rows
     if end <= prev:
         return "current", 0
     p = settings.params
@@ -375,11 +378,11 @@ def make_update_downstream(settings: DownstreamSettings, first_day: dt.date | No
 
     def update(lake: Lake, state: State, batch_id: str, staged: dict, until_us: int, result) -> None:
         today = sim._EPOCH + dt.timedelta(days=(until_us - 1) // DAY_US)
-        days = set(staged) | {d for d in (today - dt.timedelta(days=1), today) if lake.exists("readings", d)}
+        days = set(staged) | result.rebuild_days | {d for d in (today - dt.timedelta(days=1), today) if lake.exists("readings", d)}
         for day in sorted(days):
             if first_day is not None and day < first_day:
                 continue
-            how, _ = update_day(lake, state, batch_id, day, staged, until_us, settings)
+            how, _ = update_day(lake, state, batch_id, day, staged, until_us, settings, rebuild=day in result.rebuild_days)
             if how == "late":
                 result.late_days.append(day.isoformat())
             if how != "current" and day.isoformat() not in result.partitions:

@@ -41,6 +41,8 @@ TABLES = {**_CORE_TABLES, "anomaly_points": POINTS}
 COMPACTED = "data.parquet"
 PART_PREFIX = "part-"
 _TMP_DIR = ".tmp"
+# damaged files are moved here (never deleted), beside a note of why
+QUARANTINE_DIR = "_quarantine"
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -237,6 +239,27 @@ class Lake:
         with self.lock(table, day):
             shutil.rmtree(self.partition_dir(table, day), ignore_errors=True)
 
+    # -- damage ----------------------------------------------------------------
+    def damaged_files(self, table: str, day: dt.date | str) -> list[tuple[Path, str]]:
+        """Files of a partition that are not readable Parquet, with the reason (footer checks only)."""
+        return [(f, why) for f in self.files(table, day) if (why := parquet_damage(f)) is not None]
+
+    def quarantine_file(self, path: Path, reason: str) -> Path:
+        """Move a damaged file out of the lake, keeping its bytes and the reason beside it.
+
+        ``lake/<table>/date=D/f.parquet`` goes to ``lake/_quarantine/<table>/date=D/f.parquet``
+        (plus ``f.parquet.reason.txt``); the caller holds the partition's lock.
+        """
+        rel = path.relative_to(self.lake_dir)
+        dest = self.lake_dir / QUARANTINE_DIR / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists():  # the same name damaged twice: keep both
+            dest = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:8]}")
+        dest.with_name(f"{dest.name}.reason.txt").write_text(reason + "\n")
+        os.replace(path, dest)
+        fsync_path(path.parent)
+        return dest
+
     # -- reads ---------------------------------------------------------------
     def read(self, table: str, days: Iterable[dt.date | str], columns: list[str] | None = None) -> pa.Table:
         """Read the partitions ``days`` of ``table`` (missing ones are empty)."""
@@ -249,6 +272,15 @@ class Lake:
         if not pieces:
             return (schema if columns is None else _project(schema, columns)).empty_table()
         return pa.concat_tables(pieces)
+
+
+def parquet_damage(path: Path) -> str | None:
+    """Why ``path`` is not a readable Parquet file (None when its footer and schema read)."""
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as exc:
+        return f"{path.name} is not a readable Parquet file ({path.stat().st_size} bytes): {exc}"
+    return None
 
 
 def _remove_all(paths: list[Path]) -> list[Path]:

@@ -41,7 +41,7 @@ from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import LANDING, READINGS, conform
 from iot_platform.core.validation import REJECTED, validate_readings
 from iot_platform.io.commit import PartInfo, State, batch_lock, commit_state, committed_files, load_state, part_file, remove_uncommitted_parts
-from iot_platform.io.ingest import SIM_SENSORS_KEY, SIM_UNTIL_KEY
+from iot_platform.io.ingest import SIM_SENSORS_KEY, SIM_UNTIL_KEY, build_readings_day
 from iot_platform.io.lake import COMPACTED, Lake, read_metadata
 
 INGESTED_DIR = "_ingested"
@@ -142,6 +142,10 @@ class BatchResult:
     late_days: list[str] = dataclasses.field(default_factory=list)
     newest_ts: int | None = None
     removed_orphans: list[str] = dataclasses.field(default_factory=list)
+    # damaged files found in the days the batch touches: moved to lake/_quarantine/ (path -> reason)
+    quarantined: dict[str, str] = dataclasses.field(default_factory=dict)
+    # days whose derived tables must be rebuilt whole (a damaged file was replaced)
+    rebuild_days: set[dt.date] = dataclasses.field(default_factory=set)
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
@@ -296,6 +300,38 @@ def _safe(landing_name: str) -> str:
     return landing_name.replace("/", "__").removesuffix(".parquet")
 
 
+# which lock guards each table's partitions in a batch (rejected_readings goes with readings)
+_GUARD = {"readings": "readings", "rejected_readings": "readings", "raw_readings": "raw_readings",
+          "window_stats": "window_stats", "anomaly_points": "anomaly_points", "anomalies": "anomalies"}  # fmt: skip
+
+
+def quarantine_damaged(lake: Lake, state: State, fleet: sim.FleetParams | None, day: dt.date, until_us: int,
+                       result: BatchResult) -> None:  # fmt: skip
+    """Move unreadable files of ``day`` out of the lake, loudly, and rebuild what they held.
+
+    A damaged `readings` file (truncated, overwritten) would make every later
+    batch fail. Its day is rebuilt from its sources instead: the simulator up to
+    the batch end and the raw layer of ingested files. A damaged derived file
+    makes the day's derived tables be rebuilt whole. A damaged raw part keeps
+    its original in ``landing/_ingested/``; it is reported, not rebuilt.
+    """
+    rebuild_readings = False
+    for table, guard in _GUARD.items():
+        with lake.lock(guard, day):
+            for path, why in lake.damaged_files(table, day):
+                moved = lake.quarantine_file(path, why)
+                result.quarantined[str(path.relative_to(lake.root))] = f"{why}; moved to {moved.relative_to(lake.root)}"
+                state.day_parts(table, day).pop(path.name, None)
+                rebuild_readings |= table in ("readings", "rejected_readings")
+                if table in ("window_stats", "anomaly_points", "anomalies"):
+                    result.rebuild_days.add(day)
+    if rebuild_readings:
+        build_readings_day(lake, fleet, day, now_us=until_us, write_labels=False)
+        for table in ("readings", "rejected_readings"):
+            state.parts.get(table, {}).pop(day.isoformat(), None)
+        result.rebuild_days.add(day)
+
+
 def run_micro_batch(
     lake: Lake,
     batch_id: str,
@@ -325,6 +361,10 @@ def run_micro_batch(
             if landing_id(f) in state.landing_ingested:
                 archive_landing(landing, f)
         state.landing_ingested = [i for i in state.landing_ingested if i in pending]
+        today = sim._EPOCH + dt.timedelta(days=(until_us - 1) // sim.DAY_US)
+        for day in (today - dt.timedelta(days=1), today):
+            if day >= first_day:
+                quarantine_damaged(lake, state, fleet, day, until_us, result)
         before = set(state.landing_ingested)
         staged = ingest_readings(lake, state, batch_id, fleet, until_us, landing, first_day, result)
         if downstream is not None:

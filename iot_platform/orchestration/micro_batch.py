@@ -58,6 +58,10 @@ def micro_batch(
         "duration_seconds": round(duration, 3),
         **{f"seconds_{k}": round(v, 3) for k, v in result.seconds.items()},
     }
+    for path, why in result.quarantined.items():
+        context.log.error(f"damaged file {path}: {why}; its day was rebuilt from its sources")
+    if result.quarantined:
+        summary["quarantined_files"] = dg.MetadataValue.json(result.quarantined)
     if result.rerun_of is not None:
         context.log.warning(
             f"batch {result.rerun_of} had already committed: its parts are kept as they are; this re-execution "
