@@ -373,14 +373,17 @@ def _day_points(lake: Lake, state: State, day: dt.date) -> pa.Table:
     return conform(_con().sql(f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true)").to_arrow_table(), POINTS)
 
 
-def make_update_downstream(settings: DownstreamSettings, first_day: dt.date | None = None):
-    """The ``downstream`` callback of :func:`iot_platform.io.microbatch.run_micro_batch`."""
+def make_update_downstream(settings: DownstreamSettings, first_day: dt.date | None = None, skip_days: frozenset[dt.date] = frozenset()):
+    """The ``downstream`` callback of :func:`iot_platform.io.microbatch.run_micro_batch`.
+
+    ``skip_days`` are left alone: a backfill draining the landing zone rebuilds them itself.
+    """
 
     def update(lake: Lake, state: State, batch_id: str, staged: dict, until_us: int, result) -> None:
         today = sim._EPOCH + dt.timedelta(days=(until_us - 1) // DAY_US)
         days = set(staged) | result.rebuild_days | {d for d in (today - dt.timedelta(days=1), today) if lake.exists("readings", d)}
         for day in sorted(days):
-            if first_day is not None and day < first_day:
+            if (first_day is not None and day < first_day) or day in skip_days:
                 continue
             how, _ = update_day(lake, state, batch_id, day, staged, until_us, settings, rebuild=day in result.rebuild_days)
             if how == "late":

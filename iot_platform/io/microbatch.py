@@ -27,6 +27,7 @@ partition is written under its lake lock, which backfills take too.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import datetime as dt
 import os
 import time
@@ -383,3 +384,26 @@ def run_micro_batch(
         state.landing_ingested = []
         commit_state(lake, state)
     return result
+
+
+def drain_landing(
+    lake: Lake,
+    now_us: int,
+    *,
+    fleet: sim.FleetParams | None,
+    landing: Path,
+    first_day: dt.date,
+    downstream=None,
+) -> BatchResult | None:
+    """Ingest the complete files waiting in the landing zone now, as one micro-batch.
+
+    A backfill calls this first, so that imported or captured history reaches
+    the lake without the daemon: the files' rows go to the raw layer (which a
+    rebuilt day re-reads) and to `readings`, exactly once, under the same
+    batch lock and commit as the micro-batches. Returns None when nothing waits.
+    """
+    files = [landing_id(f) for f in pending_landing_files(landing)]
+    if not files:
+        return None
+    digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:12]
+    return run_micro_batch(lake, f"drain-{digest}", now_us, fleet=fleet, landing=landing, first_day=first_day, downstream=downstream)

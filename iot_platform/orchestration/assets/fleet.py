@@ -2,16 +2,20 @@
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
+import datetime as dt
 import time
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
 from iot_platform.core.schemas import READINGS
+from iot_platform.io.downstream import make_update_downstream
 from iot_platform.io.ingest import DayStats, build_readings_day
+from iot_platform.io.microbatch import drain_landing
 from iot_platform.orchestration.metadata import days_of, md_rows, md_table, ts_text
-from iot_platform.orchestration.partitions import daily_partitions
-from iot_platform.orchestration.resources import FleetResource, LakeResource
+from iot_platform.orchestration.partitions import daily_partitions, start_date
+from iot_platform.orchestration.resources import DetectionResource, FleetResource, LakeResource
+from iot_platform.settings import landing_dir
 
 READINGS_DOC = """Sensor readings, one row per (sensor_id, ts), sorted by that key.
 
@@ -57,6 +61,24 @@ def _range_metadata(stats: list[DayStats], seconds: float) -> dict:
     }
 
 
+def _drain_landing(context: AssetExecutionContext, lake: LakeResource, fleet: FleetResource, detection: DetectionResource) -> None:
+    """Files waiting in the landing zone (an import, a capture) reach the lake before the days are built.
+
+    Without it, history imported while the daemon is off would miss the
+    backfill of its own days. The days being backfilled are left to this run.
+    """
+    days = frozenset(days_of(context))
+    first_day = dt.date.fromisoformat(start_date())
+    downstream = make_update_downstream(detection.settings(fleet.params()), first_day, skip_days=days)
+    r = drain_landing(lake.lake, time.time_ns() // 1000, fleet=fleet.params(), landing=landing_dir(lake.lake.root),
+                      first_day=first_day, downstream=downstream)  # fmt: skip
+    if r is not None:
+        context.log.info(
+            f"landing zone: {r.landing_files} files ingested first ({r.ingested} readings, {r.rejected} rejected, "
+            f"{r.duplicates} duplicates) into {', '.join(sorted(r.per_day)) or 'no day'}"
+        )
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec("readings", description=READINGS_DOC, kinds={"parquet"}, group_name="lake",
@@ -71,10 +93,12 @@ def _range_metadata(stats: list[DayStats], seconds: float) -> dict:
     # the simulator, but only the selected ones are written
     can_subset=True,
 )
-def fleet_readings(context: AssetExecutionContext, fleet: FleetResource, lake: LakeResource):
+def fleet_readings(context: AssetExecutionContext, fleet: FleetResource, lake: LakeResource, detection: DetectionResource):
     params = fleet.params()
     selected = {k.to_user_string() for k in context.selected_asset_keys}
     started = time.monotonic()
+    if "readings" in selected:
+        _drain_landing(context, lake, fleet, detection)
     stats = []
     for day in days_of(context):
         s = build_readings_day(lake.lake, params, day, now_us=time.time_ns() // 1000, write_labels="fault_labels" in selected)
