@@ -181,10 +181,16 @@ def test_readings_without_a_partition_are_rejected_with_the_reason(lake: Lake):
     assert (r.ingested, r.rejected) == (1, 2)
     rejected = lake.read("rejected_readings", [DAY]).sort_by("temperature")
     assert rejected["reason"].to_pylist() == [
-        "ts on 2023-12-31, before the first partition 2024-01-01 (IOT_START_DATE)",
-        "ts on 2024-01-06, in the future: more than an hour after the batch end",
+        "no partition: ts on 2023-12-31, before the first partition 2024-01-01 (IOT_START_DATE)",
+        "no partition: ts on 2024-01-06, in the future: more than an hour after the batch end",
     ]
     assert lake.days("readings") == [DAY]
+    # a rebuild of the day (a backfill, the nightly finalize) keeps them: its sources do not hold them
+    build_readings_day(lake, None, DAY)
+    again = lake.read("rejected_readings", [DAY]).sort_by("temperature")
+    assert again["reason"].to_pylist() == rejected["reason"].to_pylist()
+    build_readings_day(lake, None, DAY)
+    assert lake.read("rejected_readings", [DAY]).num_rows == 2
 
 
 def test_a_backfill_of_today_racing_a_batch_duplicates_nothing(lake: Lake, small_fleet, monkeypatch):

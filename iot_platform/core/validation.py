@@ -17,6 +17,10 @@ import pyarrow.compute as pc
 from iot_platform.core.schemas import INGEST_LIMITS, METRICS, READINGS, REJECTED_READINGS, conform
 
 REJECTED = REJECTED_READINGS
+# The reason of a reading refused because no daily partition can hold it (before the
+# first one, far in the future). It is kept in the rejected_readings of the day it
+# arrived, and carried over when that day is rebuilt: its own sources do not hold it.
+NO_PARTITION = "no partition: "
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import FAULT_LABELS, READINGS, conform
-from iot_platform.core.validation import REJECTED, Validated, validate_readings
+from iot_platform.core.validation import NO_PARTITION, REJECTED, Validated, validate_readings
 from iot_platform.io.lake import Lake, read_metadata
 
 SIM_UNTIL_KEY = "iot.sim_until_us"
@@ -155,7 +155,9 @@ def _build_locked(
         RAW_PARTS_KEY: json.dumps([f.name for f in raw_files]),
     }
     lake.replace_partition("readings", day, validated_chunks(), metadata=metadata, locked=True)
-    # rejected_readings is guarded by the readings lock, as in micro-batches
+    # rejected_readings is guarded by the readings lock, as in micro-batches; readings
+    # refused for having no partition are not in the day's sources: carry them over
+    rejected += _refused_without_partition(lake, day)
     lake.replace_partition(
         "rejected_readings", day, pa.concat_tables(rejected) if rejected else REJECTED.empty_table(), locked=True
     )
@@ -166,6 +168,14 @@ def _build_locked(
         lake.replace_partition("fault_labels", day, label_table.sort_by([("sensor_id", "ascending"), ("start_ts", "ascending")]))
     stats.labels = label_table.num_rows
     return stats
+
+
+def _refused_without_partition(lake: Lake, day: dt.date) -> list[pa.Table]:
+    if not lake.exists("rejected_readings", day):
+        return []
+    old = lake.read("rejected_readings", [day])
+    kept = old.filter(pc.starts_with(old["reason"], NO_PARTITION))
+    return [kept] if kept.num_rows else []
 
 
 def _expected_raw(good: pa.Table, sensors: set[str]) -> int:

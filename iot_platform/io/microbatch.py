@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import LANDING, READINGS, conform
-from iot_platform.core.validation import REJECTED, validate_readings
+from iot_platform.core.validation import NO_PARTITION, REJECTED, validate_readings
 from iot_platform.io.commit import PartInfo, State, batch_lock, commit_state, committed_files, load_state, part_file, remove_uncommitted_parts
 from iot_platform.io.ingest import SIM_SENSORS_KEY, SIM_UNTIL_KEY, build_readings_day
 from iot_platform.io.lake import COMPACTED, Lake, read_metadata
@@ -275,9 +275,9 @@ MAX_FUTURE_US = 3_600_000_000
 
 def _refuse_day(day: dt.date, first_day: dt.date, until_us: int) -> str | None:
     if day < first_day:
-        return f"ts on {day}, before the first partition {first_day} (IOT_START_DATE)"
+        return f"{NO_PARTITION}ts on {day}, before the first partition {first_day} (IOT_START_DATE)"
     if sim.day_start_us(day) > until_us + MAX_FUTURE_US:
-        return f"ts on {day}, in the future: more than an hour after the batch end"
+        return f"{NO_PARTITION}ts on {day}, in the future: more than an hour after the batch end"
     return None
 
 
