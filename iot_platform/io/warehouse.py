@@ -41,7 +41,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -53,6 +52,7 @@ import pyarrow as pa
 
 from iot_platform.core.sqlmodels import DataTest, Model, Project, ProjectError, Relation, quote_ident
 from iot_platform.io.lake import TABLES, Lake, write_parquet_atomic
+from iot_platform.io.query_limits import LimitExceeded, QueryLimits, format_size, run_limited, session_temp_dir
 
 WAREHOUSE_DIR = "warehouse"
 WAREHOUSE_FILE = "warehouse.duckdb"
@@ -75,6 +75,15 @@ class WarehouseError(RuntimeError):
 
 class QueryError(ValueError):
     """An ad hoc query was refused or failed; the message is one line."""
+
+
+class QueryStopped(QueryError):
+    """A limit (timeout, memory) stopped the query. ``abandoned``: it did not stop in time,
+    and its connection is still busy (the process should exit)."""
+
+    def __init__(self, message: str, abandoned: bool = False):
+        super().__init__(message)
+        self.abandoned = abandoned
 
 
 def default_project_dir() -> Path:
@@ -457,12 +466,14 @@ class QuerySession:
     returns an Arrow table.
     """
 
-    def __init__(self, project: Project, data_dir: str | os.PathLike[str]):
+    def __init__(self, project: Project, data_dir: str | os.PathLike[str], limits: QueryLimits | None = None):
         self.data_dir = Path(data_dir).resolve()
         if not self.data_dir.is_dir():
             raise WarehouseError(f"data directory {self.data_dir} does not exist")
         self.project = project
-        self._tmp = tempfile.TemporaryDirectory(prefix="iot-sql-")
+        self.limits = limits if limits is not None else QueryLimits()
+        self.abandoned = False  # a query that did not stop still holds the connection
+        self._tmp = session_temp_dir()
         try:
             catalog = Path(self._tmp.name) / "session.duckdb"
             self._schema_dir = Path(self._tmp.name) / "schemas"
@@ -503,7 +514,10 @@ class QuerySession:
         try:
             self._attach(conn)
             _set_latest_date(conn, self.project, self.data_dir)
-            conn.execute("SET temp_directory = ?", [str(Path(self._tmp.name) / "spill")])
+            spill = Path(self._tmp.name) / "spill"
+            conn.execute("SET temp_directory = ?", [str(spill)])
+            conn.execute("SET memory_limit = ?", [f"{self.limits.memory}B"])
+            conn.execute("SET max_temp_directory_size = ?", [f"{self.limits.temp_size(Path(self._tmp.name))}B"])
             # the data root, and the lake views' empty schema files
             conn.execute("SET allowed_directories = ?", [[str(self.data_dir) + os.sep, str(self._schema_dir) + os.sep]])
             conn.execute("SET enable_external_access = false")
@@ -514,8 +528,11 @@ class QuerySession:
         return conn
 
     def close(self) -> None:
-        self.conn.close()
-        self._tmp.cleanup()
+        try:
+            if not self.abandoned:
+                self.conn.close()
+        finally:
+            self._tmp.cleanup()
 
     def __enter__(self) -> QuerySession:
         return self
@@ -555,14 +572,30 @@ class QuerySession:
             message += f"; queries may read files under {self.data_dir} only"
         return damaged_file_message(message, self.data_dir) or message
 
+    def _abandon(self) -> None:
+        self.abandoned = True
+
+    def _run(self, sql: str) -> pa.Table:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+            return self.conn.execute(sql).to_arrow_table()
+
     def query(self, sql: str) -> pa.Table:
         self.check(sql)
         try:
             # execute(), not sql(): only execute() reports errors with their position
             # (errors_as_json), which the one-line message points at. The extra copy it
             # warns about is of the result, which is what we return anyway.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
-                return self.conn.execute(sql).to_arrow_table()
+            return run_limited(self.conn, lambda: self._run(sql), self.limits, on_abandon=self._abandon)
+        except LimitExceeded as exc:
+            raise QueryStopped(str(exc), exc.abandoned) from None
+        except duckdb.InterruptException:  # the user's interrupt reaches the caller as KeyboardInterrupt
+            raise QueryStopped("query interrupted") from None
+        except duckdb.OutOfMemoryException as exc:
+            what = describe_error(exc)[0].split("; Possible solutions", 1)[0]
+            raise QueryStopped(
+                f"query stopped: it needs more than the --memory-limit of {format_size(self.limits.memory)} "
+                f"({what}); aggregate more, select fewer rows, or raise --memory-limit"
+            ) from None
         except duckdb.Error as exc:
             raise QueryError(self._message(exc, sql)) from None
