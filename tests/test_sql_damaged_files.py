@@ -16,7 +16,7 @@ from iot_platform.core.simulator import FleetParams
 from iot_platform.core.sqlmodels import load_project
 from iot_platform.io.ingest import build_readings_day
 from iot_platform.io.lake import Lake
-from iot_platform.io.warehouse import WarehouseError, default_project_dir, refresh
+from iot_platform.io.warehouse import WarehouseError, default_project_dir, refresh, run_tests
 
 D3, D4 = dt.date(2024, 1, 3), dt.date(2024, 1, 4)
 HINT = "run 'iot-platform doctor' to list damaged files and 'iot-platform doctor --repair' to quarantine them and rebuild their days"
@@ -93,3 +93,13 @@ def test_a_refresh_names_the_damaged_file(data_dir):
     message = str(info.value)
     assert " failed to build: lake/anomalies/date=2024-01-03/junk.parquet is not a valid Parquet file of table anomalies (" in message
     assert message.endswith(HINT) and "\n" not in message
+
+
+def test_data_tests_name_the_damaged_file(data_dir):
+    lake = Lake(data_dir)
+    lake.replace_partition("anomalies", D4, ANOMALIES.empty_table())
+    project = load_project(default_project_dir())
+    refresh(project, data_dir)
+    (lake.partition_dir("anomalies", D4) / "aaa.parquet").write_bytes(b"")
+    errors = {o.error for o in run_tests(project, data_dir) if o.error and "anomalies/" in o.error}
+    assert errors and all(e.startswith("lake/anomalies/date=2024-01-04/aaa.parquet is not a valid Parquet file of table anomalies (") for e in errors)

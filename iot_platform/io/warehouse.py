@@ -428,7 +428,8 @@ def run_tests(
                 n = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchall()[0][0]
                 rows = conn.sql(f"SELECT * FROM ({sql}) LIMIT ?", params=[*params, examples]).to_arrow_table() if n else None
             except duckdb.Error as exc:
-                outcomes.append(TestOutcome(test, 0, None, sql, describe_error(exc)[0]))
+                message = describe_error(exc)[0]
+                outcomes.append(TestOutcome(test, 0, None, sql, damaged_file_message(message, Path(data_dir)) or message))
                 continue
             outcomes.append(TestOutcome(test, int(n), rows, sql))
     finally:
