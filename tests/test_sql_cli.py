@@ -110,7 +110,7 @@ def test_json_output(root, capsys):
 def test_parquet_output_is_written_from_the_arrow_result(root, tmp_path, capsys):
     target = tmp_path / "out" / "result.parquet"
     code, out, err = run(capsys, QUERY, "--format", "parquet", "--output", str(target))
-    assert (code, out, err) == (0, "", "")
+    assert (code, out, err) == (0, "", f"Wrote 2 rows as parquet to {target}\n")
     table = pq.read_table(target)
     assert table.column_names == ["sensor_id", "n", "top", "first"]
     assert table.to_pydict()["n"] == [1, 3] and table.schema.field("first").type == pa.timestamp("us", tz="UTC")
@@ -120,8 +120,10 @@ def test_parquet_output_is_written_from_the_arrow_result(root, tmp_path, capsys)
 
 def test_output_file_for_text_formats(root, tmp_path, capsys):
     target = tmp_path / "r.csv"
-    assert run(capsys, "SELECT 1 AS a, 'x' AS b", "--format", "csv", "-o", str(target)) == (0, "", "")
+    assert run(capsys, "SELECT 1 AS a, 'x' AS b", "--format", "csv", "-o", str(target)) == (0, "", f"Wrote 1 row as csv to {target}\n")
     assert target.read_text() == "a,b\n1,x\n"
+    assert run(capsys, "SELECT 1 AS a FROM range(0)", "--format", "json", "-o", str(target)) == (0, "", f"Wrote 0 rows as json to {target}\n")
+    assert target.read_text() == "[]\n"
 
 
 def test_explain_prints_the_plan(root, capsys):
@@ -207,6 +209,9 @@ def test_a_syntax_error_on_a_later_line_names_line_and_column(root, capsys):
 def test_debug_shows_the_traceback(root, capsys):
     with pytest.raises(Exception, match="COPY is refused"):
         main(["--debug", "sql", "COPY (SELECT 1) TO 'x.csv'"])
+    with pytest.raises(Exception, match="COPY is refused"):  # after the subcommand too
+        main(["sql", "--debug", "COPY (SELECT 1) TO 'x.csv'"])
+    assert run(capsys, "COPY (SELECT 1) TO 'x.csv'")[0] == 2  # and without it, no traceback
 
 
 # -- the installed console script ----------------------------------------------------------------

@@ -390,7 +390,7 @@ def test_refresh_swaps_a_new_file_in_while_readers_keep_theirs(tmp_path):
         reader.close()
         session.close()
     assert rows(data, "SELECT n FROM n") == [(8,)]
-    assert sorted(p.name for p in warehouse_path(data).parent.iterdir()) == [".warehouse.duckdb.lock", "warehouse.duckdb"]
+    assert sorted(p.name for p in warehouse_path(data).parent.iterdir()) == [".warehouse.duckdb.lock", "lake_schemas", "warehouse.duckdb"]
 
 
 def test_a_failed_refresh_leaves_the_warehouse_as_it_was(tmp_path):

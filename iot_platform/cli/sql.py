@@ -7,7 +7,10 @@
 
 The session is sandboxed (see ``iot_platform.io.warehouse.QuerySession``): it
 reads files under the data root only and writes nothing; ``--output`` is
-written here, from the Arrow result, not by the SQL connection.
+written here, from the Arrow result, not by the SQL connection. Every query
+runs under a timeout and a memory limit and stops on Ctrl-C
+(``iot_platform.io.query_limits``); SIGTERM is handled like Ctrl-C, so the
+session's temp directory is always removed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import io
 import json
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +36,7 @@ import pyarrow as pa
 from iot_platform.cli import CliError
 from iot_platform.core.sqlmodels import ProjectError, load_project
 from iot_platform.io.lake import write_parquet_atomic
+from iot_platform.io.query_limits import DEFAULT_TIMEOUT_S, QueryLimits, default_memory_limit, format_size, parse_size
 from iot_platform.io.warehouse import QueryError, QuerySession, WarehouseError, default_project_dir
 from iot_platform.settings import DATA_DIR_ENV, data_dir
 
@@ -57,10 +63,57 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-rows", type=int, default=1000, metavar="N", help="rows printed in table format (default 1000; 0 = all)"
     )
+    p.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+        help=f"stop a query running longer than this (default {DEFAULT_TIMEOUT_S:g}; 0 = no limit)",
+    )  # fmt: skip
+    p.add_argument(
+        "--memory-limit", metavar="SIZE",
+        help=f"memory a query may use, e.g. 500MB or 2GiB; beyond it DuckDB spills to disk or the query stops "
+        f"(default: a quarter of this machine's memory, at most 4 GiB: {format_size(default_memory_limit())} here)",
+    )  # fmt: skip
+    # also accepted after the subcommand (`iot-platform sql --debug ...`); SUPPRESS keeps
+    # `iot-platform --debug sql` working: the subcommand's default does not overwrite it
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
     p.set_defaults(func=run)
 
 
+class _Terminated(Exception):
+    """SIGTERM, raised in the main thread like Ctrl-C, so that the query stops and the temp directory goes."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def _limits(args: argparse.Namespace) -> QueryLimits:
+    if not args.timeout >= 0:
+        raise CliError(f"--timeout {args.timeout:g} is invalid; expected a number of seconds > 0, or 0 for no limit")
+    try:
+        memory = parse_size(args.memory_limit) if args.memory_limit is not None else default_memory_limit()
+        return QueryLimits(timeout_s=args.timeout or None, memory=memory)
+    except ValueError as exc:
+        raise CliError(f"--memory-limit: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main else None
+    try:
+        return _run(args)
+    except _Terminated:
+        print("Error: stopped by SIGTERM", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print("Error: query cancelled (Ctrl-C)", file=sys.stderr)
+        return 130
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    limits = _limits(args)
     if args.max_rows < 0:
         raise CliError(f"--max-rows {args.max_rows} is invalid; expected 0 (all rows) or more")
     if args.format == "parquet" and args.output is None:
@@ -74,17 +127,36 @@ def run(args: argparse.Namespace) -> int:
     project_dir = args.project_dir or default_project_dir()
     try:
         project = load_project(project_dir)
-        session = QuerySession(project, root)
+        session = QuerySession(project, root, limits)
     except (ProjectError, WarehouseError) as exc:
         raise CliError(str(exc)) from None
-    with session:
-        if sql is None:
-            return repl(session)
-        try:
-            result = session.query(sql)
-        except QueryError as exc:
-            raise CliError(str(exc)) from None
-        write_result(result, args.format, args.output, max_rows=args.max_rows)
+    code = 0
+    try:
+        with session:
+            if sql is None:
+                code = repl(session)
+                return code
+            try:
+                result = session.query(sql)
+            except QueryError as exc:
+                code = 2
+                raise CliError(str(exc)) from None
+            write_result(result, args.format, args.output, max_rows=args.max_rows)
+            if args.output is not None:
+                n = result.num_rows
+                print(f"Wrote {n} row{'s' if n != 1 else ''} as {args.format} to {args.output}", file=sys.stderr)
+    except (KeyboardInterrupt, _Terminated):
+        code = 130
+        raise
+    finally:
+        if session.abandoned:
+            # The query did not stop within its grace period: its DuckDB connection is busy
+            # in a worker thread and cannot be closed. The temp directory is gone (close()
+            # ran); end the process now rather than hang on the busy connection at exit.
+            print("Error: the query did not stop after its interrupt; exiting", file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code or 2)
     return 0
 
 
@@ -289,3 +361,7 @@ def repl(
             out.write(format_table(session.query(text), max_rows))
         except QueryError as exc:
             err.write(f"Error: {exc}\n")
+        except KeyboardInterrupt:  # Ctrl-C stops the query, not the prompt
+            err.write("Error: query cancelled (Ctrl-C)\n")
+        if session.abandoned:
+            return 2

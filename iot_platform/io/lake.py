@@ -43,6 +43,7 @@ PART_PREFIX = "part-"
 _TMP_DIR = ".tmp"
 # damaged files are moved here (never deleted), beside a note of why
 QUARANTINE_DIR = "_quarantine"
+_MAGIC = b"PAR1"
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -242,16 +243,16 @@ class Lake:
     # -- damage ----------------------------------------------------------------
     def damaged_files(self, table: str, day: dt.date | str) -> list[tuple[Path, str]]:
         """Files of a partition that are not readable Parquet, with the reason (footer checks only)."""
-        return [(f, why) for f in self.files(table, day) if (why := parquet_damage(f)) is not None]
+        return [(f, why) for f in self.files(table, day) if (why := parquet_damage(f, TABLES[table])) is not None]
 
-    def quarantine_file(self, path: Path, reason: str) -> Path:
+    def quarantine_file(self, path: Path, reason: str, rel: Path | None = None) -> Path:
         """Move a damaged file out of the lake, keeping its bytes and the reason beside it.
 
         ``lake/<table>/date=D/f.parquet`` goes to ``lake/_quarantine/<table>/date=D/f.parquet``
-        (plus ``f.parquet.reason.txt``); the caller holds the partition's lock.
+        (plus ``f.parquet.reason.txt``), or to ``lake/_quarantine/<rel>`` for a file
+        from outside the lake; the caller holds the partition's lock.
         """
-        rel = path.relative_to(self.lake_dir)
-        dest = self.lake_dir / QUARANTINE_DIR / rel
+        dest = self.lake_dir / QUARANTINE_DIR / (rel if rel is not None else path.relative_to(self.lake_dir))
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists():  # the same name damaged twice: keep both
             dest = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:8]}")
@@ -274,12 +275,54 @@ class Lake:
         return pa.concat_tables(pieces)
 
 
-def parquet_damage(path: Path) -> str | None:
-    """Why ``path`` is not a readable Parquet file (None when its footer and schema read)."""
+def _kind(t: pa.DataType) -> str:
+    for name, test in (("string", pa.types.is_string), ("string", pa.types.is_large_string),
+                       ("timestamp", pa.types.is_timestamp), ("integer", pa.types.is_integer),
+                       ("float", pa.types.is_floating), ("boolean", pa.types.is_boolean), ("date", pa.types.is_date)):  # fmt: skip
+        if test(t):
+            return name
+    return str(t)
+
+
+def parquet_damage(path: Path, schema: pa.Schema, *, all_columns: bool = True, deep: bool = False) -> str | None:
+    """Why ``path`` is not a readable Parquet file of ``schema`` (None: it is).
+
+    ``all_columns`` False: only non-nullable columns are required (a landing
+    file may carry a subset of the metrics). ``deep``: decode every row group.
+    """
     try:
-        pq.read_metadata(path)
-    except (OSError, pa.ArrowException) as exc:
-        return f"{path.name} is not a readable Parquet file ({path.stat().st_size} bytes): {exc}"
+        size = path.stat().st_size
+        if size == 0:
+            return "empty file (0 bytes)"
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(max(0, size - 4))
+            tail = f.read(4)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if head != _MAGIC:
+        return f"not a Parquet file (no PAR1 magic at its start; {size} bytes)"
+    if tail != _MAGIC or size < 12:
+        return f"truncated (no Parquet footer at its end; {size} bytes)"
+    try:
+        pf = pq.ParquetFile(path)
+        found = pf.schema_arrow
+    except Exception as exc:  # pyarrow raises several types for a bad footer
+        return f"footer unreadable ({str(exc).splitlines()[0]})"
+    for field in schema:
+        if field.name not in found.names:
+            if all_columns or not field.nullable:
+                return f"wrong schema (column {field.name!r} is missing)"
+            continue
+        got = found.field(field.name).type
+        if _kind(got) != _kind(field.type):
+            return f"wrong schema (column {field.name!r} is {got}, expected {field.type})"
+    if deep:
+        for i in range(pf.num_row_groups):
+            try:
+                pf.read_row_group(i)
+            except Exception as exc:
+                return f"data unreadable in row group {i} ({str(exc).splitlines()[0]})"
     return None
 
 

@@ -40,7 +40,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 import warnings
 from collections.abc import Iterable
@@ -52,10 +51,12 @@ import pyarrow as pa
 
 from iot_platform.core.sqlmodels import DataTest, Model, Project, ProjectError, Relation, quote_ident
 from iot_platform.io.fsutil import exclusive_lock, fsync_path
-from iot_platform.io.lake import TABLES, Lake
+from iot_platform.io.lake import TABLES, Lake, write_parquet_atomic
+from iot_platform.io.query_limits import LimitExceeded, QueryLimits, format_size, run_limited, session_temp_dir
 
 WAREHOUSE_DIR = "warehouse"
 WAREHOUSE_FILE = "warehouse.duckdb"
+LAKE_SCHEMA_DIR = "lake_schemas"  # beside the warehouse file: its lake views read these first
 _ATTACHED = "warehouse"  # the alias a query session attaches the warehouse under
 
 # Every table the lake writes (its schema is what a lake view looks like before the first file).
@@ -74,6 +75,15 @@ class WarehouseError(RuntimeError):
 
 class QueryError(ValueError):
     """An ad hoc query was refused or failed; the message is one line."""
+
+
+class QueryStopped(QueryError):
+    """A limit (timeout, memory) stopped the query. ``abandoned``: it did not stop in time,
+    and its connection is still busy (the process should exit)."""
+
+    def __init__(self, message: str, abandoned: bool = False):
+        super().__init__(message)
+        self.abandoned = abandoned
 
 
 def default_project_dir() -> Path:
@@ -109,23 +119,75 @@ def _duck_type(t: pa.DataType) -> str:
     raise TypeError(f"Arrow type {t} has no DuckDB equivalent here; expected one of {', '.join(map(str, simple))}, string, timestamp")
 
 
-def lake_select(data_dir: str | os.PathLike[str], table: str) -> str:
+# Each lake view reads an empty file with the table's schema first: DuckDB takes a
+# view's columns from the first file it lists, so without it one damaged file
+# that happens to sort first (a junk `aaa.parquet`, a truncated part) would break
+# every query, even `SELECT 1`. Its partition value is a day no data has.
+SCHEMA_FILE = "schema.parquet"
+_SCHEMA_PARTITION = "date=1970-01-01"
+
+
+def write_lake_schemas(directory: Path, tables: Iterable[str]) -> None:
+    """Write the empty schema file of each lake table under ``directory`` (see :func:`lake_select`)."""
+    for table in tables:
+        if table in LAKE_SCHEMAS:
+            write_parquet_atomic(LAKE_SCHEMAS[table].empty_table(), schema_file(directory, table))
+
+
+def schema_file(directory: Path, table: str) -> Path:
+    return Path(directory) / table / _SCHEMA_PARTITION / SCHEMA_FILE
+
+
+def lake_select(data_dir: str | os.PathLike[str], table: str, schema_dir: Path | None = None) -> str:
     """A SELECT over all partitions of a lake table, with its hive partition column ``date``.
 
-    With no file yet, an empty SELECT with the table's columns and types, so that
-    models and queries over a young lake still bind.
+    With ``schema_dir`` (where :func:`write_lake_schemas` wrote the table's empty
+    schema file), the view's columns come from that file and no lake file is
+    opened until a query reads it: a damaged file fails only the queries that
+    read its day. With no file yet, an empty SELECT with the table's columns and
+    types, so that models and queries over a young lake still bind.
     """
     if table not in LAKE_SCHEMAS:
         raise ProjectError(f"lake table {table!r} is unknown; expected one of {', '.join(LAKE_SCHEMAS)}")
     table_dir = Lake(Path(data_dir).resolve()).table_dir(table)
     if any(table_dir.glob("date=*/*.parquet")):
-        pattern = str(table_dir / "date=*" / "*.parquet")
-        return (
-            f"SELECT * FROM read_parquet({_sql_string(pattern)}, "
-            "hive_partitioning = true, hive_types = {'date': 'DATE'})"
-        )
+        pattern = _sql_string(str(table_dir / "date=*" / "*.parquet"))
+        if schema_dir is not None:
+            pattern = f"[{_sql_string(str(schema_file(schema_dir, table)))}, {pattern}]"
+        return f"SELECT * FROM read_parquet({pattern}, hive_partitioning = true, hive_types = {{'date': 'DATE'}})"
     cols = [f"CAST(NULL AS {_duck_type(f.type)}) AS {quote_ident(f.name)}" for f in LAKE_SCHEMAS[table]]
     return f"SELECT {', '.join(cols)}, CAST(NULL AS DATE) AS \"date\" WHERE false"
+
+
+_QUOTED_PARQUET = re.compile(r"""['"]([^'"]+\.parquet)['"]""")
+_MISSING_COLUMN = re.compile(r'column "([^"]+)" was read from the original file .*? but could not be found in file', re.S)
+
+
+def damaged_file_message(message: str, data_dir: Path) -> str | None:
+    """The one-line message for a DuckDB error caused by a damaged lake file, or None.
+
+    ``message`` is DuckDB's own (``No magic bytes found at end of file '...'``,
+    ``schema mismatch in glob: ...``); the result names the file relative to the
+    data root and says how to repair it.
+    """
+    lake_dir = (Path(data_dir) / "lake").resolve()
+    paths = [Path(p) for p in _QUOTED_PARQUET.findall(message)]
+    damaged = [p for p in paths if p.name != SCHEMA_FILE and p.resolve().is_relative_to(lake_dir)]
+    if not damaged:
+        return None
+    path = damaged[-1]  # in a schema mismatch, the file read last is the odd one
+    table = path.resolve().relative_to(lake_dir).parts[0]
+    missing = _MISSING_COLUMN.search(message)
+    if missing:
+        reason = f"column {missing.group(1)!r} is missing"
+    else:
+        text = message.split(": ", 1)[1] if message.startswith("Invalid Input Error: ") else message
+        reason = _QUOTED_PARQUET.sub("", text.splitlines()[0]).replace("  ", " ").strip(" .:")
+    rel = path.resolve().relative_to(Path(data_dir).resolve())
+    return (
+        f"{rel} is not a valid Parquet file of table {table} ({reason}); run 'iot-platform doctor' to list "
+        "damaged files and 'iot-platform doctor --repair' to quarantine them and rebuild their days"
+    )
 
 
 def describe_error(exc: BaseException, sql: str | None = None, offset: int = 0) -> tuple[str, int | None, int | None]:
@@ -185,10 +247,12 @@ def lake_tables(project: Project) -> list[str]:
     return sorted(set(LAKE_SCHEMAS) | {t.name for t in project.source_tables()})
 
 
-def _install_lake_views(conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path) -> list[str]:
+def _install_lake_views(conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, schema_dir: Path) -> list[str]:
+    """A view per lake table; their empty schema files are written under ``schema_dir``."""
     names = []
+    write_lake_schemas(schema_dir, lake_tables(project))
     for table in lake_tables(project):
-        conn.execute(f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {lake_select(data_dir, table)}")
+        conn.execute(f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {lake_select(data_dir, table, schema_dir)}")
         names.append(table)
     return names
 
@@ -230,7 +294,7 @@ class BuiltModel:
     sql: str  # as rendered
 
 
-def _build_model(conn: duckdb.DuckDBPyConnection, model: Model, preview_rows: int) -> BuiltModel:
+def _build_model(conn: duckdb.DuckDBPyConnection, model: Model, preview_rows: int, data_dir: Path) -> BuiltModel:
     sql = model.render(relation_name)
     _check_single_select(conn, sql, model)
     name = quote_ident(model.name)
@@ -242,6 +306,7 @@ def _build_model(conn: duckdb.DuckDBPyConnection, model: Model, preview_rows: in
         conn.execute(prefix + sql)
     except duckdb.Error as exc:
         message, line, _ = describe_error(exc, sql, offset=len(prefix))
+        message = damaged_file_message(message, data_dir) or message
         missing = [r for r in model.refs if _object_type(conn, r) is None]
         hint = f" (model {missing[0]} is not in the warehouse yet: refresh it too)" if missing else ""
         raise WarehouseError(f"{model.path}:{line or 1}: model {model.name} failed to build: {message}{hint}") from None
@@ -285,8 +350,8 @@ def refresh(
                 shutil.copyfile(path, tmp)
             conn = _connect(tmp)
             try:
-                lake_views = _install_lake_views(conn, project, data_dir)
-                built = [_build_model(conn, m, preview_rows) for m in models]
+                lake_views = _install_lake_views(conn, project, data_dir, path.parent / LAKE_SCHEMA_DIR)
+                built = [_build_model(conn, m, preview_rows, data_dir) for m in models]
                 keep = set(lake_views) | set(project.models)
                 for obj, kind in conn.execute(
                     "SELECT table_name, table_type FROM information_schema.tables "
@@ -345,7 +410,8 @@ def run_tests(
                 n = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchall()[0][0]
                 rows = conn.sql(f"SELECT * FROM ({sql}) LIMIT ?", params=[*params, examples]).to_arrow_table() if n else None
             except duckdb.Error as exc:
-                outcomes.append(TestOutcome(test, 0, None, sql, describe_error(exc)[0]))
+                message = describe_error(exc)[0]
+                outcomes.append(TestOutcome(test, 0, None, sql, damaged_file_message(message, Path(data_dir)) or message))
                 continue
             outcomes.append(TestOutcome(test, int(n), rows, sql))
     finally:
@@ -383,14 +449,17 @@ class QuerySession:
     returns an Arrow table.
     """
 
-    def __init__(self, project: Project, data_dir: str | os.PathLike[str]):
+    def __init__(self, project: Project, data_dir: str | os.PathLike[str], limits: QueryLimits | None = None):
         self.data_dir = Path(data_dir).resolve()
         if not self.data_dir.is_dir():
             raise WarehouseError(f"data directory {self.data_dir} does not exist")
         self.project = project
-        self._tmp = tempfile.TemporaryDirectory(prefix="iot-sql-")
+        self.limits = limits if limits is not None else QueryLimits()
+        self.abandoned = False  # a query that did not stop still holds the connection
+        self._tmp = session_temp_dir()
         try:
             catalog = Path(self._tmp.name) / "session.duckdb"
+            self._schema_dir = Path(self._tmp.name) / "schemas"
             self._warehouse = warehouse_path(self.data_dir)
             self.snapshot_models = self._build_catalog(catalog)
             self.conn = self._open(catalog)
@@ -409,7 +478,7 @@ class QuerySession:
         conn = _connect(catalog)
         try:
             attached = self._attach(conn)
-            _install_lake_views(conn, self.project, self.data_dir)
+            _install_lake_views(conn, self.project, self.data_dir, self._schema_dir)
             from_snapshot = []
             for model in self.project.models.values():
                 name = quote_ident(model.name)
@@ -428,8 +497,12 @@ class QuerySession:
         try:
             self._attach(conn)
             _set_latest_date(conn, self.project, self.data_dir)
-            conn.execute("SET temp_directory = ?", [str(Path(self._tmp.name) / "spill")])
-            conn.execute("SET allowed_directories = ?", [[str(self.data_dir) + os.sep]])
+            spill = Path(self._tmp.name) / "spill"
+            conn.execute("SET temp_directory = ?", [str(spill)])
+            conn.execute("SET memory_limit = ?", [f"{self.limits.memory}B"])
+            conn.execute("SET max_temp_directory_size = ?", [f"{self.limits.temp_size(Path(self._tmp.name))}B"])
+            # the data root, and the lake views' empty schema files
+            conn.execute("SET allowed_directories = ?", [[str(self.data_dir) + os.sep, str(self._schema_dir) + os.sep]])
             conn.execute("SET enable_external_access = false")
             conn.execute("SET lock_configuration = true")
         except BaseException:
@@ -438,8 +511,11 @@ class QuerySession:
         return conn
 
     def close(self) -> None:
-        self.conn.close()
-        self._tmp.cleanup()
+        try:
+            if not self.abandoned:
+                self.conn.close()
+        finally:
+            self._tmp.cleanup()
 
     def __enter__(self) -> QuerySession:
         return self
@@ -477,7 +553,15 @@ class QuerySession:
             message += f" (line {line}, column {col})"
         if isinstance(exc, duckdb.PermissionException):
             message += f"; queries may read files under {self.data_dir} only"
-        return message
+        return damaged_file_message(message, self.data_dir) or message
+
+    def _abandon(self) -> None:
+        self.abandoned = True
+
+    def _run(self, sql: str) -> pa.Table:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+            return self.conn.execute(sql).to_arrow_table()
 
     def query(self, sql: str) -> pa.Table:
         self.check(sql)
@@ -485,8 +569,16 @@ class QuerySession:
             # execute(), not sql(): only execute() reports errors with their position
             # (errors_as_json), which the one-line message points at. The extra copy it
             # warns about is of the result, which is what we return anyway.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
-                return self.conn.execute(sql).to_arrow_table()
+            return run_limited(self.conn, lambda: self._run(sql), self.limits, on_abandon=self._abandon)
+        except LimitExceeded as exc:
+            raise QueryStopped(str(exc), exc.abandoned) from None
+        except duckdb.InterruptException:  # the user's interrupt reaches the caller as KeyboardInterrupt
+            raise QueryStopped("query interrupted") from None
+        except duckdb.OutOfMemoryException as exc:
+            what = describe_error(exc)[0].split("; Possible solutions", 1)[0]
+            raise QueryStopped(
+                f"query stopped: it needs more than the --memory-limit of {format_size(self.limits.memory)} "
+                f"({what}); aggregate more, select fewer rows, or raise --memory-limit"
+            ) from None
         except duckdb.Error as exc:
             raise QueryError(self._message(exc, sql)) from None
