@@ -17,7 +17,7 @@ import serial
 from conftest_serial import PtyPair, cli_command, csv_line, csv_values, hidden_files, read_landing, running, wait_until
 
 from iot_platform.core.buffer import DropPolicy
-from iot_platform.core.parsing import LineFormat
+from iot_platform.core.serial_protocol import LineFormat
 from iot_platform.io.capture import Capture, CaptureConfig
 from iot_platform.io.landing import landing_files, read_quarantine
 from iot_platform.io.serial_port import Backoff, PortError, open_port, read_chunk

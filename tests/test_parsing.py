@@ -11,20 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iot_platform.core.parsing import (
-    DEFAULT_COLUMNS,
-    DecodeError,
-    FieldError,
-    FramingError,
-    LineFormat,
-    LineParser,
-    LineSplitter,
-    ParseError,
-    Reading,
-    TimestampParser,
-    mapped_keys,
-    readings_from_columns,
-)
+from iot_platform.core.import_columns import readings_from_columns
+from iot_platform.core.reading_rules import DecodeError, FieldError, FramingError, ParseError, Reading, mapped_keys
+from iot_platform.core.serial_protocol import DEFAULT_COLUMNS, LineFormat, LineParser, LineSplitter
+from iot_platform.core.timestamps import TimestampParser
 from iot_platform.core.schemas import LANDING, METRICS
 
 UTC = dt.timezone.utc

@@ -9,8 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from iot_platform.cli import CliError
-from iot_platform.core.parsing import METRICS, mapped_keys
-from iot_platform.core.parsing import TimestampParser as _TimestampParser
+from iot_platform.core.reading_rules import mapped_keys
+from iot_platform.core.schemas import METRICS
+from iot_platform.core.timestamps import TimestampParser as _TimestampParser
 from iot_platform.io.importer import ImportOptions, file_kind, import_file
 from iot_platform.settings import landing_dir
 

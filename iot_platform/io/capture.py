@@ -46,7 +46,8 @@ import pyarrow as pa
 import serial
 
 from iot_platform.core.buffer import WARN_UTILIZATION, BoundedBuffer, BufferClosed, DropPolicy
-from iot_platform.core.parsing import REJECT_CODES, LineFormat, LineParser, LineSplitter
+from iot_platform.core.reading_rules import REJECT_CODES
+from iot_platform.core.serial_protocol import LineFormat, LineParser, LineSplitter
 from iot_platform.io.landing import QuarantineWriter, SpoolWriter, serial_source, serial_stream, slug
 from iot_platform.io.serial_port import Backoff, PortError, check_baud, open_port, read_chunk
 

@@ -2,7 +2,7 @@
 
 A file is read in chunks (Arrow's streaming CSV reader, or Parquet row
 batches), each chunk is validated column by column with
-:func:`iot_platform.core.parsing.readings_from_columns` (vectorized; no
+:func:`iot_platform.core.import_columns.readings_from_columns` (vectorized; no
 Python loop per row), good rows are written to hidden staged Parquet files in
 the landing format, bad rows to a quarantine file with their reason. When the
 whole file has been read, the staged files are renamed into
@@ -35,7 +35,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from iot_platform.core.parsing import FIELDS, METRICS, TimestampParser, check_sensor_id, readings_from_columns
+from iot_platform.core.import_columns import readings_from_columns
+from iot_platform.core.reading_rules import FIELDS, check_sensor_id
+from iot_platform.core.schemas import METRICS
+from iot_platform.core.timestamps import TimestampParser
 from iot_platform.io.landing import QuarantineWriter, SpoolWriter, StagedFile, import_source, import_stream, slug
 
 log = logging.getLogger("iot_platform.import")

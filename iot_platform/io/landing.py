@@ -13,7 +13,7 @@ after it appeared (ingestion picks each up once and moves it away).
 
 Quarantine records are JSON lines with the ``QUARANTINE`` columns ``source``,
 ``received_at`` (ISO 8601, UTC), ``reason`` and ``raw``, plus ``code`` (the
-reason's category, see ``core.parsing.REJECT_CODES``) and, for serial lines,
+reason's category, see ``core.reading_rules.REJECT_CODES``) and, for serial lines,
 ``raw_b64`` and ``line``. ``raw`` is the line decoded as UTF-8 with invalid
 bytes written as ``\\xNN`` escapes, for reading; ``raw_b64`` is the exact
 bytes (without the final ``\\n``), for a lossless replay. For an imported row,
