@@ -149,9 +149,13 @@ def test_timestamp_value_file_with_one_sensor_and_a_mapping(tmp_path, monkeypatc
     assert records[5]["raw"] == "2026-01-01 00:35:00,1,2"
     assert records[5]["reason"] == "row has 3 fields; expected 2 like the header"
     assert {r["source"] for r in records} == {"import:export.csv"}
-    out = capsys.readouterr().out.strip()
-    assert out.startswith("export.csv: 9 rows, 3 landed in 1 files under landing/import-export, 6 quarantined (")
-    assert out.endswith("; ts 2026-01-01T00:00:00+00:00 to 2026-01-01T00:40:00+00:00")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("export.csv: 9 rows read, 3 landed in landing/import-export, 6 quarantined in ")
+    assert out[0].endswith(".jsonl (field_count 1, no_values 1, non_finite 1, not_a_number 1, out_of_limits 1, ts 1)")
+    assert out[1:] == [
+        "  readings from 2026-01-01T00:00:00+00:00 to 2026-01-01T00:40:00+00:00 (days 2026-01-01 to 2026-01-01)",
+        "Next, put these days into the lake: iot-platform backfill 2026-01-01 2026-01-01",
+    ]
 
 
 def test_irregular_epoch_milliseconds_gzip_and_semicolons(tmp_path):

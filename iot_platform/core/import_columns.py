@@ -92,6 +92,55 @@ def _reject_text(name: str, raw: list, bad: np.ndarray, rej: Rejections) -> None
     rej.add(other, "not_a_number", lambda i: msg_not_number(name, raw[i]))
 
 
+def decode_text(name: str, arr: pa.Array, rej: Rejections) -> pa.Array:
+    """A binary column as text; rows that are not UTF-8 go to ``rej`` (code ``decode``) and become null.
+
+    The CSV reader hands columns over as bytes so that one bad byte costs its
+    row, not the file. A clean column is checked in one cast; only a column
+    that fails is cut in halves until the bad values are found (a handful of
+    casts per bad value, never a Python loop over the rows).
+    """
+    if not (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
+        return arr
+    target = pa.large_string() if pa.types.is_large_binary(arr.type) else pa.string()
+    try:
+        return arr.cast(target)
+    except pa.ArrowInvalid:
+        pass
+    bad: list[int] = []
+    _find_invalid_utf8(arr, 0, bad)
+    mask = np.zeros(len(arr), dtype=bool)
+    mask[bad] = True
+    values = {i: arr[i].as_py() for i in bad}
+
+    def reason(i: int) -> str:
+        raw = values[i]
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return f"{name} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        return f"{name} is not UTF-8 text"  # pragma: no cover - Arrow and Python agree on UTF-8
+
+    rej.add(mask, "decode", reason)
+    cleaned = pc.if_else(pa.array(mask), pa.scalar(None, arr.type), arr)
+    return cleaned.cast(target)
+
+
+def _find_invalid_utf8(arr: pa.Array, offset: int, out: list[int]) -> None:
+    """Positions (plus ``offset``) of the values of ``arr`` that are not UTF-8, by halving."""
+    try:
+        arr.cast(pa.large_string())
+        return
+    except pa.ArrowInvalid:
+        pass
+    if len(arr) == 1:
+        out.append(offset)
+        return
+    half = len(arr) // 2
+    _find_invalid_utf8(arr.slice(0, half), offset, out)
+    _find_invalid_utf8(arr.slice(half), offset + half, out)
+
+
 def readings_from_columns(
     columns: Mapping[str, pa.Array],
     *,
@@ -115,6 +164,7 @@ def readings_from_columns(
         raise ValueError(f"no metric column; expected at least one of {', '.join(METRICS)}")
     n = num_rows
     rej = Rejections(n)
+    columns = {name: decode_text(name, arr, rej) for name, arr in columns.items()}
 
     if "sensor_id" in columns:
         sid = columns["sensor_id"]

@@ -52,6 +52,7 @@ REJECT_CODES: dict[str, str] = {
     "incomplete": "a line cut off by a disconnect or by stopping, before its end of line",
     "too_long": "a line longer than the framing limit without an end of line",
     "field_count": "a CSV line with the wrong number of fields",
+    "quote": "a CSV line with an unclosed quote (a value may not span lines)",
     "syntax": "a key=value or JSON line that does not parse",
     "sensor_id": "a missing or malformed sensor id",
     "seq": "a malformed sequence number",

@@ -122,6 +122,14 @@ class TimestampParser:
       from the first value (kept for the following chunks, so a file is read
       one way). Text without an offset is local time in ``timezone``.
 
+    A guessed layout with a numeric day and month (``03.01.2024``) is not
+    trusted as guessed: the parser reads the values both ways until one value
+    fits only one of them (a day above 12), and raises
+    :class:`AmbiguousDayMonth` for a chunk whose values read differently
+    both ways with nothing to settle it. :meth:`observe` lets a caller show
+    the parser the rest of the column first (the evidence may come late in a
+    file), then retry.
+
     Local times that do not exist or are ambiguous (daylight-saving changes)
     are rejected, as are times outside 1970-01-01 to 2200-01-01.
     """
@@ -142,6 +150,32 @@ class TimestampParser:
         self.unit = unit
         self.name = name
         self._guessed: str | None = fmt
+        # While set, the day/month order of the guessed format is not settled; this is the other order.
+        self._swapped: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        """False while a guessed day/month order waits for a value that settles it."""
+        return self._swapped is None
+
+    def observe(self, arr: pa.Array) -> None:
+        """Look at more of the column for a value that settles the day/month order; never raises for it."""
+        if self.settled and self._guessed is not None:
+            return
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            try:
+                arr = arr.cast(pa.large_string())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return
+        text = trimmed_text(arr)
+        text = text.filter(pc.and_(pc.is_valid(text), pc.not_equal(text, "")))
+        if len(text) == 0:
+            return
+        series = pd.Series(np.asarray(text.to_pandas(), dtype=object), copy=False)
+        if self._guessed is None:
+            self._guess(series.iloc[0])
+        if not self.settled:
+            self._settle(series, strict=False)
 
     def parse(self, arr: pa.Array) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[str, str]]]:
         """Microseconds since the epoch, an ok mask, and the reason of each failed row."""
@@ -295,11 +329,9 @@ class TimestampParser:
         values = text.filter(pa.array(where)).to_pandas()
         series = pd.Series(np.asarray(values, dtype=object), copy=False)
         if self._guessed is None:
-            from pandas.tseries.api import guess_datetime_format
-
-            with warnings.catch_warnings():  # the dayfirst hint; the guessed format is what we use
-                warnings.simplefilter("ignore", UserWarning)
-                self._guessed = guess_datetime_format(series.iloc[0]) or "mixed"
+            self._guess(series.iloc[0])
+        if not self.settled:
+            self._settle(series, strict=True)
         fmt = self._guessed
         utc = fmt is not None and ("%z" in fmt or "%Z" in fmt)
         try:
@@ -326,6 +358,68 @@ class TimestampParser:
                 lambda i: f"{self.name} {raw[np.searchsorted(idx, i)]!r} is not a timestamp; expected {hint}, "
                 "ISO 8601, or epoch numbers (give --timestamp-format for other layouts)",
             )
+
+
+    def _guess(self, first: str) -> None:
+        from pandas.tseries.api import guess_datetime_format
+
+        with warnings.catch_warnings():  # the dayfirst hint; the guessed format is what we use
+            warnings.simplefilter("ignore", UserWarning)
+            self._guessed = guess_datetime_format(first) or "mixed"
+        self._swapped = swapped_day_month(self._guessed)
+
+    def _settle(self, series: pd.Series, *, strict: bool) -> None:
+        """Settle the day/month order from values that read only one way, or raise (``strict``)."""
+        assert self._guessed is not None and self._swapped is not None
+        a = _to_datetime(series, self._guessed)
+        b = _to_datetime(series, self._swapped)
+        if (a.notna() & b.isna()).any():  # e.g. 03.13.2024 in a month-first file
+            self._swapped = None
+        elif (b.notna() & a.isna()).any():
+            self._guessed, self._swapped = self._swapped, None
+        elif strict:
+            differ = (a.notna() & b.notna() & (a != b)).to_numpy()
+            if differ.any():
+                k = int(np.argmax(differ))
+                raise AmbiguousDayMonth(self.name, series.iloc[k], self._guessed, self._swapped)
+
+
+class AmbiguousDayMonth(ValueError):
+    """Timestamps whose layout may be day first or month first, with no value to settle it."""
+
+    def __init__(self, column: str, value: str, fmt: str, other: str):
+        day_first, month_first = (fmt, other) if fmt.index("%d") < fmt.index("%m") else (other, fmt)
+        try:
+            d = dt.datetime.strptime(value, day_first)
+            m = dt.datetime.strptime(value, month_first)
+            readings = f" is {d.day} {d:%B} or {m.day} {m:%B} {m.year}"
+        except ValueError:  # a layout strptime reads differently from pandas; the value alone says enough
+            readings = ""
+        super().__init__(
+            f"the timestamps in column {column!r} could be day first or month first ({value!r}{readings}) "
+            f"and no value in the file settles it; "
+            f"pass --timestamp-format '{day_first}' or --timestamp-format '{month_first}'"
+        )
+        self.formats = (day_first, month_first)
+
+
+def swapped_day_month(fmt: str) -> str | None:
+    """``fmt`` with ``%d`` and ``%m`` swapped when its day/month order is a guess, else ``None``.
+
+    Year-first layouts (``%Y/%m/%d``) are read as the ISO order, the only one in use.
+    """
+    if "%d" not in fmt or "%m" not in fmt:
+        return None
+    year = min((fmt.index(y) for y in ("%Y", "%y") if y in fmt), default=len(fmt))
+    if year < min(fmt.index("%d"), fmt.index("%m")):
+        return None
+    return fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
+
+
+def _to_datetime(series: pd.Series, fmt: str) -> pd.Series:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return pd.to_datetime(series, format=fmt, errors="coerce", utc=True)
 
 
 def _show(value: object) -> str:
