@@ -349,14 +349,21 @@ class _CsvSource:
     def _parse_block(self, block: bytes, state: dict, read_options, convert_options) -> _Chunk | None:
         b = np.frombuffer(block, dtype=np.uint8)
         is_nl = b == 0x0A
-        is_cr = b == 0x0D
-        cr_before_nl = np.zeros(len(b), dtype=bool)
-        cr_before_nl[:-1] = is_cr[:-1] & is_nl[1:]
-        ends = np.flatnonzero(is_nl | (is_cr & ~cr_before_nl))  # one terminator per line; \r\n counts once
-        starts = np.empty_like(ends)
-        starts[0] = 0
-        starts[1:] = ends[:-1] + 1
-        content_end = ends - (is_nl[ends] & (ends > starts) & is_cr[np.maximum(ends - 1, 0)])
+        if block.find(b"\r") < 0:  # the common case: \n line ends only
+            ends = np.flatnonzero(is_nl)
+            starts = np.empty_like(ends)
+            starts[0] = 0
+            starts[1:] = ends[:-1] + 1
+            content_end = ends
+        else:
+            is_cr = b == 0x0D
+            cr_before_nl = np.zeros(len(b), dtype=bool)
+            cr_before_nl[:-1] = is_cr[:-1] & is_nl[1:]
+            ends = np.flatnonzero(is_nl | (is_cr & ~cr_before_nl))  # one terminator per line; \r\n counts once
+            starts = np.empty_like(ends)
+            starts[0] = 0
+            starts[1:] = ends[:-1] + 1
+            content_end = ends - (is_nl[ends] & (ends > starts) & is_cr[np.maximum(ends - 1, 0)])
         n_lines = len(ends)
         line_no = state["line"] + np.arange(n_lines, dtype=np.int64)
         state["line"] += n_lines
@@ -364,15 +371,18 @@ class _CsvSource:
         if state["header"]:
             data[0] = False
             state["header"] = False
-        # An unclosed quote: an odd number of double quotes on a line where a field opens with one
-        # (a quote inside an unquoted field is a literal, as Arrow reads it).
-        quote = b == 0x22
-        boundary = np.ones(len(b), dtype=bool)
-        boundary[1:] = (b[:-1] == ord(self.delimiter)) | is_nl[:-1] | is_cr[:-1]
-        cq = np.concatenate([[0], np.cumsum(quote)])
-        co = np.concatenate([[0], np.cumsum(quote & boundary)])
-        n_quotes = cq[ends] - cq[starts]
-        unclosed = data & (n_quotes % 2 == 1) & (co[ends] - co[starts] > 0)
+        unclosed = np.zeros(n_lines, dtype=bool)
+        n_quotes = np.zeros(n_lines, dtype=np.int64)
+        if block.find(b'"') >= 0:
+            # An unclosed quote: an odd number of double quotes on a line where a field opens with one
+            # (a quote inside an unquoted field is a literal, as Arrow reads it). Counted from the
+            # quotes' positions, so a block without quotes costs nothing here.
+            qpos = np.flatnonzero(b == 0x22)
+            prev = b[np.maximum(qpos - 1, 0)]
+            opens = qpos[(qpos == 0) | (prev == ord(self.delimiter)) | (prev == 0x0A) | (prev == 0x0D)]
+            n_quotes = np.searchsorted(qpos, ends) - np.searchsorted(qpos, starts)
+            n_opens = np.searchsorted(opens, ends) - np.searchsorted(opens, starts)
+            unclosed = data & (n_quotes % 2 == 1) & (n_opens > 0)
         row_no = state["row"] + np.cumsum(data)  # the data row of each line (valid where data)
         state["row"] = int(row_no[-1]) if n_lines else state["row"]
         for i in np.flatnonzero(unclosed).tolist():  # rare: one per damaged line
