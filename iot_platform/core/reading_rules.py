@@ -50,6 +50,7 @@ REJECT_CODES: dict[str, str] = {
     "empty": "an empty line",
     "decode": "bytes that are not UTF-8 text",
     "incomplete": "a line cut off by a disconnect or by stopping, before its end of line",
+    "fragment": "the start of a cut line glued to a complete reading (the reading was kept)",
     "too_long": "a line longer than the framing limit without an end of line",
     "field_count": "a CSV line with the wrong number of fields",
     "quote": "a CSV line with an unclosed quote (a value may not span lines)",

@@ -10,7 +10,16 @@
   batch (one RE2 match per line, then the Arrow CSV reader) and sends only
   the lines the fast path refuses through ``parse_line``, so that capture
   keeps up with tens of thousands of lines per second.
-* :class:`LineSplitter` cuts a byte stream into lines.
+* :class:`LineSplitter` cuts a byte stream into lines, one record per line
+  however long it is.
+
+A device that loses power or resets mid-line leaves the start of a line
+without its end of line, and the next reading arrives glued to it
+(``sensor_001,1sensor_001,17,23.51,...``). When the layout starts with the
+sensor id, :meth:`LineParser.parse_batch` recognises the start of a record by
+a sensor id it has already seen in an accepted reading, keeps the complete
+record behind the fragment and reports the fragment's exact bytes
+(:class:`Fragment`) for quarantine.
 
 What is rejected: undecodable bytes, empty lines, a wrong field count,
 non-numbers, NaN and infinity, values outside ``INGEST_LIMITS``, bad sensor
@@ -48,6 +57,7 @@ from iot_platform.core.reading_rules import (
     ParseError,
     Reading,
     check_sensor_id,
+    np_bool,
     msg_sensor_id,
     parse_number,
     parse_seq,
@@ -152,17 +162,32 @@ class Reject:
     error: ParseError
 
 
+@dataclass(frozen=True)
+class Fragment:
+    """Line ``index`` began with ``raw``: the start of a cut line, glued to the reading after it."""
+
+    index: int
+    raw: bytes
+
+
 @dataclass
 class ParsedBatch:
     """The readings of a batch of lines (a ``LANDING`` table, in line order) and its rejects.
 
-    ``index`` holds, for each row of ``table``, the position of its line.
+    ``index`` holds, for each row of ``table``, the position of its line; a
+    line in ``fragments`` also has its reading in ``table``.
     """
 
     table: pa.Table
     index: np.ndarray
     rejects: list[Reject] = field(default_factory=list)
     comments: int = 0
+    fragments: list[Fragment] = field(default_factory=list)
+
+
+FRAGMENT_REASON = "the start of a line cut off without an end of line; the complete reading glued after it was kept"
+_KNOWN_IDS_MAX = 4096  # sensor ids remembered to recognise a record's start (a fleet behind one port is smaller)
+_GLUED_ID_MIN = 4  # an id shorter than this is not trusted to tell a glued fragment from a real id ("1" in "11")
 
 
 _FAST_PATH_MIN_LINES = 16  # below this, the vectorized path's fixed cost is not worth it
@@ -172,7 +197,8 @@ _KV_SEPARATORS = re.compile(r"[\s,;]+")
 class LineParser:
     """Parses the lines of one :class:`LineFormat`; see the module docstring."""
 
-    def __init__(self, fmt: LineFormat):
+    def __init__(self, fmt: LineFormat, *, recover_glued: bool = True):
+        """``recover_glued=False`` makes :meth:`parse_batch` exactly :meth:`parse_line` per line."""
         self.fmt = fmt
         self._device_key = {name: key for name, key in fmt.keys}
         self._field_of_key = {key: name for name, key in fmt.keys}
@@ -183,6 +209,10 @@ class LineParser:
         self._ts_unit_name = UNIT_NAMES[fmt.ts_unit]
         if fmt.kind in ("csv", "value"):
             self._fast_re = self._line_regex()
+        # Glued records can be told apart only where a line starts with its sensor id.
+        self.recovers = recover_glued and fmt.kind == "csv" and fmt.columns[0] == "sensor_id"
+        self.known_ids: set[str] = set()  # ids of accepted readings (see parse_batch)
+        self._delim = fmt.delimiter.encode()
 
     # -- one line --------------------------------------------------------------
     def parse_line(self, raw: bytes) -> Reading | None:
@@ -326,13 +356,19 @@ class LineParser:
                 slow_index.append(i)
                 slow_readings.append(reading)
 
+        fragments: list[Fragment] = []
+        if self.recovers:
+            fast_index, fast_rows, rejects, fragments = self._recover_glued(
+                lines, fast_index, fast_rows, slow_index, slow_readings, rejects
+            )
+
         pieces = []
         if fast_rows is not None and fast_rows.num_rows:
             pieces.append(fast_rows)
         if slow_readings:
             pieces.append(_readings_to_columns(slow_readings))
         if not pieces:
-            return ParsedBatch(LANDING.empty_table(), np.empty(0, dtype=np.int64), rejects, comments)
+            return ParsedBatch(LANDING.empty_table(), np.empty(0, dtype=np.int64), rejects, comments, fragments)
         index = np.concatenate([fast_index, np.asarray(slow_index, dtype=np.int64)])
         rows = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
         if len(pieces) > 1:
@@ -341,7 +377,93 @@ class LineParser:
             rows = rows.take(pa.array(order))
         table = _finish_landing(rows, received[index], source)
         rejects.sort(key=lambda r: r.index)
-        return ParsedBatch(table, index, rejects, comments)
+        return ParsedBatch(table, index, rejects, comments, fragments)
+
+    # -- glued records ---------------------------------------------------------------
+    def _recover_glued(
+        self,
+        lines: Sequence[bytes],
+        fast_index: np.ndarray,
+        fast_rows: pa.Table | None,
+        slow_index: list[int],
+        slow_readings: list[Reading],
+        rejects: list[Reject],
+    ) -> tuple[np.ndarray, pa.Table | None, list[Reject], list[Fragment]]:
+        """Split lines that are a fragment glued to a complete record; update ``known_ids``.
+
+        Two shapes: a line refused as a whole whose tail, from a known sensor
+        id on, is a complete record; and a line that parses but whose id is a
+        known id with the start of the same id glued in front
+        (``sensor_0`` + ``sensor_001,18,...``), which a permissive id
+        pattern would otherwise accept as a new sensor. Adds to
+        ``slow_index``/``slow_readings`` in place; returns the fast rows
+        without the split lines, the rejects left, and the fragments.
+        """
+        fast_ids: list[str] = []
+        if fast_rows is not None and fast_rows.num_rows:
+            fast_ids = pc.unique(fast_rows.column("sensor_id")).to_pylist()
+        batch_ids = set(fast_ids) | {r.sensor_id for r in slow_readings}
+        candidates = self.known_ids | batch_ids
+        glued_ids = {s for s in batch_ids - self.known_ids if _looks_glued(s, candidates)}
+        trusted = candidates - glued_ids
+        fragments: list[Fragment] = []
+        if glued_ids or (rejects and trusted):
+            todo: list[tuple[int, bool]] = [(r.index, False) for r in rejects]
+            if glued_ids:
+                if fast_ids and glued_ids & set(fast_ids):
+                    hit = np_bool(pc.is_in(fast_rows.column("sensor_id"), value_set=pa.array(sorted(glued_ids))))
+                    todo += [(int(i), True) for i in fast_index[hit]]
+                    fast_rows = fast_rows.filter(pa.array(~hit))
+                    fast_index = fast_index[~hit]
+                keep = [k for k, r in enumerate(slow_readings) if r.sensor_id not in glued_ids]
+                todo += [(slow_index[k], True) for k in range(len(slow_readings)) if slow_readings[k].sensor_id in glued_ids]
+                slow_index[:] = [slow_index[k] for k in keep]
+                slow_readings[:] = [slow_readings[k] for k in keep]
+            recovered: set[int] = set()
+            for i, parsed_whole in sorted(todo):
+                split = self._split_glued(lines[i], trusted, parsed_whole)
+                if split is None:
+                    if parsed_whole:  # not splittable after all: keep it as the reading it is
+                        reading = self.parse_line(lines[i])
+                        assert reading is not None
+                        slow_index.append(i)
+                        slow_readings.append(reading)
+                    continue
+                fragment, reading = split
+                fragments.append(Fragment(i, fragment))
+                slow_index.append(i)
+                slow_readings.append(reading)
+                recovered.add(i)
+            rejects = [r for r in rejects if r.index not in recovered]
+        if len(self.known_ids) < _KNOWN_IDS_MAX:
+            self.known_ids |= set(sorted(trusted)[: _KNOWN_IDS_MAX - len(self.known_ids)])
+        return fast_index, fast_rows, rejects, fragments
+
+    def _split_glued(self, raw: bytes, known: set[str], parsed_whole: bool) -> tuple[bytes, Reading] | None:
+        """``(fragment, reading)`` when ``raw`` is a fragment followed by a complete record of a known sensor."""
+        starts: set[int] = set()
+        pos = raw.find(self._delim)
+        while pos > 0:
+            for k in range(max(1, pos - 64), pos):
+                try:
+                    sid = raw[k:pos].decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+                if sid in known and (
+                    not parsed_whole or (len(sid) >= _GLUED_ID_MIN and sid.startswith(raw[:k].decode("utf-8", "replace")))
+                ):
+                    starts.add(k)
+            if parsed_whole:
+                break  # the id is the line's first field
+            pos = raw.find(self._delim, pos + 1)
+        for k in sorted(starts):
+            try:
+                reading = self.parse_line(raw[k:])
+            except ParseError:
+                continue
+            if reading is not None:
+                return raw[:k], reading
+        return None
 
     # -- the vectorized path for csv and value -------------------------------------
     def _line_regex(self) -> str:
@@ -417,6 +539,15 @@ class LineParser:
         return good.astype(np.int64), pa.table(out), np.flatnonzero(slow_mask).tolist()
 
 
+def _looks_glued(sensor_id: str, known: set[str]) -> bool:
+    """``sensor_id`` is a known id with its own start glued in front (``ssensor_001``)."""
+    for x in known:
+        cut = len(sensor_id) - len(x)
+        if 0 < cut <= len(x) and len(x) >= _GLUED_ID_MIN and sensor_id.endswith(x) and sensor_id[:cut] == x[:cut]:
+            return True
+    return False
+
+
 def _json_text(name: str, value: object) -> str:
     """A JSON value as the text the field checks expect (numbers in repr form)."""
     if isinstance(value, bool) or isinstance(value, (dict, list)):
@@ -476,21 +607,29 @@ def _finish_landing(rows: pa.Table, received_us: np.ndarray, source: str) -> pa.
 
 
 class LineSplitter:
-    """Cuts a byte stream into lines at ``\\n`` and bounds how long a line may grow.
+    """Cuts a byte stream into lines at ``\\n``: one line, one record, however long.
 
     :meth:`feed` returns the complete lines (without their ``\\n``; a ``\\r``
     stays for the parser to strip) and, by position, the ones that are not
-    lines but framing failures: ``too_long`` for bytes that ran past
-    ``max_line_bytes`` without an end of line (a wrong baud rate, a binary
-    stream). :meth:`flush` hands back the unfinished tail.
+    lines but framing failures: ``too_long`` for a line longer than
+    ``max_line_bytes`` (a wrong baud rate, a binary stream). A long line is
+    held until its end of line arrives, so it is refused as one record with
+    all its bytes; only bytes that never end (more than ``max_record_bytes``
+    without a ``\\n``) are cut, into records of that size, which bounds the
+    memory. :meth:`flush` hands back the unfinished tail.
     """
 
-    def __init__(self, max_line_bytes: int = 4096):
+    def __init__(self, max_line_bytes: int = 4096, max_record_bytes: int | None = None):
         if max_line_bytes < 1:
             raise ValueError(f"max_line_bytes {max_line_bytes!r} must be at least 1")
+        if max_record_bytes is None:
+            max_record_bytes = 64 * max_line_bytes
+        if max_record_bytes < max_line_bytes:
+            raise ValueError(f"max_record_bytes {max_record_bytes!r} must be at least max_line_bytes {max_line_bytes!r}")
         self.max_line_bytes = max_line_bytes
+        self.max_record_bytes = max_record_bytes
         self._pending = b""
-        self._overlong = False  # inside a line already cut for being too long
+        self._overlong = False  # the pending bytes continue a record already cut at max_record_bytes
 
     @property
     def pending(self) -> bytes:
@@ -511,10 +650,11 @@ class LineSplitter:
             for i, part in enumerate(parts):
                 if len(part) > self.max_line_bytes:
                     notes[i] = "too_long"
-        if len(tail) > self.max_line_bytes:
+        cap = self.max_record_bytes
+        while len(tail) > cap:
             notes[len(parts)] = "too_long"
-            parts.append(tail)
-            tail = b""
+            parts.append(tail[:cap])
+            tail = tail[cap:]
             self._overlong = True
         self._pending = tail
         return parts, notes
