@@ -63,6 +63,20 @@ def test_a_value_far_into_the_file_settles_the_layout(tmp_path, layout):
     assert read_landing(landing).column("ts").to_pylist() == times
 
 
+def test_two_digit_years_without_one_layout_are_not_read_month_first_silently(tmp_path):
+    path = tmp_path / "short.csv"
+    path.write_text("sensor_id,ts,temperature\ns1,03.01.24 10:00,20\n")
+    with pytest.raises(ValueError) as info:
+        import_file(path, tmp_path / "landing", received_at=RECEIVED)
+    assert str(info.value) == (
+        f"{path}: the timestamps in column 'ts' could be day first or month first ('03.01.24 10:00' is 3 January "
+        "or 1 March 2024) and no value in the file settles it; pass --timestamp-format with its layout, "
+        "e.g. '%d.%m.%y %H:%M' to read 03.01.24 10:00 as 3 January"
+    )
+    import_file(path, tmp_path / "landing", ImportOptions(timestamp_format="%d.%m.%y %H:%M"), received_at=RECEIVED)
+    assert read_landing(tmp_path / "landing").column("ts").to_pylist() == [dt.datetime(2024, 1, 3, 10, tzinfo=UTC)]
+
+
 def test_an_unambiguous_first_value_still_works(tmp_path):
     path = tmp_path / "eu.csv"
     path.write_text("sensor_id,ts,temperature\ns1,13.01.2024 10:00,20\ns1,03.01.2024 10:00,21\n")

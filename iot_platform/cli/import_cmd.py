@@ -19,8 +19,12 @@ EPILOG = f"""\
 Columns are found by name unless mapped: sensor_id, seq, a timestamp (ts, timestamp, time, datetime,
 date) and the metrics ({', '.join(METRICS)}); any subset of the metrics will do.
 Timestamps: ISO 8601, epoch numbers (--timestamp-unit), or any layout pandas reads (--timestamp-format
-for unusual ones); times without an offset are in --timezone (default UTC).
-Bad rows go to landing/_quarantine/import-<name>/ with the reason; good rows are kept.
+for unusual ones); times without an offset are in --timezone (default UTC). A day/month order only a
+guess could give (03.01.2024) is refused unless some value in the file settles it: pass --timestamp-format.
+Bad rows (and lines with bytes that are not UTF-8 or an unclosed quote) go to
+landing/_quarantine/import-<name>/ with the reason, file and line; good rows are kept. The command exits 2
+when a file gives no row at all. Then put the days the file spans into the lake with the command it
+prints: iot-platform backfill FIRST_DAY LAST_DAY.
 
 examples:
   iot-platform import plant.csv

@@ -334,12 +334,14 @@ class TimestampParser:
             self._settle(series, strict=True)
         fmt = self._guessed
         utc = fmt is not None and ("%z" in fmt or "%Z" in fmt)
+        # MIXED_DAY_FIRST: no single layout, but day before month where a value could be either
+        options = {"format": "mixed", "dayfirst": True} if fmt == MIXED_DAY_FIRST else {"format": fmt}
         try:
-            parsed = pd.to_datetime(series, format=fmt, errors="coerce", utc=utc)
+            parsed = pd.to_datetime(series, errors="coerce", utc=utc, **options)
         except (ValueError, TypeError):
-            parsed = pd.to_datetime(series, format=fmt, errors="coerce", utc=True)
+            parsed = pd.to_datetime(series, errors="coerce", utc=True, **options)
         if parsed.dtype == object:  # pragma: no cover - pandas < 3 with mixed offsets
-            parsed = pd.to_datetime(series, format=fmt, errors="coerce", utc=True)
+            parsed = pd.to_datetime(series, errors="coerce", utc=True, **options)
         parsed_ok = parsed.notna().to_numpy()
         if parsed_ok.any():
             arr = pa.Array.from_pandas(parsed)
@@ -351,7 +353,7 @@ class TimestampParser:
             bad = np.zeros(len(us), dtype=bool)
             bad[idx[~parsed_ok]] = True
             raw = series.tolist()
-            hint = f"the format {fmt!r}" if fmt and fmt != "mixed" else "a date/time pandas can read"
+            hint = f"the format {fmt!r}" if fmt and fmt not in ("mixed", MIXED_DAY_FIRST) else "a date/time pandas can read"
             rej.add(
                 bad,
                 "ts",
@@ -366,7 +368,8 @@ class TimestampParser:
         with warnings.catch_warnings():  # the dayfirst hint; the guessed format is what we use
             warnings.simplefilter("ignore", UserWarning)
             self._guessed = guess_datetime_format(first) or "mixed"
-        self._swapped = swapped_day_month(self._guessed)
+        # "mixed" (no one layout, e.g. two-digit years) reads 03.01.24 month first: as unsure as a guess
+        self._swapped = MIXED_DAY_FIRST if self._guessed == "mixed" else swapped_day_month(self._guessed)
 
     def _settle(self, series: pd.Series, *, strict: bool) -> None:
         """Settle the day/month order from values that read only one way, or raise (``strict``)."""
@@ -384,10 +387,22 @@ class TimestampParser:
                 raise AmbiguousDayMonth(self.name, series.iloc[k], self._guessed, self._swapped)
 
 
+MIXED_DAY_FIRST = "mixed, day first"  # pandas' per-value parsing, reading an ambiguous date day first
+
+
 class AmbiguousDayMonth(ValueError):
     """Timestamps whose layout may be day first or month first, with no value to settle it."""
 
     def __init__(self, column: str, value: str, fmt: str, other: str):
+        if "mixed" in (fmt, other) or MIXED_DAY_FIRST in (fmt, other):
+            m, d = _to_datetime(pd.Series([value]), "mixed")[0], _to_datetime(pd.Series([value]), MIXED_DAY_FIRST)[0]
+            super().__init__(
+                f"the timestamps in column {column!r} could be day first or month first ({value!r} is "
+                f"{d.day} {d:%B} or {m.day} {m:%B} {m.year}) and no value in the file settles it; "
+                "pass --timestamp-format with its layout, e.g. '%d.%m.%y %H:%M' to read 03.01.24 10:00 as 3 January"
+            )
+            self.formats = (MIXED_DAY_FIRST, "mixed")
+            return
         day_first, month_first = (fmt, other) if fmt.index("%d") < fmt.index("%m") else (other, fmt)
         try:
             d = dt.datetime.strptime(value, day_first)
@@ -417,9 +432,10 @@ def swapped_day_month(fmt: str) -> str | None:
 
 
 def _to_datetime(series: pd.Series, fmt: str) -> pd.Series:
+    options = {"format": "mixed", "dayfirst": True} if fmt == MIXED_DAY_FIRST else {"format": fmt}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return pd.to_datetime(series, format=fmt, errors="coerce", utc=True)
+        return pd.to_datetime(series, errors="coerce", utc=True, **options)
 
 
 def _show(value: object) -> str:
