@@ -25,6 +25,13 @@ was read is lost; an unfinished last line goes to quarantine as
 the last rotation (at most ``rotate_seconds``) plus what was still in the
 buffer; every file that had appeared is complete.
 
+A reading glued behind the start of a cut line (a device that reset
+mid-line: ``sensor_001,1sensor_001,17,...``) is kept and only the fragment's
+bytes are quarantined (code ``fragment``), when the line format starts with
+the sensor id and that id has been seen before. A line longer than
+``max_line_bytes`` is quarantined as one ``too_long`` record with all its
+bytes (bytes that never end are cut every 64 x ``max_line_bytes``).
+
 A port that disappears (USB unplugged, a TCP server restarting) or refuses to
 open again is retried at once and then polled every ``backoff_initial``
 seconds, growing to at most ``backoff_max`` (0.05 s to 0.25 s by default),

@@ -509,7 +509,7 @@ def _import(path: Path, kind: str, landing_root: Path, options: ImportOptions, r
             where = {"line": line} if line is not None else {}
             quarantine.add(
                 source=src, received_at_us=received_us, reason=reason, code=code, raw=raw,
-                file=str(path), row=row, **where,
+                file=str(path.resolve()), row=row, **where,
             )  # fmt: skip
             result.quarantined += 1
             result.reasons[code] += 1
