@@ -420,8 +420,10 @@ class LineParser:
                 slow_index[:] = [slow_index[k] for k in keep]
                 slow_readings[:] = [slow_readings[k] for k in keep]
             recovered: set[int] = set()
+            known = {s.encode() for s in trusted}
+            lengths = sorted({len(s) for s in known})
             for i, parsed_whole in sorted(todo):
-                split = self._split_glued(lines[i], trusted, parsed_whole)
+                split = self._split_glued(lines[i], known, lengths, parsed_whole)
                 if split is None:
                     if parsed_whole:  # not splittable after all: keep it as the reading it is
                         reading = self.parse_line(lines[i])
@@ -439,23 +441,29 @@ class LineParser:
             self.known_ids |= set(sorted(trusted)[: _KNOWN_IDS_MAX - len(self.known_ids)])
         return fast_index, fast_rows, rejects, fragments
 
-    def _split_glued(self, raw: bytes, known: set[str], parsed_whole: bool) -> tuple[bytes, Reading] | None:
-        """``(fragment, reading)`` when ``raw`` is a fragment followed by a complete record of a known sensor."""
+    def _split_glued(
+        self, raw: bytes, known: set[bytes], lengths: list[int], parsed_whole: bool
+    ) -> tuple[bytes, Reading] | None:
+        """``(fragment, reading)`` when ``raw`` is a fragment followed by a complete record of a known sensor.
+
+        A record of n fields has n - 1 delimiters, so its sensor id ends at the
+        (n - 1)-th delimiter from the end: one place to look, whatever the
+        line holds before it (a garbage line full of delimiters costs the same).
+        """
+        n_delims = len(self._columns) - 1
+        if n_delims < 1 or raw.count(self._delim) < n_delims:
+            return None
+        pos = len(raw)
+        for _ in range(n_delims):
+            pos = raw.rfind(self._delim, 0, pos)
         starts: set[int] = set()
-        pos = raw.find(self._delim)
-        while pos > 0:
-            for k in range(max(1, pos - 64), pos):
-                try:
-                    sid = raw[k:pos].decode("utf-8")
-                except UnicodeDecodeError:
-                    continue
-                if sid in known and (
-                    not parsed_whole or (len(sid) >= _GLUED_ID_MIN and sid.startswith(raw[:k].decode("utf-8", "replace")))
-                ):
-                    starts.add(k)
-            if parsed_whole:
-                break  # the id is the line's first field
-            pos = raw.find(self._delim, pos + 1)
+        for n in lengths:  # the lengths of the known ids: a handful of slices, not one per offset
+            k = pos - n
+            if k < 1:
+                break
+            sid = raw[k:pos]
+            if sid in known and (not parsed_whole or (n >= _GLUED_ID_MIN and sid.startswith(raw[:k]))):
+                starts.add(k)
         for k in sorted(starts):
             try:
                 reading = self.parse_line(raw[k:])
