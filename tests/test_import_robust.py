@@ -258,3 +258,15 @@ def test_a_header_without_rows_fails(tmp_path, monkeypatch, capsys):
     (tmp_path / "head.csv").write_text("sensor_id,ts,temperature\n")
     assert _cli(tmp_path, monkeypatch, "head.csv") == 2
     assert capsys.readouterr().err == "Error: head.csv has a header but no data rows; nothing was landed\n"
+
+
+def test_several_files_get_one_next_command_over_all_their_days(tmp_path, monkeypatch, capsys):
+    (tmp_path / "a.csv").write_text("sensor_id,ts,temperature\ns1,2024-01-05T10:00:00Z,20\n")
+    (tmp_path / "b.csv").write_text("sensor_id,ts,temperature\ns2,2024-01-02T10:00:00Z,20\ns2,2024-01-03T10:00:00Z,21\n")
+    assert _cli(tmp_path, monkeypatch, "a.csv", "b.csv") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if not line.startswith("  ")] == [
+        "a.csv: 1 rows read, 1 landed in landing/import-a, 0 quarantined",
+        "b.csv: 2 rows read, 2 landed in landing/import-b, 0 quarantined",
+        "Next, put these days into the lake: iot-platform backfill 2024-01-02 2024-01-05",
+    ]

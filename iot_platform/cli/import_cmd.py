@@ -90,19 +90,25 @@ def run(args: argparse.Namespace) -> int:
         try:
             r = import_file(path, landing, options, received_at=received)
         except (ValueError, pa.ArrowInvalid) as exc:
+            print_next_step(results)  # what the earlier files landed still needs it
             done = f" ({i} earlier files were imported)" if i else ""
             raise CliError(f"{exc}{done}") from exc
         print(summary(r))
         results.append(r)
+    print_next_step(results)
     refused = next((r for r in results if r.landed == 0), None)
+    if refused is not None:
+        raise CliError(refusal(refused))
+    return 0
+
+
+def print_next_step(results: list[ImportResult]) -> None:
+    """The command that puts the days the landed readings span into the lake."""
     days = [r.days for r in results if r.days is not None]
     if days:
         first, last = min(d[0] for d in days), max(d[1] for d in days)
         # `backfill` runs the day partitions in the UI's Dagster instance (micro-batches only take new landing files)
         print(f"Next, put these days into the lake: iot-platform backfill {first.isoformat()} {last.isoformat()}")
-    if refused is not None:
-        raise CliError(refusal(refused))
-    return 0
 
 
 def summary(r: ImportResult) -> str:
