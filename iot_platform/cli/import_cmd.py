@@ -12,7 +12,8 @@ from iot_platform.cli import CliError
 from iot_platform.core.reading_rules import mapped_keys
 from iot_platform.core.schemas import METRICS
 from iot_platform.core.timestamps import TimestampParser as _TimestampParser
-from iot_platform.io.importer import ImportOptions, ImportResult, check_file, import_file
+from iot_platform.io.import_readers import check_file
+from iot_platform.io.importer import ImportOptions, ImportResult, import_file
 from iot_platform.settings import landing_dir
 
 EPILOG = f"""\
