@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from iot_platform.core.buffer import DropPolicy
-from iot_platform.core.parsing import LineFormat, LineParser
+from iot_platform.core.serial_protocol import LineFormat, LineParser
 from iot_platform.io.capture import Capture, CaptureConfig
 from iot_platform.io.landing import landing_files
 

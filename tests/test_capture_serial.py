@@ -17,10 +17,10 @@ import serial
 from conftest_serial import PtyPair, cli_command, csv_line, csv_values, hidden_files, read_landing, running, wait_until
 
 from iot_platform.core.buffer import DropPolicy
-from iot_platform.core.parsing import LineFormat
+from iot_platform.core.serial_protocol import LineFormat
 from iot_platform.io.capture import Capture, CaptureConfig
 from iot_platform.io.landing import landing_files, read_quarantine
-from iot_platform.io.serial_port import Backoff, PortError, open_port, read_chunk
+from iot_platform.io.serial_port import PortError, RetrySchedule, open_port, read_chunk
 
 UTC = dt.timezone.utc
 
@@ -260,13 +260,14 @@ def test_permission_denied_names_the_group_to_join():
     )
 
 
-def test_backoff_doubles_up_to_the_maximum():
-    b = Backoff(initial=0.5, maximum=3.0)
-    assert [b.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    b.reset()
-    assert b.next_delay() == 0.5
-    with pytest.raises(ValueError, match="backoff initial"):
-        Backoff(initial=0)
+def test_retry_schedule_validates_itself():
+    # the schedule itself: tests/test_capture_recovery.py
+    with pytest.raises(ValueError, match=r"^retry first 0, interval 0.05 and maximum 0.25 must satisfy"):
+        RetrySchedule(first=0)
+    with pytest.raises(ValueError, match=r"^retry first 0.01, interval 1 and maximum 0.25 must satisfy"):
+        RetrySchedule(interval=1)
+    with pytest.raises(ValueError, match=r"^backoff_initial 1 is not valid; expected at most backoff_max 0.25$"):
+        CaptureConfig(port="loop://", backoff_initial=1)
 
 
 def test_capture_config_validates_itself():

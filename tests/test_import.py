@@ -14,7 +14,7 @@ import pytest
 from conftest_serial import hidden_files, read_landing
 
 from iot_platform.cli import main
-from iot_platform.core import parsing
+from iot_platform.core import import_columns, reading_rules, timestamps
 from iot_platform.io.importer import ImportOptions, import_file, import_files, resolve_columns
 from iot_platform.io.landing import landing_files, read_quarantine
 
@@ -109,7 +109,7 @@ def test_parquet_import_subset_of_metrics_aware_times_and_int_ids(tmp_path):
         {"sensor_id": "7", "ts": dt.datetime(2026, 1, 1, 0, tzinfo=UTC), "humidity": 50.5, "temperature": None, "seq": 10}
     ]
     assert [(r["row"], r["code"], r["reason"]) for r in read_quarantine(landing)] == [
-        (2, "no_values", parsing._MSG_NO_VALUES),
+        (2, "no_values", reading_rules.MSG_NO_VALUES),
         (3, "seq", "seq -1 is not valid; expected a whole number from 0 to 999999999999999999"),
     ]
     assert json.loads(read_quarantine(landing)[1]["raw"]) == {
@@ -149,9 +149,13 @@ def test_timestamp_value_file_with_one_sensor_and_a_mapping(tmp_path, monkeypatc
     assert records[5]["raw"] == "2026-01-01 00:35:00,1,2"
     assert records[5]["reason"] == "row has 3 fields; expected 2 like the header"
     assert {r["source"] for r in records} == {"import:export.csv"}
-    out = capsys.readouterr().out.strip()
-    assert out.startswith("export.csv: 9 rows, 3 landed in 1 files under landing/import-export, 6 quarantined (")
-    assert out.endswith("; ts 2026-01-01T00:00:00+00:00 to 2026-01-01T00:40:00+00:00")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("export.csv: 9 rows read, 3 landed in landing/import-export, 6 quarantined in ")
+    assert out[0].endswith(".jsonl (field_count 1, no_values 1, non_finite 1, not_a_number 1, out_of_limits 1, ts 1)")
+    assert out[1:] == [
+        "  readings from 2026-01-01T00:00:00+00:00 to 2026-01-01T00:40:00+00:00 (days 2026-01-01 to 2026-01-01)",
+        "Next, put these days into the lake: iot-platform backfill 2026-01-01 2026-01-01",
+    ]
 
 
 def test_irregular_epoch_milliseconds_gzip_and_semicolons(tmp_path):
@@ -201,7 +205,7 @@ def test_a_failed_import_leaves_no_landing_file(tmp_path, monkeypatch):
     path = tmp_path / "big.csv"
     path.write_text("sensor_id,ts,temperature\n" + "".join(f"s,{1_767_225_600 + i},20\n" for i in range(5000)))
     calls = {"n": 0}
-    real = parsing.readings_from_columns
+    real = import_columns.readings_from_columns
 
     def failing_second_chunk(*args, **kwargs):
         calls["n"] += 1
@@ -288,7 +292,7 @@ def test_numpy_free_of_python_row_loops_sanity():
         "ts": pa.array(np.arange(n, dtype=np.int64) + 1_767_225_600),
         "temperature": pa.array(np.full(n, "21.5", dtype=object)),
     }
-    table, good, reasons = parsing.readings_from_columns(
-        cols, num_rows=n, timestamps=parsing.TimestampParser(), source="import:x", received_at=RECEIVED
+    table, good, reasons = import_columns.readings_from_columns(
+        cols, num_rows=n, timestamps=timestamps.TimestampParser(), source="import:x", received_at=RECEIVED
     )
     assert table.num_rows == n and reasons == {} and good[-1] == n - 1

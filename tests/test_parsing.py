@@ -11,24 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iot_platform.core.parsing import (
-    DEFAULT_COLUMNS,
-    DecodeError,
-    FieldError,
-    FramingError,
-    LineFormat,
-    LineParser,
-    LineSplitter,
-    ParseError,
-    Reading,
-    TimestampParser,
-    mapped_keys,
-    readings_from_columns,
-)
+from iot_platform.core.import_columns import readings_from_columns
+from iot_platform.core.reading_rules import DecodeError, FieldError, FramingError, ParseError, Reading, mapped_keys
+from iot_platform.core.serial_protocol import DEFAULT_COLUMNS, LineFormat, LineParser, LineSplitter
+from iot_platform.core.timestamps import TimestampParser
 from iot_platform.core.schemas import LANDING, METRICS
 
 UTC = dt.timezone.utc
-CSV = LineParser(LineFormat())
+CSV = LineParser(LineFormat(), recover_glued=False)
 
 
 def R(sensor_id="sensor_001", seq=None, ts=None, **metrics) -> Reading:
@@ -325,7 +315,7 @@ def test_property_batch_equals_per_line_default_csv(lines):
     assert got == {i: v for i, v in _per_line(CSV, lines) if v is not None}
 
 
-TS_FORMAT = LineParser(LineFormat(columns=("sensor_id", "seq", "ts", *METRICS)))
+TS_FORMAT = LineParser(LineFormat(columns=("sensor_id", "seq", "ts", *METRICS)), recover_glued=False)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -338,9 +328,9 @@ def test_property_batch_equals_per_line_with_device_timestamps(lines):
 PARSERS = [
     CSV,
     TS_FORMAT,
-    LineParser(LineFormat(kind="kv", sensor_id="d")),
-    LineParser(LineFormat(kind="json")),
-    LineParser(LineFormat(kind="value", metric="humidity", sensor_id="d", scale=3.0)),
+    LineParser(LineFormat(kind="kv", sensor_id="d"), recover_glued=False),
+    LineParser(LineFormat(kind="json"), recover_glued=False),
+    LineParser(LineFormat(kind="value", metric="humidity", sensor_id="d", scale=3.0), recover_glued=False),
 ]
 
 
@@ -372,12 +362,7 @@ def test_line_splitter_frames_across_chunks():
     assert s.flush() == b""
 
 
-def test_line_splitter_cuts_lines_that_never_end():
-    s = LineSplitter(max_line_bytes=4)
-    assert s.feed(b"ok\n123456") == ([b"ok", b"123456"], {1: "too_long"})
-    assert s.feed(b"78") == ([], {})  # the rest of the cut line ...
-    assert s.feed(b"9\nnext\n") == ([b"789", b"next"], {0: "too_long"})  # ... is refused with it
-    assert s.feed(b"a\n0123456789\nb\n") == ([b"a", b"0123456789", b"b"], {1: "too_long"})
+# Over-long lines (one record per line): tests/test_capture_recovery.py
 
 
 # -- columns (import) ----------------------------------------------------------------------
@@ -524,7 +509,7 @@ def test_default_columns_constant():
     ids=["value", "tsv-skip", "kv", "json"],
 )  # fmt: skip
 def test_parse_batch_matches_parse_line_for_every_format(fmt, lines):
-    parser = LineParser(fmt)
+    parser = LineParser(fmt, recover_glued=False)
     _, got = _batch(parser, lines)
     assert got == {i: v for i, v in _per_line(parser, lines) if v is not None}
     assert any(isinstance(v, Reading) for v in got.values()) and any(isinstance(v, tuple) for v in got.values())

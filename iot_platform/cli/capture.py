@@ -10,7 +10,10 @@ import pyarrow as pa
 
 from iot_platform.cli import CliError
 from iot_platform.core.buffer import DropPolicy
-from iot_platform.core.parsing import DEFAULT_COLUMNS, LINE_FORMATS, METRICS, TS_UNITS, LineFormat, mapped_keys
+from iot_platform.core.reading_rules import mapped_keys
+from iot_platform.core.schemas import METRICS
+from iot_platform.core.serial_protocol import DEFAULT_COLUMNS, LINE_FORMATS, LineFormat
+from iot_platform.core.timestamps import TS_UNITS
 from iot_platform.io.capture import Capture, CaptureConfig
 from iot_platform.io.serial_port import SUPPORTED_BAUD_RATES, PortError
 from iot_platform.settings import landing_dir

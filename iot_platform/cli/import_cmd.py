@@ -9,17 +9,23 @@ from pathlib import Path
 import pyarrow as pa
 
 from iot_platform.cli import CliError
-from iot_platform.core.parsing import METRICS, mapped_keys
-from iot_platform.core.parsing import TimestampParser as _TimestampParser
-from iot_platform.io.importer import ImportOptions, file_kind, import_file
+from iot_platform.core.reading_rules import mapped_keys
+from iot_platform.core.schemas import METRICS
+from iot_platform.core.timestamps import TimestampParser as _TimestampParser
+from iot_platform.io.import_readers import check_file
+from iot_platform.io.importer import ImportOptions, ImportResult, import_file
 from iot_platform.settings import landing_dir
 
 EPILOG = f"""\
 Columns are found by name unless mapped: sensor_id, seq, a timestamp (ts, timestamp, time, datetime,
 date) and the metrics ({', '.join(METRICS)}); any subset of the metrics will do.
 Timestamps: ISO 8601, epoch numbers (--timestamp-unit), or any layout pandas reads (--timestamp-format
-for unusual ones); times without an offset are in --timezone (default UTC).
-Bad rows go to landing/_quarantine/import-<name>/ with the reason; good rows are kept.
+for unusual ones); times without an offset are in --timezone (default UTC). A day/month order only a
+guess could give (03.01.2024) is refused unless some value in the file settles it: pass --timestamp-format.
+Bad rows (and lines with bytes that are not UTF-8 or an unclosed quote) go to
+landing/_quarantine/import-<name>/ with the reason, file and line; good rows are kept. The command exits 2
+when a file gives no row at all. Then put the days the file spans into the lake with the command it
+prints: iot-platform backfill FIRST_DAY LAST_DAY.
 
 examples:
   iot-platform import plant.csv
@@ -73,22 +79,63 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     paths = [Path(f) for f in args.files]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise CliError(f"no such file: {', '.join(missing)}")
+    try:
+        for path in paths:  # every file is checked before the first one is imported
+            check_file(path)
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc)) from exc
     received = dt.datetime.now(dt.timezone.utc)  # one import time for all files
     landing = landing_dir()
+    results: list[ImportResult] = []
     for i, path in enumerate(paths):
         try:
-            file_kind(path)
             r = import_file(path, landing, options, received_at=received)
         except (ValueError, pa.ArrowInvalid) as exc:
+            print_next_step(results)  # what the earlier files landed still needs it
             done = f" ({i} earlier files were imported)" if i else ""
             raise CliError(f"{exc}{done}") from exc
-        span = f"; ts {r.ts_min.isoformat()} to {r.ts_max.isoformat()}" if r.ts_min and r.ts_max else ""
-        quarantine = f" ({r.quarantine_file})" if r.quarantine_file else ""
-        print(
-            f"{r.path.name}: {r.rows} rows, {r.landed} landed in {len(r.files)} files under "
-            f"landing/{r.stream}, {r.quarantined} quarantined{quarantine}{span}"
-        )
+        print(summary(r))
+        results.append(r)
+    print_next_step(results)
+    refused = next((r for r in results if r.landed == 0), None)
+    if refused is not None:
+        raise CliError(refusal(refused))
     return 0
+
+
+def print_next_step(results: list[ImportResult]) -> None:
+    """The command that puts the days the landed readings span into the lake."""
+    days = [r.days for r in results if r.days is not None]
+    if days:
+        first, last = min(d[0] for d in days), max(d[1] for d in days)
+        # `backfill` runs the day partitions in the UI's Dagster instance (micro-batches only take new landing files)
+        print(f"Next, put these days into the lake: iot-platform backfill {first.isoformat()} {last.isoformat()}")
+
+
+def summary(r: ImportResult) -> str:
+    """What one file gave: rows read, landed, quarantined by reason, and the time and days it spans."""
+    text = f"{r.path.name}: {r.rows} rows read, {r.landed} landed"
+    if r.landed:
+        text += f" in landing/{r.stream}"
+    text += f", {r.quarantined} quarantined"
+    if r.quarantine_file is not None:
+        text += f" in {r.quarantine_file} ({by_reason(r)})"
+    if r.ts_min is not None and r.ts_max is not None and r.days is not None:
+        text += (
+            f"\n  readings from {r.ts_min.isoformat()} to {r.ts_max.isoformat()} "
+            f"(days {r.days[0].isoformat()} to {r.days[1].isoformat()})"
+        )
+    return text
+
+
+def by_reason(r: ImportResult) -> str:
+    return ", ".join(f"{code} {n}" for code, n in sorted(r.reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def refusal(r: ImportResult) -> str:
+    if r.rows == 0:
+        return f"{r.path} has a header but no data rows; nothing was landed"
+    return (
+        f"{r.path}: every row was refused ({by_reason(r)}), e.g. {r.first_refusal}; nothing was landed; "
+        f"the reasons per row are in {r.quarantine_file}"
+    )

@@ -1,1 +1,1 @@
-"""Pure computation: schemas, simulation, validation, windows, detectors, parsing."""
+"""Pure computation: schemas, simulation, validation, windows, detectors, parsing (serial lines, import columns, timestamps)."""

@@ -25,9 +25,22 @@ was read is lost; an unfinished last line goes to quarantine as
 the last rotation (at most ``rotate_seconds``) plus what was still in the
 buffer; every file that had appeared is complete.
 
+A reading glued behind the start of a cut line (a device that reset
+mid-line: ``sensor_001,1sensor_001,17,...``) is kept and only the fragment's
+bytes are quarantined (code ``fragment``), when the line format starts with
+the sensor id and that id has been seen before. A line longer than
+``max_line_bytes`` is quarantined as one ``too_long`` record with all its
+bytes (bytes that never end are cut every 64 x ``max_line_bytes``).
+
 A port that disappears (USB unplugged, a TCP server restarting) or refuses to
-open again is retried with exponential backoff, and capture resumes on the
-same stream when it returns.
+open again is retried at once and then polled every ``backoff_initial``
+seconds, growing to at most ``backoff_max`` (0.05 s to 0.25 s by default),
+and capture resumes on the same stream when it returns. A device path is
+reopened without flushing its input, so lines the device printed between its
+return and the reopen are read too. What can still be lost: bytes the device
+sent while its port did not exist (unplugged), and what a USB serial adapter
+drops before any program opens it (the kernel keeps no queue for a closed
+USB tty).
 """
 
 from __future__ import annotations
@@ -46,9 +59,10 @@ import pyarrow as pa
 import serial
 
 from iot_platform.core.buffer import WARN_UTILIZATION, BoundedBuffer, BufferClosed, DropPolicy
-from iot_platform.core.parsing import REJECT_CODES, LineFormat, LineParser, LineSplitter
+from iot_platform.core.reading_rules import REJECT_CODES
+from iot_platform.core.serial_protocol import FRAGMENT_REASON, LineFormat, LineParser, LineSplitter
 from iot_platform.io.landing import QuarantineWriter, SpoolWriter, serial_source, serial_stream, slug
-from iot_platform.io.serial_port import Backoff, PortError, check_baud, open_port, read_chunk
+from iot_platform.io.serial_port import PortError, RetrySchedule, check_baud, open_port, read_chunk
 
 log = logging.getLogger("iot_platform.capture")
 
@@ -78,8 +92,9 @@ class CaptureConfig:
     read_timeout: float = 0.1
     max_line_bytes: int = 4096
     wait_for_port: bool = False
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
+    reconnect_first: float = 0.01  # the first retry after a lost port: almost at once
+    backoff_initial: float = 0.05  # then poll this often, doubling ...
+    backoff_max: float = 0.25  # ... up to this (the longest a returned port waits to be reopened)
     stream: str | None = None
 
     def __post_init__(self) -> None:
@@ -87,7 +102,9 @@ class CaptureConfig:
             raise ValueError("a port is required, e.g. /dev/ttyACM0 or socket://host:port")
         check_baud(self.baud)
         object.__setattr__(self, "drop_policy", DropPolicy.parse(self.drop_policy))
-        for name in ("rotate_seconds", "metrics_interval", "read_timeout", "backoff_initial", "backoff_max"):
+        for name in (
+            "rotate_seconds", "metrics_interval", "read_timeout", "reconnect_first", "backoff_initial", "backoff_max",
+        ):  # fmt: skip
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"{name} {value!r} is not valid; expected a positive number of seconds")
@@ -97,6 +114,10 @@ class CaptureConfig:
                 raise ValueError(f"{name} {value!r} is not valid; expected a whole number of at least 1")
         if self.stream is not None and self.stream != slug(self.stream):
             raise ValueError(f"stream {self.stream!r} is not a slug; expected e.g. {slug(self.stream)!r}")
+        if self.backoff_initial > self.backoff_max:
+            raise ValueError(
+                f"backoff_initial {self.backoff_initial!r} is not valid; expected at most backoff_max {self.backoff_max!r}"
+            )
 
 
 @dataclass
@@ -234,20 +255,24 @@ class Capture:
         return port
 
     def _reopen(self, first_error: PortError) -> serial.SerialBase | None:
-        """Open the port again with exponential backoff; ``None`` if stopped first."""
-        backoff = Backoff(self.config.backoff_initial, maximum=self.config.backoff_max)
+        """Open the port again: at once, then short polls (see :class:`RetrySchedule`); ``None`` if stopped first."""
+        cfg = self.config
+        backoff = RetrySchedule(cfg.reconnect_first, cfg.backoff_initial, cfg.backoff_max)
         since = time.monotonic()
         error: BaseException = first_error
+        log.warning("%s: %s; reopening it as soon as it is back (polling every %.3g s)", cfg.port, error, cfg.backoff_max)
+        next_note = since + 10.0
         while not self.stopping:
-            delay = backoff.next_delay()
-            log.warning("%s: %s; retrying in %.3g s (attempt %d)", self.config.port, error, delay, backoff.attempts)
-            if self._sleep(delay):
+            if self._sleep(backoff.next_delay()):
                 return None
             try:
                 port = self._open()
             except PortError as exc:
                 self.stats.open_failures += 1
                 error = exc
+                if time.monotonic() >= next_note:  # polls are frequent: say so every 10 s, not every time
+                    log.warning("%s: still not back after %.0f s: %s", cfg.port, time.monotonic() - since, error)
+                    next_note = time.monotonic() + 10.0
                 continue
             log.info(
                 "%s: port is back after %.1f s and %d attempts; capture resumes",
@@ -378,6 +403,9 @@ class Capture:
             for rej in batch.rejects:
                 i = rej.index
                 refused.append((line_nos[i], times[i], raws[i], rej.error.code, str(rej.error)))
+            for frag in batch.fragments:  # the line's reading was kept; only its glued start is refused
+                i = frag.index
+                refused.append((line_nos[i], times[i], frag.raw, "fragment", FRAGMENT_REASON))
             self.stats.comments += batch.comments
             if batch.table.num_rows:
                 self.stats.readings += batch.table.num_rows

@@ -1,14 +1,22 @@
 """Import historical readings from CSV or Parquet files into the landing zone.
 
-A file is read in chunks (Arrow's streaming CSV reader, or Parquet row
-batches), each chunk is validated column by column with
-:func:`iot_platform.core.parsing.readings_from_columns` (vectorized; no
+A file is read in chunks (``io.import_readers``: CSV blocks cut into lines,
+or Parquet row batches), each chunk is validated column by column with
+:func:`iot_platform.core.import_columns.readings_from_columns` (vectorized; no
 Python loop per row), good rows are written to hidden staged Parquet files in
 the landing format, bad rows to a quarantine file with their reason. When the
 whole file has been read, the staged files are renamed into
 ``landing/import-<name>/`` (and the quarantine file into
 ``landing/_quarantine/import-<name>/``): an import that fails half-way leaves
 no landing file behind.
+
+A line is the unit of quarantine: a line with an unclosed quote is set aside
+(a value may not span lines; otherwise the quote would swallow the rest of
+the file), a value that is not UTF-8 costs its row, and every quarantine
+record names the file, its line and its data row. A day/month
+order that only a guess could give (``03.01.2024``) is settled by a value
+elsewhere in the file that reads one way only, or refused
+(:class:`~iot_platform.core.timestamps.AmbiguousDayMonth`).
 
 Columns are found by name: ``sensor_id``, ``seq``, a timestamp (``ts``,
 ``timestamp``, ``time``, ``datetime``, ``date``; any case) and the metric
@@ -19,30 +27,36 @@ lands its rows again; they carry the same (sensor_id, ts) keys.
 
 from __future__ import annotations
 
-import csv
+import collections
 import datetime as dt
 import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
-import pyarrow.parquet as pq
 
-from iot_platform.core.parsing import FIELDS, METRICS, TimestampParser, check_sensor_id, readings_from_columns
+from iot_platform.core.import_columns import readings_from_columns
+from iot_platform.core.reading_rules import FIELDS, check_sensor_id
+from iot_platform.core.schemas import METRICS
+from iot_platform.core.timestamps import AmbiguousDayMonth, TimestampParser
+from iot_platform.io.import_readers import (
+    Chunk,
+    CsvReader,
+    ImportFileError,
+    ParquetReader,
+    check_file,
+    open_reader,
+)
 from iot_platform.io.landing import QuarantineWriter, SpoolWriter, StagedFile, import_source, import_stream, slug
 
 log = logging.getLogger("iot_platform.import")
 
-CSV_SUFFIXES = (".csv", ".tsv", ".txt")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
 TIMESTAMP_NAMES = ("ts", "timestamp", "time", "datetime", "date_time", "date")
 
 
@@ -110,21 +124,16 @@ class ImportResult:
     ts_min: dt.datetime | None = None
     ts_max: dt.datetime | None = None
     seconds: float = 0.0
+    reasons: collections.Counter[str] = field(default_factory=collections.Counter)  # quarantined rows by code
+    first_refusal: str | None = None  # "line 12: <reason>" for the earliest quarantined row
 
+    @property
+    def days(self) -> tuple[dt.date, dt.date] | None:
+        """The first and last UTC day (lake partition) of the landed readings."""
+        if self.ts_min is None or self.ts_max is None:
+            return None
+        return self.ts_min.astimezone(dt.timezone.utc).date(), self.ts_max.astimezone(dt.timezone.utc).date()
 
-def file_kind(path: Path) -> str:
-    """``csv`` or ``parquet`` from the file name; ``ValueError`` otherwise."""
-    name = path.name.lower()
-    for suffix in COMPRESSION_SUFFIXES:
-        name = name.removesuffix(suffix)
-    if name.endswith(PARQUET_SUFFIXES) and name == path.name.lower():
-        return "parquet"
-    if name.endswith(CSV_SUFFIXES):
-        return "csv"
-    raise ValueError(
-        f"cannot import {path.name}: expected a CSV file ({', '.join(CSV_SUFFIXES)}, optionally "
-        f"{'/'.join(COMPRESSION_SUFFIXES)}) or a Parquet file ({', '.join(PARQUET_SUFFIXES)})"
-    )
 
 
 def resolve_columns(available: Sequence[str], options: ImportOptions, file_name: str) -> dict[str, str]:
@@ -181,67 +190,6 @@ def resolve_columns(available: Sequence[str], options: ImportOptions, file_name:
     return out
 
 
-# -- readers -------------------------------------------------------------------------
-
-
-class _CsvSource:
-    """Chunks of a CSV file with every used column as text, and its malformed rows.
-
-    Single-threaded Arrow parsing is what gives each malformed row its
-    position in the file, which the quarantine record keeps.
-    """
-
-    def __init__(self, path: Path, options: ImportOptions):
-        self.path = path
-        self.delimiter = options.delimiter or ("\t" if ".tsv" in path.name.lower() else ",")
-        self.block_size = options.block_size
-        self.columns = self._header()
-        self.bad_rows: list[tuple[int | None, str, str]] = []  # (data row, text, reason)
-
-    def _header(self) -> list[str]:
-        with pa.input_stream(str(self.path), compression="detect") as f:
-            head = f.read(1 << 20)
-        text = head.decode("utf-8-sig", errors="replace").splitlines()
-        if not text:
-            raise ValueError(f"{self.path.name} is empty; expected a header line with the column names")
-        return next(csv.reader([text[0]], delimiter=self.delimiter))
-
-    def batches(self, used: list[str]) -> Iterator[pa.RecordBatch]:
-        expected = len(self.columns)
-
-        def on_invalid(row: pcsv.InvalidRow) -> str:
-            data_row = row.number - 1 if row.number is not None else None
-            self.bad_rows.append(
-                (data_row, row.text, f"row has {row.actual_columns} fields; expected {expected} like the header")
-            )
-            return "skip"
-
-        reader = pcsv.open_csv(
-            pa.input_stream(str(self.path), compression="detect"),
-            read_options=pcsv.ReadOptions(block_size=self.block_size, use_threads=False),
-            parse_options=pcsv.ParseOptions(delimiter=self.delimiter, invalid_row_handler=on_invalid),
-            convert_options=pcsv.ConvertOptions(
-                include_columns=used,
-                column_types={c: pa.string() for c in used},
-                null_values=[],
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-        yield from reader
-
-
-class _ParquetSource:
-    def __init__(self, path: Path, options: ImportOptions):
-        self.path = path
-        self.file = pq.ParquetFile(path)
-        self.columns = self.file.schema_arrow.names
-        self.batch_rows = options.batch_rows
-        self.bad_rows: list[tuple[int | None, str, str]] = []
-
-    def batches(self, used: list[str]) -> Iterator[pa.RecordBatch]:
-        yield from self.file.iter_batches(batch_size=self.batch_rows, columns=used)
-
 
 # -- import ---------------------------------------------------------------------------
 
@@ -253,19 +201,37 @@ def import_file(
     *,
     received_at: dt.datetime | None = None,
 ) -> ImportResult:
-    """Land the readings of one CSV or Parquet file; see the module docstring."""
-    started = time.monotonic()
+    """Land the readings of one CSV or Parquet file; see the module docstring.
+
+    Raises :class:`ImportFileError` (naming the file) for a file that cannot
+    be imported at all; nothing is landed then.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    kind = file_kind(path)
-    source = _CsvSource(path, options) if kind == "csv" else _ParquetSource(path, options)
+    kind = check_file(path)
+    try:
+        return _import(path, kind, landing_root, options, received_at or dt.datetime.now(dt.timezone.utc))
+    except ImportFileError:
+        raise
+    except ValueError as exc:  # ArrowInvalid included: say which file
+        if path.name in str(exc):
+            raise
+        raise ImportFileError(f"{path}: {exc}") from exc
+
+
+def _source(path: Path, kind: str, options: ImportOptions) -> CsvReader | ParquetReader:
+    return open_reader(
+        path, kind, delimiter=options.delimiter, block_size=options.block_size, batch_rows=options.batch_rows
+    )
+
+
+def _import(path: Path, kind: str, landing_root: Path, options: ImportOptions, received: dt.datetime) -> ImportResult:
+    started = time.monotonic()
+    source = _source(path, kind, options)
     columns = resolve_columns(source.columns, options, path.name)
     wanted = set(columns.values())
     used = [c for c in source.columns if c in wanted]  # file order, for the quarantine's raw rows
     stream = options.stream or import_stream(path)
     src = import_source(path)
-    received = received_at or dt.datetime.now(dt.timezone.utc)
     received_us = _us(received)
     parser = TimestampParser(
         timezone=options.timezone, fmt=options.timestamp_format, unit=options.timestamp_unit, name=columns["ts"]
@@ -275,18 +241,47 @@ def import_file(
     result = ImportResult(path=path, stream=stream)
     staged: list[StagedFile] = []
     current: StagedFile | None = None
-    parsed_rows = 0  # rows the reader returned so far (malformed CSV rows excluded)
     ts_min: int | None = None
     ts_max: int | None = None
+
+    def refuse(records: list[tuple[int, int | None, str, str, str]]) -> None:
+        """Quarantine ``(row, line, code, reason, raw)`` records, in file order."""
+        for row, line, code, reason, raw in sorted(records, key=lambda r: r[0]):
+            where = {"line": line} if line is not None else {}
+            quarantine.add(
+                source=src, received_at_us=received_us, reason=reason, code=code, raw=raw,
+                file=str(path.resolve()), row=row, **where,
+            )  # fmt: skip
+            result.quarantined += 1
+            result.reasons[code] += 1
+            if result.first_refusal is None:
+                result.first_refusal = f"line {line}: {reason}" if line is not None else f"row {row}: {reason}"
+
+    def set_aside() -> list[tuple[int, int | None, str, str, str]]:
+        out = [(r.row, r.line, r.code, r.reason, r.text) for r in source.refused]
+        source.refused.clear()
+        return out
+
+    def validate(chunk: Chunk):
+        fields = {name: chunk.batch.column(col) for name, col in columns.items()}
+        return readings_from_columns(
+            fields, num_rows=chunk.batch.num_rows, timestamps=parser, source=src, received_at=received,
+            sensor_id=options.sensor_id,
+        )  # fmt: skip
+
     try:
-        for batch in source.batches(used):
-            n = batch.num_rows
-            if n == 0:
-                continue
-            fields = {name: batch.column(col) for name, col in columns.items()}
-            table, _, reasons = readings_from_columns(
-                fields, num_rows=n, timestamps=parser, source=src, received_at=received, sensor_id=options.sensor_id
-            )
+        for chunk in source.batches(used):
+            try:
+                table, _, reasons = validate(chunk)
+            except AmbiguousDayMonth as exc:
+                # The value that settles the order may be anywhere: look through the whole column once.
+                for seen in _source(path, kind, options).batches([columns["ts"]]):
+                    parser.observe(seen.batch.column(0))
+                    if parser.settled:
+                        break
+                if not parser.settled:
+                    raise ImportFileError(f"{path}: {exc}") from None
+                table, _, reasons = validate(chunk)
             if table.num_rows:
                 if current is None:
                     current = spool.stage()
@@ -299,24 +294,19 @@ def import_file(
                 if current.rows >= options.rows_per_file:
                     current.close()
                     current = None
+            result.landed += table.num_rows
+            records = set_aside()
             if reasons:
                 positions = np.fromiter(sorted(reasons), dtype=np.int64, count=len(reasons))
-                rows = _data_rows(parsed_rows + positions, source.bad_rows)
-                bad = batch.take(pa.array(positions)).to_pylist()
-                for pos, row, raw in zip(positions.tolist(), rows.tolist(), bad):
+                rows = chunk.rows[positions].tolist()
+                lines = chunk.lines[positions].tolist() if chunk.lines is not None else [None] * len(rows)
+                raws = chunk.batch.take(pa.array(positions)).to_pylist()
+                for pos, row, line, raw in zip(positions.tolist(), rows, lines, raws):
                     code, reason = reasons[pos]
-                    quarantine.add(
-                        source=src, received_at_us=received_us, reason=reason, code=code, raw=_json_row(raw), row=row
-                    )
-            parsed_rows += n
-            result.landed += table.num_rows
-            result.quarantined += len(reasons)
-        for data_row, text, reason in source.bad_rows:
-            quarantine.add(
-                source=src, received_at_us=received_us, reason=reason, code="field_count", raw=text, row=data_row
-            )
-        result.quarantined += len(source.bad_rows)
-        result.rows = parsed_rows + len(source.bad_rows)
+                    records.append((row, line, code, reason, _json_row(raw)))
+            refuse(records)
+        refuse(set_aside())
+        result.rows = result.landed + result.quarantined
         result.files = spool.publish(staged)
         result.quarantine_file = quarantine.publish()
     except BaseException:
@@ -328,7 +318,8 @@ def import_file(
         result.ts_min = _dt(ts_min)
         result.ts_max = _dt(ts_max)  # type: ignore[arg-type]
     result.seconds = time.monotonic() - started
-    log.info(
+    # debug, not info: the CLI prints the summary (at info it was shown twice)
+    log.debug(
         "%s: %d rows, %d landed in %d files under %s, %d quarantined (%.1f s)",
         path.name, result.rows, result.landed, len(result.files), stream, result.quarantined, result.seconds,
     )  # fmt: skip
@@ -336,28 +327,14 @@ def import_file(
 
 
 def import_files(paths: Sequence[str | Path], landing_root: Path, options: ImportOptions = ImportOptions()) -> list[ImportResult]:
-    """Import several files, one after the other; all share one import time (``received_at``)."""
-    missing = [str(p) for p in paths if not Path(p).is_file()]
-    if missing:
-        raise FileNotFoundError(f"no such file: {', '.join(missing)}")
+    """Import several files, one after the other; all share one import time (``received_at``).
+
+    Every file is checked (exists, is a file of a known kind, not empty) before the first is imported.
+    """
     for p in paths:
-        file_kind(Path(p))
+        check_file(Path(p))
     received = dt.datetime.now(dt.timezone.utc)
     return [import_file(p, landing_root, options, received_at=received) for p in paths]
-
-
-def _data_rows(ordinals: np.ndarray, bad_rows: list[tuple[int | None, str, str]]) -> np.ndarray:
-    """1-based data-row numbers of parsed rows ``ordinals`` (0-based), skipping malformed rows.
-
-    The k-th parsed row is the k-th row number not taken by a malformed row:
-    with the malformed rows' numbers S sorted, row = k + 1 + #{j : S_j - j <= k + 1}.
-    """
-    skipped = np.array(sorted(r for r, _, _ in bad_rows if r is not None), dtype=np.int64)
-    base = ordinals + 1
-    if skipped.size == 0:
-        return base
-    shifted = skipped - np.arange(skipped.size)
-    return base + np.searchsorted(shifted, base, side="right")
 
 
 def _json_row(row: dict) -> str:

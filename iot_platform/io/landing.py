@@ -13,12 +13,15 @@ after it appeared (ingestion picks each up once and moves it away).
 
 Quarantine records are JSON lines with the ``QUARANTINE`` columns ``source``,
 ``received_at`` (ISO 8601, UTC), ``reason`` and ``raw``, plus ``code`` (the
-reason's category, see ``core.parsing.REJECT_CODES``) and, for serial lines,
+reason's category, see ``core.reading_rules.REJECT_CODES``) and, for serial lines,
 ``raw_b64`` and ``line``. ``raw`` is the line decoded as UTF-8 with invalid
 bytes written as ``\\xNN`` escapes, for reading; ``raw_b64`` is the exact
 bytes (without the final ``\\n``), for a lossless replay. For an imported row,
-``raw`` is a JSON object of the fields the import read and ``row`` is the
-row's 1-based position among the file's data rows.
+``raw`` is a JSON object of the fields the import read (or, for a line the
+reader set aside -- wrong field count, unclosed quote -- the line's text),
+``file`` is the imported file's absolute path, ``row`` the row's 1-based
+position among the file's data rows and, for CSV, ``line`` its 1-based line
+in the file (the header is line 1).
 """
 
 from __future__ import annotations

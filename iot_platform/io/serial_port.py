@@ -8,7 +8,10 @@ Failures to open are turned into a :class:`PortError` whose message says what
 to do (join the ``dialout`` group, close the other program, check the cable);
 ``retryable`` tells the capture loop whether waiting can help (a device that
 is unplugged or a server that is down) or not (an unsupported baud rate).
-:class:`Backoff` spaces the retries.
+:class:`RetrySchedule` spaces the retries: at once, then short polls, so a
+replugged device is read again within a fraction of a second of its return.
+A device port is opened without pyserial's flush of the input queue: bytes
+the device sent between its return and the reopen are readings, not noise.
 """
 
 from __future__ import annotations
@@ -65,10 +68,34 @@ def is_url(port: str) -> bool:
     return "://" in port
 
 
+class _KeepInputSerial(serial.Serial):
+    """A device port whose ``open()`` keeps the bytes already waiting in its input queue.
+
+    pyserial flushes the input on open. After an unplug/replug the device may
+    have printed lines before capture got the port open again; flushing them
+    was part of what a replug lost.
+    """
+
+    _opening = False
+
+    def open(self) -> None:
+        self._opening = True
+        try:
+            super().open()
+        finally:
+            self._opening = False
+
+    def _reset_input_buffer(self) -> None:
+        if not self._opening:
+            super()._reset_input_buffer()
+
+
 def open_port(port: str, baud: int, *, timeout: float = 0.1) -> serial.SerialBase:
     """Open ``port`` (a device path or a pyserial URL) for reading, exclusively where possible."""
     check_baud(baud)
     try:
+        if not is_url(port) and hasattr(serial.Serial, "_reset_input_buffer"):  # POSIX device path
+            return _KeepInputSerial(port, baudrate=baud, timeout=timeout, exclusive=True)
         return serial.serial_for_url(port, baudrate=baud, timeout=timeout, exclusive=True)
     except ValueError as exc:  # an unknown URL scheme, or a setting the port refuses
         if is_url(port) and "protocol" in str(exc):
@@ -217,23 +244,34 @@ def _read_socket(port: serial.SerialBase) -> bytes:
 
 
 @dataclass
-class Backoff:
-    """Exponential backoff: ``initial``, then x``factor`` per failure, at most ``maximum`` seconds."""
+class RetrySchedule:
+    """When to try a lost port again: after ``first`` seconds, then every ``interval``, growing x``factor`` up to ``maximum``.
 
-    initial: float = 0.5
+    The first retry is almost immediate (a TCP server restarting, a USB
+    re-enumeration); after that the port is polled at a short interval
+    capped at ``maximum``, so capture reopens it within ``maximum`` seconds
+    of its return however long it was away. Opening a missing path or a
+    refused socket costs microseconds, so a short cap is cheap.
+    """
+
+    first: float = 0.01
+    interval: float = 0.05
+    maximum: float = 0.25
     factor: float = 2.0
-    maximum: float = 30.0
     attempts: int = 0
 
     def __post_init__(self) -> None:
-        if not (0 < self.initial <= self.maximum) or self.factor < 1:
+        if not (0 < self.first and 0 < self.interval <= self.maximum) or self.factor < 1:
             raise ValueError(
-                f"backoff initial {self.initial!r} and maximum {self.maximum!r} must satisfy 0 < initial <= maximum, "
-                f"and factor {self.factor!r} must be at least 1"
+                f"retry first {self.first!r}, interval {self.interval!r} and maximum {self.maximum!r} must satisfy "
+                f"0 < first and 0 < interval <= maximum, and factor {self.factor!r} must be at least 1"
             )
 
     def next_delay(self) -> float:
-        delay = min(self.initial * self.factor**self.attempts, self.maximum)
+        if self.attempts == 0:
+            delay = self.first
+        else:
+            delay = min(self.interval * self.factor ** (self.attempts - 1), self.maximum)
         self.attempts += 1
         return delay
 
