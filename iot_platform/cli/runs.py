@@ -151,6 +151,9 @@ def execute(
                 continue
             seen.add((name, partition))
             rows = lake_rows(data_root, name, partition) if partition else None
+            if rows is None:  # not a lake table (a warehouse model): the count the asset reported
+                entry = event.step_materialization_data.materialization.metadata.get("dagster/row_count")
+                rows = entry.value if entry is not None and isinstance(entry.value, int) else None
             if rows is not None:
                 outcome.rows[name] = outcome.rows.get(name, 0) + rows
             outcome.materialized += 1

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from iot_platform.cli import CliError
-from iot_platform.cli.dagster_home import use_dagster_home
+from iot_platform.cli.dagster_home import open_instance, use_dagster_home
 
 
 def _executable(name: str) -> str:
@@ -41,6 +41,10 @@ def code_target() -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     home = use_dagster_home()
+    # Create the instance's SQLite storage here, once: the webserver and the daemon starting
+    # together on a new Dagster home would both create its tables, and one of them would fail.
+    with open_instance(home):
+        pass
     target = code_target()
     webserver = [_executable("dagster-webserver"), *target, "-h", args.host, "-p", str(args.port)]
     daemon = [_executable("dagster-daemon"), "run", *target]
