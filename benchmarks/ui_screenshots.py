@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         partition_page = "/assets/anomalies?" + urllib.parse.urlencode({"view": "partitions", "partition": day})
         pages = {  # name: (page, window height): the partition's metadata and plot are long
             "01_runs.png": ("/runs", 1000),
-            "02_anomalies_partition.png": (partition_page, 2600),
+            "02_anomalies_partition.png": (partition_page, 1800),
             "03_anomalies_overview.png": ("/assets/anomalies?view=overview", 1000),
             "04_asset_health.png": ("/assets", 1000),
         }
