@@ -81,6 +81,16 @@ def run(args: argparse.Namespace) -> int:
     raise CliError(f"{names} exited with code {exited[0].returncode}; see its messages above")
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {text!r} is not valid; expected a whole number from 1 to 65535")
+    return port
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "ui",
@@ -95,5 +105,5 @@ def register(sub) -> None:
         ),
     )
     p.add_argument("--host", default="127.0.0.1", help="address the UI listens on (default 127.0.0.1: this machine only; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=3000, help="TCP port of the UI (default 3000)")
+    p.add_argument("--port", type=_port, default=3000, help="TCP port of the UI (default 3000)")
     p.set_defaults(func=run)
