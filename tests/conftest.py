@@ -56,6 +56,18 @@ def instance(tmp_path: Path):
         yield inst
 
 
+def pytest_configure(config):
+    """The Dagster warnings the project has checked are silenced in tests too.
+
+    pytest restores the warning filters after loading each module, which drops the
+    ones iot_platform.orchestration installs on import; the list itself lives there.
+    """
+    from iot_platform.orchestration import CHECKED_WARNINGS
+
+    for category, message, _why in CHECKED_WARNINGS:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:{category.__module__}.{category.__qualname__}")
+
+
 # -- the emulated board's toolchain ----------------------------------------------------
 
 

@@ -9,7 +9,7 @@ import warnings
 
 import dagster as dg
 
-_CHECKED_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
+CHECKED_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
     (
         dg.BetaWarning,
         r"Parameter `allow_nonexistent_upstream_partitions` of initializer `TimeWindowPartitionMapping.__init__`",
@@ -47,5 +47,5 @@ _CHECKED_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
     ),
 )
 
-for _category, _message, _why in _CHECKED_WARNINGS:
+for _category, _message, _why in CHECKED_WARNINGS:
     warnings.filterwarnings("ignore", message=_message, category=_category)
