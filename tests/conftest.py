@@ -56,31 +56,48 @@ def instance(tmp_path: Path):
         yield inst
 
 
-# -- the emulated Arduino's toolchain ---------------------------------------------------
-EMULATOR_PACKAGES = ["qemu-system-misc", "gcc-avr", "binutils-avr", "avr-libc", "socat"]
-EMULATOR_TOOLS = ["qemu-system-avr", "avr-gcc", "socat"]
+def pytest_configure(config):
+    """The Dagster warnings the project has checked are silenced in tests too.
+
+    pytest restores the warning filters after loading each module, which drops the
+    ones iot_platform.orchestration installs on import; the list itself lives there.
+    """
+    from iot_platform.orchestration import CHECKED_WARNINGS
+
+    for category, message, _why in CHECKED_WARNINGS:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:{category.__module__}.{category.__qualname__}")
+
+
+# -- the emulated board's toolchain ----------------------------------------------------
 
 
 def pytest_collection_modifyitems(session, config, items):
     """Install the Debian packages the emulator tests need, when they are selected and missing.
 
     So the README's single test command passes on a fresh machine. Only as root
-    with apt-get; otherwise the emulator tests fail and say what to install.
+    with apt-get; otherwise (or if apt-get fails) the emulator tests are skipped
+    with the exact ``apt-get install`` line to run (see emulated_board.require_board).
     """
     import os
     import shutil
     import subprocess
 
+    from emulated_board import DEBIAN_PACKAGES, missing_tools
+
     if not any(item.get_closest_marker("emulator") for item in items):
         return
-    if all(shutil.which(t) for t in EMULATOR_TOOLS) or os.environ.get("IOT_SKIP_EMULATOR") == "1":
+    if not missing_tools() or os.environ.get("IOT_SKIP_EMULATOR") == "1":
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return  # the tests themselves fail with the apt-get line to run
+        return
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    print(f"\ninstalling {' '.join(EMULATOR_PACKAGES)} for the emulator tests ...", flush=True)
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *EMULATOR_PACKAGES],
-        check=True, env=env, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    print(f"\ninstalling {' '.join(DEBIAN_PACKAGES)} for the emulator tests ...", flush=True)
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *DEBIAN_PACKAGES],
+    ):
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            last = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+            print(f"{' '.join(cmd)} failed ({last[0]}); the emulator tests will be skipped", flush=True)
+            return

@@ -1,7 +1,7 @@
 """Helpers shared by the serial and import tests (imported explicitly, not a conftest).
 
-Real peers only: pseudo-terminal pairs from ``os.openpty``, the QEMU-emulated
-Arduino from ``../shared/tools/arduino_emu``, pyserial's ``loop://``.
+Real peers only: pseudo-terminal pairs from ``os.openpty``, the project's own
+QEMU-emulated board (``tests/emulated_board``), pyserial's ``loop://``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import contextlib
 import os
 import select
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -20,15 +19,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from iot_platform.core.schemas import LANDING
 from iot_platform.io.capture import Capture, CaptureStats
 from iot_platform.io.landing import landing_files
-
-ROOT = Path(__file__).resolve().parents[1]
-EMU_DIR = ROOT.parent / "shared" / "tools" / "arduino_emu"
-EMU_SCRIPT = EMU_DIR / "run_emulated_arduino.sh"
 
 
 def cli_command() -> list[str]:
@@ -150,42 +144,6 @@ def csv_values(seq: int) -> dict[str, float]:
         "vibration": round((seq % 11) / 100, 2),
         "battery_level": float(100 - seq % 3),
     }
-
-
-# -- the emulated Arduino ------------------------------------------------------------
-
-
-def require_emulator() -> None:
-    """Fail with what to install when the emulator cannot run; skip only if IOT_SKIP_EMULATOR=1."""
-    missing = [tool for tool in ("qemu-system-avr", "avr-gcc") if shutil.which(tool) is None]
-    if not EMU_SCRIPT.is_file():
-        missing.append(f"{EMU_SCRIPT} (the project's ../shared/tools/arduino_emu)")
-    if not missing:
-        return
-    message = (
-        f"the emulated-Arduino test needs {', '.join(missing)}; install with "
-        "`apt-get install -y --no-install-recommends qemu-system-misc gcc-avr binutils-avr avr-libc` "
-        "and clone shared/ beside the project, or set IOT_SKIP_EMULATOR=1 to skip it"
-    )
-    if os.environ.get("IOT_SKIP_EMULATOR") == "1":
-        pytest.skip(message)
-    pytest.fail(message)
-
-
-@contextlib.contextmanager
-def emulated_arduino(**options: str) -> Iterator[str]:
-    """Start the emulator (firmware options as environment variables); yields its pty path."""
-    env = {**os.environ, **options}
-    proc = subprocess.run(
-        [str(EMU_SCRIPT), "--max-seconds", "120"], env=env, capture_output=True, text=True, timeout=120
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"run_emulated_arduino.sh failed ({proc.returncode}): {proc.stderr.strip()}")
-    endpoint, pid = proc.stdout.split()[:2]
-    try:
-        yield endpoint
-    finally:
-        subprocess.run([str(EMU_SCRIPT), "--stop", pid], capture_output=True, timeout=30)
 
 
 def read_until(fd: int, marker: bytes, timeout: float = 10.0) -> bytes:

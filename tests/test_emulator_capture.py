@@ -1,12 +1,13 @@
-"""End to end: the QEMU-emulated Arduino on a pseudo-terminal, captured into the landing zone.
+"""End to end: the project's QEMU-emulated board on a pseudo-terminal, captured into the landing zone.
 
-The firmware is deterministic: after the ``r`` command it prints the same
-stream as after boot, seq 0, 1, 2, ... with one malformed line inserted
-before every ninth reading (before seq 9, 18, 27, ...), the malformed kinds
-rotating through 0, 1, 2, 3, 4, 6 with ``MALFORMED_KINDS=0x5F`` (kind 5 would
-glue a fragment to the next reading and lose it). So we know exactly what it
-sent: every valid seq from 0 to the last one must be in the spool once, and
-every malformed line in quarantine, in its place, with the right reason.
+The board (tests/emulated_board/fw.c) is deterministic, and
+``emulated_board.expected_lines`` models it byte for byte: after the ``r``
+command it prints seq 0, 1, 2, ... with one malformed line before every
+reading whose seq is a multiple of 9 (9, 18, 27, ...), the kinds rotating
+through truncated, garbage, missing fields, NaN, empty and extra field. So we
+know exactly what it sent: every reading must be in the spool once with its
+exact values, and every malformed line in quarantine, in its place, with its
+exact bytes and reason.
 """
 
 from __future__ import annotations
@@ -17,22 +18,22 @@ import tty
 
 import pyarrow.compute as pc
 import pytest
-from conftest_serial import emulated_arduino, read_landing, read_until, require_emulator, running, wait_until
+from conftest_serial import read_landing, read_until, running, wait_until
+from emulated_board import emulated_board, expected_lines, require_board
 
 from iot_platform.io.capture import Capture, CaptureConfig
 from iot_platform.io.landing import read_quarantine
 
 pytestmark = pytest.mark.emulator
 
-# Malformed kinds 0, 1, 2, 3, 4, 6 (see fw.c) and the reason each must get.
-EXPECTED_CODES = ["field_count", "decode", "field_count", "non_finite", "empty", "field_count"]
 MIN_READINGS = 150
+METRIC_COLUMNS = ["temperature", "humidity", "pressure", "vibration", "battery_level"]
 
 
-def test_emulated_arduino_every_valid_line_spooled_once_every_malformed_quarantined(tmp_path):
-    require_emulator()
+def test_emulated_board_every_valid_line_spooled_once_every_malformed_quarantined(tmp_path):
+    require_board()
     landing = tmp_path / "landing"
-    with emulated_arduino(PERIOD_MS="10", MALFORMED_KINDS="0x5F", MALFORMED_EVERY="10") as dev:
+    with emulated_board(tmp_path / "board", period_ms=10, bad_every=9) as dev:
         # A second handle on the board's tty for commands. Pause the board before the
         # capture opens the port, so that the captured stream starts at a known point.
         cmd = os.open(dev, os.O_RDWR | os.O_NOCTTY)
@@ -51,7 +52,7 @@ def test_emulated_arduino_every_valid_line_spooled_once_every_malformed_quaranti
                 os.write(cmd, b"g")  # go
                 wait_until(lambda: capture.stats.comments >= 2, "the board to acknowledge 'g'")
                 wait_until(lambda: capture.stats.readings >= MIN_READINGS, f"{MIN_READINGS} readings", timeout=30)
-                os.write(cmd, b"p")  # pause: the stream ends after a complete valid line
+                os.write(cmd, b"p")  # pause: the stream ends after a complete reading
                 wait_until(lambda: capture.stats.comments >= 3, "the board to acknowledge 'p'")
             stats = capture.stats
         finally:
@@ -65,28 +66,30 @@ def test_emulated_arduino_every_valid_line_spooled_once_every_malformed_quaranti
     assert set(table.column("sensor_id").to_pylist()) == {"sensor_001"}
     assert set(table.column("source").to_pylist()) == {f"serial:{dev}"}
     assert pc.all(pc.equal(table.column("ts"), table.column("received_at"))).as_py()  # host time: no device clock
-    # The firmware's first readings after a restart (SEED 12345), exactly.
-    first = table.slice(0, 2).select(["temperature", "humidity", "pressure", "vibration", "battery_level"]).to_pylist()
-    assert first == [
-        {"temperature": 23.61, "humidity": 45.4, "pressure": 1013.2, "vibration": 0.02, "battery_level": 98.7},
-        {"temperature": 23.74, "humidity": 45.2, "pressure": 1012.9, "vibration": 0.16, "battery_level": 98.7},
+
+    # Every reading has exactly the values the firmware model gives.
+    expected = expected_lines(last + 1, bad_every=9)
+    want = [dict(zip(METRIC_COLUMNS, map(float, line.split(b",")[2:]))) for kind, line in expected if kind == "reading"]
+    assert table.select(METRIC_COLUMNS).to_pylist() == want
+    assert table.slice(0, 1).select(METRIC_COLUMNS).to_pylist() == [  # spelled out once, for the reader
+        {"temperature": 21.36, "humidity": 47.5, "pressure": 1013.0, "vibration": 0.44, "battery_level": 100.0}
     ]
 
+    # Every malformed line, in its place, with its bytes (less the LF that framed it) and its reason.
     records = read_quarantine(landing)
-    n_bad = last // 9  # one malformed line before seq 9, 18, 27, ...
-    assert [r["code"] for r in records] == [EXPECTED_CODES[k % 6] for k in range(n_bad)]
+    bad = [(kind, line) for kind, line in expected if kind != "reading"]
+    assert len(bad) == last // 9
+    assert [r["code"] for r in records] == [kind for kind, _ in bad]
+    assert [base64.b64decode(r["raw_b64"]) for r in records] == [line[:-1] for _, line in bad]
     received = table.column("received_at").to_pylist()
     for k, rec in enumerate(records, start=1):
         # each malformed line arrived between the readings with seq 9k-1 and 9k
         before, after = received[9 * k - 1], received[9 * k]
         assert before.isoformat().replace("+00:00", "Z") < rec["received_at"] < after.isoformat().replace("+00:00", "Z")
         assert rec["source"] == f"serial:{dev}"
-    garbage = [base64.b64decode(r["raw_b64"]) for r in records if r["code"] == "decode"]
-    assert garbage and all(g.startswith(b"\xff\x00") and g.endswith(b"\r") for g in garbage)
-    assert all(base64.b64decode(r["raw_b64"]) == b"\r" for r in records if r["code"] == "empty")
 
     assert stats.comments == 3  # '# ok r', '# ok g', '# ok p'
-    assert stats.lines == (last + 1) + n_bad + 3
+    assert stats.lines == (last + 1) + len(bad) + 3
     assert stats.spooled == last + 1
-    assert stats.rejected == n_bad
+    assert stats.rejected == len(bad)
     assert stats.dropped == 0

@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-SUBCOMMANDS = ("ui", "capture", "import_cmd", "sql", "doctor")
+SUBCOMMANDS = ("ui", "backfill", "materialize", "capture", "import_cmd", "sql", "doctor")
 
 
 class CliError(Exception):

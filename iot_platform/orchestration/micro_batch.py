@@ -17,7 +17,7 @@ from iot_platform.core.batching import BATCH_SECONDS, Cursor, decide
 from iot_platform.io.downstream import make_update_downstream
 from iot_platform.io.microbatch import landing_id, pending_landing_files, run_micro_batch
 from iot_platform.orchestration.metadata import ts_text
-from iot_platform.orchestration.partitions import daily_partitions, start_date
+from iot_platform.orchestration.partitions import start_date
 from iot_platform.orchestration.resources import ClockResource, DetectionResource, FleetResource, LakeResource
 from iot_platform.settings import landing_dir
 
@@ -111,8 +111,8 @@ def micro_batch_sensor(context: SensorEvaluationContext, lake: LakeResource, fle
 
 finalize_job = dg.define_asset_job(
     "finalize_day",
+    # Partitioned by day: Dagster takes the partitions from the selected (lake) assets.
     selection=dg.AssetSelection.groups("lake"),
-    partitions_def=daily_partitions,
     description="Rebuild a whole day: compact micro-batch parts, recompute window_stats and anomalies.",
 )
 
