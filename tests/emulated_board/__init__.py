@@ -36,7 +36,10 @@ INSTALL_LINE = f"apt-get install -y --no-install-recommends {' '.join(DEBIAN_PAC
 SENSOR_ID = "sensor_001"
 SEED = 20240101
 BAD_SEED = 0x2545F491
-BAD_CODES = ("field_count", "decode", "field_count", "non_finite", "empty", "field_count")  # by kind 0..5
+BAD_EVERY = 9  # fw.c's default: one malformed line before seq 9, 18, 27, ...
+# The reject code capture gives each malformed kind 0..6 of fw.c (6: a fragment glued to the next reading).
+BAD_CODES = ("field_count", "decode", "field_count", "non_finite", "empty", "field_count", "fragment")
+FRAGMENT_MAX = 32  # fw.c: a fragment is the first 1..32 bytes of the coming reading
 
 _PTY_LINE = re.compile(rb"char device redirected to (/dev/pts/\d+)")
 
@@ -57,14 +60,21 @@ def require_board() -> None:
         pytest.skip(f"the emulated board needs {', '.join(missing)}: run `{INSTALL_LINE}` as root")
 
 
-def build_firmware(build_dir: Path, *, period_ms: int = 100, bad_every: int = 9, seed: int = SEED) -> Path:
-    """Compile fw.c for the ATmega328P into ``build_dir``; returns the ELF's path."""
+def build_firmware(build_dir: Path, *, period_ms: int = 100, bad_every: int | None = None, seed: int | None = None) -> Path:
+    """Compile fw.c for the ATmega328P into ``build_dir``; returns the ELF's path.
+
+    An option left at ``None`` is not passed, so the firmware's own default holds.
+    """
     build_dir.mkdir(parents=True, exist_ok=True)
-    elf = build_dir / f"fw-p{period_ms}-b{bad_every}-s{seed}.elf"
+    defines = [f"-DPERIOD_MS={period_ms}"]
+    if bad_every is not None:
+        defines.append(f"-DBAD_EVERY={bad_every}")
+    if seed is not None:
+        defines.append(f"-DSEED={seed}UL")
+    elf = build_dir / ("fw-" + "-".join(d.removeprefix("-D") for d in defines) + ".elf")
     cmd = [
         "avr-gcc", "-mmcu=atmega328p", "-Os", "-std=gnu99", "-Wall", "-Wextra",
-        "-DF_CPU=16000000UL", f"-DPERIOD_MS={period_ms}", f"-DBAD_EVERY={bad_every}", f"-DSEED={seed}UL",
-        "-o", str(elf), str(FIRMWARE),
+        "-DF_CPU=16000000UL", *defines, "-o", str(elf), str(FIRMWARE),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0 or proc.stderr.strip():
@@ -79,7 +89,7 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def emulated_board(build_dir: Path, **firmware_options: int) -> Iterator[str]:
+def emulated_board(build_dir: Path, **firmware_options: int | None) -> Iterator[str]:
     """Run the board in QEMU; yields its pty path (e.g. /dev/pts/5). Close the port before leaving."""
     elf = build_firmware(build_dir, **firmware_options)
     log_path = build_dir / f"qemu-{time.monotonic_ns()}.log"
@@ -125,15 +135,18 @@ def _fixed(v: int, scale: int) -> str:
     return f"{v // scale}.{v % scale:0{len(str(scale)) - 1}d}"
 
 
-def expected_lines(n_readings: int, *, bad_every: int = 9, seed: int = SEED) -> list[tuple[str, bytes]]:
+def expected_lines(n_readings: int, *, bad_every: int = BAD_EVERY, seed: int = SEED) -> list[tuple[str, bytes]]:
     """What the board prints after a restart: ``(kind, line)`` pairs, ``kind`` a reject code or "reading".
 
-    The lines include their ``\\r\\n``.
+    The lines include their ``\\r\\n``, except a ``fragment``: it has no end of
+    line, so the reading after it arrives on the same line. Joined, the lines
+    are the exact byte stream.
     """
     rng, bad = _Lcg(seed), _Lcg(BAD_SEED)
     temp, hum, pres, vib, batt = 2150, 480, 10130, 0, 1000
     out: list[tuple[str, bytes]] = []
     bad_kind = 0
+    fragment_len = 0
 
     def text(seq: int, fields: int = 6, nan_temp: bool = False) -> bytes:
         parts = [SENSOR_ID, str(seq), "nan" if nan_temp else _fixed(temp, 100), _fixed(hum, 10),
@@ -142,7 +155,7 @@ def expected_lines(n_readings: int, *, bad_every: int = 9, seed: int = SEED) -> 
 
     for seq in range(n_readings):
         if bad_every and seq and seq % bad_every == 0:
-            kind, bad_kind = bad_kind, (bad_kind + 1) % 6
+            kind, bad_kind = bad_kind, (bad_kind + 1) % len(BAD_CODES)
             if kind == 0:
                 line = text(seq)[: 1 + bad.next() % 24]
             elif kind == 1:
@@ -154,14 +167,20 @@ def expected_lines(n_readings: int, *, bad_every: int = 9, seed: int = SEED) -> 
                 line = text(seq, nan_temp=True)
             elif kind == 4:
                 line = b""
-            else:
+            elif kind == 5:
                 line = text(seq) + b",7"
-            out.append((BAD_CODES[kind], line + b"\r\n"))
+            else:  # fragment: cut from the coming reading, whose values are drawn below
+                fragment_len = 1 + bad.next() % FRAGMENT_MAX
+            if kind != 6:
+                out.append((BAD_CODES[kind], line + b"\r\n"))
         temp = _walk(temp, rng.next(), 15, 500, 4500)
         hum = _walk(hum, rng.next(), 5, 100, 950)
         pres = _walk(pres, rng.next(), 3, 9500, 10500)
         vib = rng.next() % 60
         if (rng.next() & 63) == 0 and batt > 0:
             batt -= 1
+        if fragment_len:
+            out.append(("fragment", text(seq)[:fragment_len]))
+            fragment_len = 0
         out.append(("reading", text(seq) + b"\r\n"))
     return out

@@ -14,14 +14,20 @@
  *
  * Malformed lines: when BAD_EVERY > 0, one extra malformed line goes out just
  * before each reading whose seq is a positive multiple of BAD_EVERY (it takes
- * no seq). Kinds rotate 0..5, drawn from a second LCG so that the readings do
- * not depend on them:
+ * no seq). Kinds rotate 0..6 (all of them on by default), their random parts
+ * drawn from a second LCG so that the readings do not depend on them:
  *     0 truncated    the coming line cut after 1..24 bytes, then EOL
  *     1 garbage      0xFF 0x00 and 3..12 more bytes (never UTF-8), then EOL
  *     2 missing      id,seq,temp,humidity,pressure (two fields short)
  *     3 non-finite   the temperature printed as "nan"
  *     4 empty        just the EOL
  *     5 extra field  a whole line plus ",7"
+ *     6 fragment     the first 1..FRAGMENT_MAX bytes of the coming reading
+ *                    with NO EOL, so that reading arrives glued to them
+ *                    ("sensor_001,1" + "sensor_001,18,21.42,..."): what a
+ *                    board that resets mid-line leaves behind. The cut is
+ *                    always shorter than a reading, so the glued line holds
+ *                    one complete reading and the fragment before it.
  *
  * Commands, one byte each, answered with "# ok <c>" between two lines:
  *     r  restart (seq 0 and both generators reseeded: the same bytes as boot)
@@ -72,6 +78,10 @@
 #include <util/setbaud.h>
 
 #define BAD_SEED 0x2545F491UL
+#define N_KINDS 7
+/* A reading is at least 38 bytes (seq >= 9 has two digits): a cut of at most
+ * 32 ends inside the id, the seq or one of the first three values. */
+#define FRAGMENT_MAX 32
 
 /* ------------------------------------------------------------ clock */
 
@@ -147,8 +157,12 @@ static void add_fixed(uint32_t v, uint16_t scale) {
     for (uint16_t d = scale / 10; d; d /= 10) add_char((char)('0' + (v / d) % 10));
 }
 
-static void send_line(uint8_t keep) {
+static void put_line(uint8_t keep) {
     for (uint8_t i = 0; i < line_len && i < keep; i++) put_byte((uint8_t)line[i]);
+}
+
+static void send_line(uint8_t keep) {
+    put_line(keep);
     put_eol();
     line_len = 0;
 }
@@ -168,12 +182,14 @@ static int16_t walk(int16_t v, uint16_t r, int16_t span, int16_t lo, int16_t hi)
 static uint32_t rng, bad_rng, seq;
 static int16_t temp_c100, hum_x10, pres_x10, vib_x100, batt_x10;
 static uint8_t bad_kind;
+static uint8_t fragment_len; /* > 0: the next reading goes out after its first fragment_len bytes */
 
 static void restart(void) {
     rng = SEED;
     bad_rng = BAD_SEED;
     seq = 0;
     bad_kind = 0;
+    fragment_len = 0;
     temp_c100 = 2150;
     hum_x10 = 480;
     pres_x10 = 10130;
@@ -215,7 +231,7 @@ static void format_reading(uint8_t fields, uint8_t nan_temp) {
 
 static void send_malformed(void) {
     uint8_t kind = bad_kind;
-    bad_kind = (uint8_t)((bad_kind + 1) % 6);
+    bad_kind = (uint8_t)((bad_kind + 1) % N_KINDS);
     switch (kind) {
     case 0: /* truncated */
         format_reading(6, 0);
@@ -243,10 +259,13 @@ static void send_malformed(void) {
     case 4: /* empty */
         send_line(0xFF);
         break;
-    default: /* extra field */
+    case 5: /* extra field */
         format_reading(6, 0);
         add_str(",7");
         send_line(0xFF);
+        break;
+    default: /* fragment: send_reading prints it, as the coming reading's values are not drawn yet */
+        fragment_len = (uint8_t)(1 + lcg_next(&bad_rng) % FRAGMENT_MAX);
         break;
     }
 }
@@ -254,6 +273,10 @@ static void send_malformed(void) {
 static void send_reading(void) {
     advance();
     format_reading(6, 0);
+    if (fragment_len) {
+        put_line(fragment_len); /* no EOL: the reading follows on the same line */
+        fragment_len = 0;
+    }
     send_line(0xFF);
     seq++;
 }
