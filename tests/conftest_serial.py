@@ -36,7 +36,7 @@ def cli_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from iot_platform.cli import main; sys.exit(main())"]
 
 
-def wait_until(predicate: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+def wait_until(predicate: Callable[[], object], what: str, timeout: float = 30.0) -> None:
     """Poll ``predicate`` until it is true; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
