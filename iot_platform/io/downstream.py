@@ -17,6 +17,8 @@ later than that for a window already emitted make the whole day be rebuilt
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -117,11 +119,11 @@ def day_sensors(lake: Lake, day: dt.date) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _sensor_rows(lake: Lake, day: dt.date, sensors: list[str], lo: int, hi: int) -> pa.Table:
+def _sensor_rows(lake: Lake, day: dt.date, sensors: list[str], lo: int, hi: int, con=None) -> pa.Table:
     files = lake.files("readings", day)
     if not files or not sensors:
         return READINGS.empty_table()
-    got = _con().sql(
+    got = (con or _con()).sql(
         f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true) "
         "WHERE sensor_id IN (SELECT unnest(?)) AND epoch_us(ts) >= ? AND epoch_us(ts) < ?",
         params=[sensors, lo, hi],
@@ -129,16 +131,36 @@ def _sensor_rows(lake: Lake, day: dt.date, sensors: list[str], lo: int, hi: int)
     return conform(got, READINGS)
 
 
+def sensor_day(lake: Lake, day: dt.date, sensor_id: str) -> pa.Table:
+    """One sensor's readings of ``day`` (a day's file is sorted by sensor: DuckDB reads its row groups only)."""
+    a = _day_start(day)
+    return _sensor_rows(lake, day, [sensor_id], a, a + DAY_US)
+
+
 def iter_day_chunks(lake: Lake, day: dt.date, settings: DownstreamSettings) -> Iterator[tuple[pa.Table, pa.Table]]:
-    """(readings of ``day``, previous day's tail) for chunks of sensors, in sensor order."""
+    """(readings of ``day``, previous day's tail) for chunks of sensors, in sensor order.
+
+    The next chunk is read while the caller computes this one: DuckDB's scan
+    releases the GIL, so reading overlaps the NumPy work on the other core.
+    """
     a = _day_start(day)
     ctx = context_seconds(settings.params).readings_s * US
     prev = day - dt.timedelta(days=1)
     sensors = day_sensors(lake, day)
     n = settings.sensors_per_chunk
-    for i in range(0, len(sensors), n):
-        chunk = sensors[i : i + n]
-        yield _sensor_rows(lake, day, chunk, a, a + DAY_US), _sensor_rows(lake, prev, chunk, a - ctx, a)
+    chunks = [sensors[i : i + n] for i in range(0, len(sensors), n)]
+
+    def read(chunk: list[str]) -> tuple[pa.Table, pa.Table]:
+        # a cursor per thread: one DuckDB connection object is not for concurrent use
+        con = _con().cursor()
+        return _sensor_rows(lake, day, chunk, a, a + DAY_US, con), _sensor_rows(lake, prev, chunk, a - ctx, a, con)
+
+    with cf.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, chunks[0]) if chunks else None
+        for i in range(len(chunks)):
+            got = pending.result()
+            pending = pool.submit(read, chunks[i + 1]) if i + 1 < len(chunks) else None
+            yield got
 
 
 HISTORY_COLUMNS = ("sensor_id", "window_end", "n_readings", "temp_mean", "temp_std")
@@ -195,44 +217,46 @@ def _points_until(points: pa.Table, end: int) -> pa.Table:
     return points.filter(keep)
 
 
+DERIVED_LOCK = "derived"
+
+
+@contextlib.contextmanager
+def day_lock(lake: Lake, day: dt.date) -> Iterator[None]:
+    """The one lock of a day's derived tables: window_stats, anomaly_points and anomalies.
+
+    Held from the reads to the last write by whoever changes them (a whole-day
+    build, a micro-batch), so the three tables of a day change as one unit: a
+    micro-batch never takes its watermark from one build and its windows from
+    another. Not re-entrant (a flock per open file): take it once, at the top.
+    """
+    with lake.lock(DERIVED_LOCK, day):
+        yield
+
+
 def write_day(
     lake: Lake, day: dt.date, out: DayOutput, tables: tuple[str, ...] = ("window_stats", "anomaly_points", "anomalies")
 ) -> None:
+    """Replace the day's derived partitions; the caller holds :func:`day_lock`."""
     meta = {UNTIL_KEY: str(out.until_us)}
     data = {"window_stats": out.window_stats, "anomaly_points": out.points, "anomalies": out.anomalies}
     for table in tables:
         lake.replace_partition(table, day, data[table], metadata=meta)
 
 
-@dataclasses.dataclass(frozen=True)
-class WindowDay:
-    rows: int
-    sensors: int
-    mean_missing_rate: float
-    until_us: int
+def build_day(
+    lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: int | None = None, *, before_write=None
+) -> DayOutput:
+    """Compute and write ``day``'s window_stats, anomaly_points and anomalies as one unit (a backfill).
 
-
-def compute_window_stats_day(lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: int | None = None) -> WindowDay:
-    """Rebuild the `window_stats` partition of ``day``, a chunk of sensors at a time (streamed)."""
-    a = _day_start(day)
-    end = emit_end_for(day, now_us, settings)
-    totals = {"rows": 0, "sensors": 0, "missing": 0.0}
-
-    def chunks() -> Iterator[pa.Table]:
-        for readings, tail in iter_day_chunks(lake, day, settings):
-            ws = compute_window_stats(
-                pa.concat_tables([tail, readings]), settings.params.windows, emit_start=a, emit_end=end,
-                intervals=settings.intervals(),
-            )  # fmt: skip
-            ws = ws.sort_by([("sensor_id", "ascending"), ("window_end", "ascending")])
-            totals["rows"] += ws.num_rows
-            totals["sensors"] += len(pc.unique(ws["sensor_id"])) if ws.num_rows else 0
-            totals["missing"] += pc.sum(pc.fill_null(ws["missing_rate"], 0.0)).as_py() or 0.0
-            yield ws
-
-    lake.replace_partition("window_stats", day, chunks(), metadata={UNTIL_KEY: str(end)})
-    rows = totals["rows"]
-    return WindowDay(rows, totals["sensors"], totals["missing"] / rows if rows else 0.0, end)
+    ``before_write`` (tests only) runs with the lock held, between the
+    computation and the writes: where a concurrent micro-batch used to slip in.
+    """
+    with day_lock(lake, day):
+        out = compute_day(lake, day, settings, now_us=now_us)
+        if before_write is not None:
+            before_write()
+        write_day(lake, day, out)
+    return out
 
 
 # -- micro-batches -------------------------------------------------------------------------------
@@ -311,7 +335,16 @@ def baseline_for(lake: Lake, day: dt.date, settings: DownstreamSettings) -> pa.T
 
 def update_day(lake: Lake, state, batch_id: str, day: dt.date, staged: dict, until_us: int,
                settings: DownstreamSettings) -> tuple[str, int]:  # fmt: skip
-    """Bring one day's derived tables up to the batch's watermark. Returns (how, rows emitted)."""
+    """Bring one day's derived tables up to the batch's watermark. Returns (how, rows emitted).
+
+    Under :func:`day_lock`: a backfill of the day is either all before or all after.
+    """
+    with day_lock(lake, day):
+        return _update_day_locked(lake, state, batch_id, day, staged, until_us, settings)
+
+
+def _update_day_locked(lake: Lake, state, batch_id: str, day: dt.date, staged: dict, until_us: int,
+                       settings: DownstreamSettings) -> tuple[str, int]:  # fmt: skip
     from iot_platform.io.microbatch import PartInfo, remove_uncommitted_parts
 
     a = _day_start(day)
