@@ -16,6 +16,7 @@ from dagster import AssetExecutionContext
 
 from iot_platform.core.schemas import ANOMALIES, WINDOW_STATS
 from iot_platform.io.downstream import build_day
+from iot_platform.orchestration.freshness import LIVE
 from iot_platform.orchestration.metadata import anomaly_metadata, days_of, window_metadata
 from iot_platform.orchestration.partitions import daily_partitions
 from iot_platform.orchestration.resources import DetectionResource, FleetResource, LakeResource
@@ -58,7 +59,7 @@ def _schema(table) -> dict:
         dg.AssetSpec("anomalies", description=ANOMALY_DOC, kinds={"parquet", "numpy"}, group_name="lake",
                      deps=[dg.AssetDep("readings", partition_mapping=_PREV_DAY),
                            dg.AssetDep("window_stats", partition_mapping=_HISTORY)],
-                     metadata=_schema(ANOMALIES)),
+                     metadata=_schema(ANOMALIES), freshness_policy=LIVE),
     ],  # fmt: skip
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),

@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext
 
 from iot_platform.core.schemas import READINGS
 from iot_platform.io.ingest import DayStats, build_readings_day
+from iot_platform.orchestration.freshness import LIVE
 from iot_platform.orchestration.metadata import days_of, md_table, ts_text
 from iot_platform.orchestration.partitions import daily_partitions
 from iot_platform.orchestration.resources import FleetResource, LakeResource
@@ -48,7 +49,8 @@ def _day_metadata(s: DayStats) -> dict:
     specs=[
         dg.AssetSpec("readings", description=READINGS_DOC, kinds={"parquet"}, group_name="lake",
                      metadata={"dagster/column_schema": dg.TableSchema(
-                         columns=[dg.TableColumn(f.name, str(f.type)) for f in READINGS])}),
+                         columns=[dg.TableColumn(f.name, str(f.type)) for f in READINGS])},
+                     freshness_policy=LIVE),
         dg.AssetSpec("fault_labels", description=LABELS_DOC, kinds={"parquet"}, group_name="lake"),
     ],
     partitions_def=daily_partitions,
