@@ -55,6 +55,8 @@ class DownstreamSettings:
     params: DetectionParams = DetectionParams()
     allowed_lateness_s: int = 30
     sensors_per_chunk: int = 25
+    # chunks of sensors a whole-day build computes at once (threads; one per core)
+    workers: int = 2
     # The simulated fleet, when on: its sensors' sample interval is known, so every
     # slice of a day uses the same window geometry (an outage cannot fool an
     # interval estimate), and a micro-batch's lookback can be that of its interval.
@@ -199,7 +201,7 @@ def compute_day(lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: 
     end = emit_end_for(day, now_us, settings)
     run = run_day_chunked(
         iter_day_chunks(lake, day, settings), history_window_stats(lake, day, settings), settings.params,
-        day=day, intervals=settings.intervals(),
+        day=day, intervals=settings.intervals(), workers=settings.workers,
     )  # fmt: skip
     if end == _day_start(day) + DAY_US:
         return DayOutput(run.window_stats, run.points, run.anomalies, end)
