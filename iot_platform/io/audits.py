@@ -119,14 +119,16 @@ def _sorted_and_disjoint(files: list) -> bool:
     """
     seen: set[str] = set()
     for f in files:
-        t = pq.read_table(f, columns=["sensor_id", "ts"], read_dictionary=["sensor_id"])
-        if t["sensor_id"].null_count or t["ts"].null_count:
-            return False
         names: list[str] = []  # the file's sensors in order of appearance
         last_ts = None
-        for sid, ts in zip(t["sensor_id"].chunks, pc.cast(t["ts"], pa.int64()).chunks):
+        # streamed a row group at a time: memory follows the row group, not the day
+        batches = pq.ParquetFile(f, read_dictionary=["sensor_id"]).iter_batches(columns=["sensor_id", "ts"])
+        for batch in batches:
+            sid, ts = batch.column(0), pc.cast(batch.column(1), pa.int64())
             if len(sid) == 0:
                 continue
+            if sid.null_count or ts.null_count:
+                return False
             codes = sid.indices.to_numpy(zero_copy_only=False).astype(np.int64)
             dictionary = sid.dictionary.to_pylist()
             step = np.diff(codes)
@@ -134,7 +136,7 @@ def _sorted_and_disjoint(files: list) -> bool:
                 return False
             run_names = [dictionary[c] for c in codes[np.r_[0, np.flatnonzero(step) + 1]]]
             v = ts.to_numpy()
-            # within a sensor's run, ts strictly increasing; across chunks, names continue in order
+            # within a sensor's run, ts strictly increasing; across batches, names continue in order
             if ((step == 0) & (np.diff(v) <= 0)).any():
                 return False
             if names and (run_names[0] < names[-1] or (run_names[0] == names[-1] and v[0] <= last_ts)):
