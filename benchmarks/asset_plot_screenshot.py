@@ -14,7 +14,8 @@ What it does, end to end, with nothing mocked:
    ``anomalies-partition.png`` (the partition's metadata) and
    ``anomalies-plot.png`` (the plot opened).
 
-Needs chromium (`apt-get install -y chromium`). Exits non-zero, with the reason,
+Needs chromium (`apt-get install -y chromium`). The DevTools client uses
+`websockets`, which dagster-webserver already installs (through uvicorn[standard]). Exits non-zero, with the reason,
 if the UI does not show the plot.
 """
 
