@@ -52,7 +52,7 @@ WORKER = textwrap.dedent(
     """
     import datetime as dt, sys
     from iot_platform.core import simulator as sim
-    from iot_platform.io.downstream import DownstreamSettings, compute_day, make_update_downstream, write_day
+    from iot_platform.io.downstream import DownstreamSettings, build_day, make_update_downstream
     from iot_platform.io.ingest import build_readings_day
     from iot_platform.io.lake import Lake
     from iot_platform.io.microbatch import run_micro_batch
@@ -66,7 +66,7 @@ WORKER = textwrap.dedent(
     else:
         day = dt.date.fromisoformat({day!r})
         build_readings_day(lake, fleet, day, now_us=until)
-        write_day(lake, day, compute_day(lake, day, settings, now_us=until))
+        build_day(lake, day, settings, now_us=until)
     print("done", flush=True)
     """
 ).format(fleet=FLEET, first=FIRST, day=DAY.isoformat())

@@ -85,3 +85,17 @@ def test_webserver_starts_from_workspace_yaml_and_lists_the_assets(tmp_path: Pat
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_live_tables_declare_their_freshness():
+    """Today's readings and anomalies follow the 30 s micro-batches: WARN after 3 min, FAIL after 10."""
+    import datetime as dt
+
+    from iot_platform.definitions import defs
+
+    graph = defs.get_repository_def().asset_graph
+    policies = {k: graph.get(dg.AssetKey(k)).freshness_policy for k in ("readings", "anomalies", "window_stats")}
+    assert {k: (p.warn_window.to_timedelta(), p.fail_window.to_timedelta()) for k, p in policies.items() if p} == {
+        "readings": (dt.timedelta(minutes=3), dt.timedelta(minutes=10)),
+        "anomalies": (dt.timedelta(minutes=3), dt.timedelta(minutes=10)),
+    }

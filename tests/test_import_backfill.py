@@ -10,7 +10,7 @@ import dagster as dg
 from iot_platform.cli import main
 from iot_platform.io.lake import Lake
 from iot_platform.io.microbatch import pending_landing_files
-from iot_platform.orchestration.assets.detection import anomalies, window_stats
+from iot_platform.orchestration.assets.detection import window_stats_and_anomalies
 from iot_platform.orchestration.assets.fleet import fleet_readings
 from iot_platform.orchestration.resources import ClockResource, DetectionResource, FleetResource, LakeResource
 
@@ -33,7 +33,7 @@ def test_an_imported_file_reaches_the_lake_with_a_backfill_of_its_days(tmp_path:
         "clock": ClockResource(),
     }
     result = dg.materialize(
-        [fleet_readings, window_stats, anomalies],
+        [fleet_readings, window_stats_and_anomalies],
         instance=instance,
         resources=resources,
         tags={"dagster/asset_partition_range_start": "2024-01-03", "dagster/asset_partition_range_end": "2024-01-04"},

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from iot_platform.core import simulator as sim
 from iot_platform.io.lake import Lake
-from iot_platform.orchestration.assets.detection import anomalies, window_stats
+from iot_platform.orchestration.assets.detection import window_stats_and_anomalies
 from iot_platform.orchestration.assets.fleet import fleet_readings
 from iot_platform.orchestration.micro_batch import micro_batch_job, micro_batch_sensor
 from iot_platform.orchestration.resources import ClockResource, DetectionResource, FleetResource, LakeResource
@@ -26,7 +26,7 @@ PREV = DAY - dt.timedelta(days=1)
 D0 = sim.day_start_us(DAY)
 H = 3_600_000_000
 S = 1_000_000
-ASSETS = [fleet_readings, window_stats, anomalies]
+ASSETS = [fleet_readings, window_stats_and_anomalies]
 KEYS = {
     "readings": [("sensor_id", "ascending"), ("ts", "ascending")],
     "window_stats": [("sensor_id", "ascending"), ("window_end", "ascending")],

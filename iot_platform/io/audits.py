@@ -10,7 +10,10 @@ import dataclasses
 import datetime as dt
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from iot_platform.core.schemas import READINGS, VALID_RANGE
 from iot_platform.io.lake import Lake
@@ -52,50 +55,115 @@ def _files_sql(lake: Lake, table: str, day: dt.date) -> str | None:
     return "read_parquet([" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "], union_by_name=true)"
 
 
-def audit_readings(lake: Lake, day: dt.date) -> list[AuditResult]:
-    """The audits of one `readings` partition (an absent partition fails `exists`)."""
+READINGS_AUDITS = ("schema", "unique_key", "no_null_keys", "ts_in_partition", "plausible")
+
+
+def audit_readings(lake: Lake, day: dt.date) -> dict[str, AuditResult]:
+    """Every audit of one `readings` partition, from one scan (an absent partition fails them all).
+
+    The counts come from one DuckDB pass over the day; uniqueness from the
+    files' order when each is sorted by (sensor_id, ts) with no key twice and
+    the files hold disjoint sensors (a backfilled or finalized day: one
+    file), else from a GROUP BY. Examples are only queried for a failing audit.
+    """
     src = _files_sql(lake, "readings", day)
     if src is None:
-        return [AuditResult("exists", 1, [{"problem": f"no readings files for {day}"}])]
+        missing = AuditResult("exists", 1, [{"problem": f"no readings files for {day}"}])
+        return {name: dataclasses.replace(missing, name=name) for name in READINGS_AUDITS}
     con = _connect()
-    results = []
     got = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
     got_cols = [(r[0], r[1]) for r in got]
     want = [("sensor_id", "VARCHAR"), ("ts", "TIMESTAMP WITH TIME ZONE")] + [
         (f.name, "DOUBLE") for f in READINGS if f.type == pa.float64()
     ]
     missing = [f"{c} {t}" for c, t in want if (c, t) not in got_cols]
-    results.append(AuditResult("schema", len(missing), [{"missing_or_wrong_type": m} for m in missing]))
+    results = {"schema": AuditResult("schema", len(missing), [{"missing_or_wrong_type": m} for m in missing])}
     con.execute(f"CREATE TEMP VIEW r AS SELECT * FROM {src}")
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     end = start + dt.timedelta(days=1)
-    results.append(
-        _run(con, "unique_key", "SELECT sensor_id, ts, count(*) AS n FROM r GROUP BY ALL HAVING count(*) > 1")
-    )
-    results.append(_run(con, "no_null_keys", "SELECT * FROM r WHERE sensor_id IS NULL OR ts IS NULL"))
-    results.append(_run(con, "ts_in_partition", "SELECT * FROM r WHERE ts < ? OR ts >= ?", [start, end]))
+    outside = " OR ".join(f"{m} < {lo} OR {m} > {hi}" for m, (lo, hi) in VALID_RANGE.items())
+    sql = {
+        "no_null_keys": "SELECT * FROM r WHERE sensor_id IS NULL OR ts IS NULL",
+        "ts_in_partition": "SELECT * FROM r WHERE ts < $1 OR ts >= $2",
+    }
+    # the one scan: null keys, rows outside the day, and the (few) physically impossible rows kept aside
+    con.execute(f"CREATE TEMP TABLE impossible AS SELECT * FROM r WHERE {outside}")
+    n_null, n_out = con.execute(
+        "SELECT count(*) FILTER (WHERE sensor_id IS NULL OR ts IS NULL), count(*) FILTER (WHERE ts < $1 OR ts >= $2) FROM r",
+        [start, end],
+    ).fetchone()
+    for name, n in (("no_null_keys", n_null), ("ts_in_partition", n_out)):
+        results[name] = _examples(con, name, int(n), sql[name], [start, end] if "$1" in sql[name] else [])
+    dup_sql = "SELECT sensor_id, ts, count(*) AS n FROM r GROUP BY ALL HAVING count(*) > 1"
+    if _sorted_and_disjoint(lake.files("readings", day)):
+        results["unique_key"] = AuditResult("unique_key", 0, [])
+    else:
+        results["unique_key"] = _run(con, "unique_key", dup_sql)
+    results["plausible"] = _plausible(con, lake, day)
     return results
 
 
-def audit_plausible(lake: Lake, day: dt.date) -> AuditResult:
+def _examples(con: duckdb.DuckDBPyConnection, name: str, n: int, sql: str, params: list) -> AuditResult:
+    if n == 0:
+        return AuditResult(name, 0, [])
+    rel = con.execute(f"SELECT * FROM ({sql}) LIMIT {EXAMPLES}", params)
+    cols = [d[0] for d in rel.description]
+    return AuditResult(name, n, [{c: (v.isoformat() if hasattr(v, "isoformat") else v) for c, v in zip(cols, row)} for row in rel.fetchall()])
+
+
+def _sorted_and_disjoint(files: list) -> bool:
+    """Each file strictly increasing in (sensor_id, ts), and no sensor in two files: then no key repeats.
+
+    sensor_id is read dictionary-encoded, so the test runs on integer codes and
+    a few distinct names per chunk, never on millions of strings.
+    """
+    seen: set[str] = set()
+    for f in files:
+        names: list[str] = []  # the file's sensors in order of appearance
+        last_ts = None
+        # streamed a row group at a time: memory follows the row group, not the day
+        batches = pq.ParquetFile(f, read_dictionary=["sensor_id"]).iter_batches(columns=["sensor_id", "ts"])
+        for batch in batches:
+            sid, ts = batch.column(0), pc.cast(batch.column(1), pa.int64())
+            if len(sid) == 0:
+                continue
+            if sid.null_count or ts.null_count:
+                return False
+            codes = sid.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            dictionary = sid.dictionary.to_pylist()
+            step = np.diff(codes)
+            if (step < 0).any():
+                return False
+            run_names = [dictionary[c] for c in codes[np.r_[0, np.flatnonzero(step) + 1]]]
+            v = ts.to_numpy()
+            # within a sensor's run, ts strictly increasing; across batches, names continue in order
+            if ((step == 0) & (np.diff(v) <= 0)).any():
+                return False
+            if names and (run_names[0] < names[-1] or (run_names[0] == names[-1] and v[0] <= last_ts)):
+                return False
+            if any(b <= a for a, b in zip(run_names, run_names[1:])):
+                return False
+            names += run_names[1:] if names and run_names[0] == names[-1] else run_names
+            last_ts = v[-1]
+        if seen & set(names):
+            return False
+        seen.update(names)
+    return True
+
+
+def _plausible(con: duckdb.DuckDBPyConnection, lake: Lake, day: dt.date) -> AuditResult:
     """Readings outside the valid range that no labelled fault accounts for.
 
     On the simulated fleet every impossible value is a labelled sensor fault;
     on real sensors a hit here is a broken sensor worth a look.
     """
-    src = _files_sql(lake, "readings", day)
-    if src is None:
-        return AuditResult("plausible", 0, [])
-    con = _connect()
-    con.execute(f"CREATE TEMP VIEW r AS SELECT * FROM {src}")
     labels = _files_sql(lake, "fault_labels", day)
     if labels:
         con.execute(f"CREATE TEMP VIEW l AS SELECT * FROM {labels} WHERE fault_type = 'sensor_fault'")
     else:
         con.execute("CREATE TEMP VIEW l AS SELECT NULL::VARCHAR AS sensor_id, NULL::TIMESTAMPTZ AS start_ts, NULL::TIMESTAMPTZ AS end_ts WHERE false")
-    outside = " OR ".join(f"{m} < {lo} OR {m} > {hi}" for m, (lo, hi) in VALID_RANGE.items())
     sql = (
-        f"SELECT * FROM r WHERE ({outside}) AND NOT EXISTS ("
+        "SELECT * FROM impossible AS r WHERE NOT EXISTS ("
         "SELECT 1 FROM l WHERE l.sensor_id = r.sensor_id AND r.ts >= l.start_ts AND r.ts < l.end_ts)"
     )
     return _run(con, "plausible", sql)

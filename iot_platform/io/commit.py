@@ -15,6 +15,9 @@ import this module; the rules below live here only.
   never overwrite what its first run committed with less.
 * One batch runs at a time (:func:`batch_lock`); within it, every partition is
   written under that partition's lake lock, which backfills take too.
+* A day's derived tables (window_stats, anomaly_points, anomalies) change as
+  one unit under :func:`day_lock`, held by a whole-day build and by a
+  micro-batch from their first read to their last write.
 """
 
 from __future__ import annotations
@@ -160,6 +163,22 @@ def committed_files(lake: Lake, state: State, table: str, day: dt.date, lo: int 
         if overlaps and path.exists():
             files.append(path)
     return files
+
+
+DERIVED_LOCK = "derived"
+
+
+@contextlib.contextmanager
+def day_lock(lake: Lake, day: dt.date | str) -> Iterator[None]:
+    """The one lock of a day's derived tables: window_stats, anomaly_points and anomalies.
+
+    Held from the reads to the last write by whoever changes them (a whole-day
+    build, a micro-batch), so the three tables of a day change as one unit: a
+    micro-batch never takes its watermark from one build and its windows from
+    another. Not re-entrant (a flock per open file): take it once, at the top.
+    """
+    with lake.lock(DERIVED_LOCK, day):
+        yield
 
 
 @contextlib.contextmanager

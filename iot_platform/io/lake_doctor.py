@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import LANDING
-from iot_platform.io.downstream import DownstreamSettings, compute_day, write_day
+from iot_platform.io.downstream import DownstreamSettings, build_day
 from iot_platform.io.ingest import build_readings_day
 from iot_platform.io.lake import PART_PREFIX, QUARANTINE_DIR, TABLES, Lake, parquet_damage
 
@@ -199,8 +199,7 @@ def repair(
             stats = build_readings_day(lake, fleet, day, now_us=now_us, write_labels=fleet is not None)
             report.actions.append(f"Rebuilt readings {day} from its sources: {stats.rows} rows, {stats.rejected} rejected")
         for day in sorted({d.day for d in damaged if d.table in DERIVED}):
-            out = compute_day(lake, day, settings, now_us=now_us)
-            write_day(lake, day, out)
+            out = build_day(lake, day, settings, now_us=now_us)
             report.actions.append(
                 f"Recomputed window_stats, anomaly_points, anomalies {day}: {out.window_stats.num_rows} windows, "
                 f"{out.anomalies.num_rows} anomalies"

@@ -26,6 +26,7 @@ partition is written under its lake lock, which backfills take too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import datetime as dt
@@ -41,7 +42,7 @@ import pyarrow.parquet as pq
 from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import LANDING, READINGS, conform
 from iot_platform.core.validation import NO_PARTITION, REJECTED, validate_readings
-from iot_platform.io.commit import PartInfo, State, batch_lock, commit_state, committed_files, load_state, part_file, remove_uncommitted_parts
+from iot_platform.io.commit import PartInfo, State, batch_lock, commit_state, committed_files, day_lock, load_state, part_file, remove_uncommitted_parts
 from iot_platform.io.ingest import SIM_SENSORS_KEY, SIM_UNTIL_KEY, build_readings_day
 from iot_platform.io.lake import COMPACTED, Lake, read_metadata
 
@@ -318,13 +319,14 @@ def quarantine_damaged(lake: Lake, state: State, fleet: sim.FleetParams | None, 
     """
     rebuild_readings = False
     for table, guard in _GUARD.items():
-        with lake.lock(guard, day):
+        derived = table in ("window_stats", "anomaly_points", "anomalies")
+        with day_lock(lake, day) if derived else contextlib.nullcontext(), lake.lock(guard, day):
             for path, why in lake.damaged_files(table, day):
                 moved = lake.quarantine_file(path, why)
                 result.quarantined[str(path.relative_to(lake.root))] = f"{why}; moved to {moved.relative_to(lake.root)}"
                 state.day_parts(table, day).pop(path.name, None)
                 rebuild_readings |= table in ("readings", "rejected_readings")
-                if table in ("window_stats", "anomaly_points", "anomalies"):
+                if derived:
                     result.rebuild_days.add(day)
     if rebuild_readings:
         build_readings_day(lake, fleet, day, now_us=until_us, write_labels=False)

@@ -1,4 +1,12 @@
-"""Asset checks: the audits of each lake table, per partition (or backfill range)."""
+"""Asset checks: the audits of each lake table, per partition (or backfill range).
+
+One check step per table: the audits of a day run once, in one pass
+(``io.audits.audit_readings``, the ``core.checks`` functions over one read of
+the partition), and every check of the table reads its figure from that.
+Severities are deliberate: ERROR where downstream results would be wrong
+(schema, keys, ranges, types), WARN where the data is right but worth a look
+(a physically impossible reading no labelled fault explains: a broken sensor).
+"""
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
@@ -6,69 +14,79 @@ import dagster as dg
 from dagster import AssetCheckExecutionContext
 
 from iot_platform.core.checks import ANOMALIES_CHECKS, WINDOW_STATS_CHECKS
-from iot_platform.io.audits import AuditResult, audit_plausible, audit_readings
+from iot_platform.io.audits import AuditResult, audit_readings
 from iot_platform.orchestration.metadata import days_of
 from iot_platform.orchestration.partitions import daily_partitions
 from iot_platform.orchestration.resources import LakeResource
 
+ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 
-def _result(results: list[tuple[str, AuditResult]], severity=dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+READINGS_CHECKS = {
+    "schema": ("Columns and types are those of the readings schema.", ERROR),
+    "unique_key": ("One reading per (sensor_id, ts).", ERROR),
+    "no_null_keys": ("sensor_id and ts are never null.", ERROR),
+    "ts_in_partition": ("Every ts lies inside the partition's UTC day.", ERROR),
+    "plausible": ("Values inside the physical valid range, or accounted for by a labelled sensor fault.", WARN),
+}
+
+
+def _result(asset: str, name: str, results: list[tuple[str, AuditResult]], severity) -> dg.AssetCheckResult:
     bad = [(day, r) for day, r in results if not r.passed]
     meta: dict = {"partitions_checked": len(results), "failing_partitions": len(bad)}
     if bad:
         meta["failing_rows"] = sum(r.n_bad for _, r in bad)
         meta["examples"] = dg.MetadataValue.json({day: r.examples for day, r in bad[:5]})
-    return dg.AssetCheckResult(passed=not bad, metadata=meta, severity=severity)
+    return dg.AssetCheckResult(asset_key=asset, check_name=name, passed=not bad, metadata=meta, severity=severity)
 
 
-def _readings_check(name: str, description: str):
-    @dg.asset_check(asset="readings", name=name, description=description, partitions_def=daily_partitions)
-    def check(context: AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-        results = []
-        for day in days_of(context):
-            by_name = {r.name: r for r in audit_readings(lake.lake, day)}
-            r = by_name.get(name) or by_name["exists"]
-            results.append((str(day), r))
-        return _result(results)
-
-    return check
+def _doc(fn) -> str:
+    return (fn.__doc__ or fn.__name__).strip().splitlines()[0]
 
 
-readings_checks = [
-    _readings_check("schema", "Columns and types are those of the readings schema."),
-    _readings_check("unique_key", "One reading per (sensor_id, ts)."),
-    _readings_check("no_null_keys", "sensor_id and ts are never null."),
-    _readings_check("ts_in_partition", "Every ts lies inside the partition's UTC day."),
-]
+# Partitioned checks are a Preview API in 1.13: Dagster warns once per spec made, so all are made here, together.
+_SPECS = {
+    (asset, name): dg.AssetCheckSpec(name, asset=asset, description=description, partitions_def=daily_partitions)
+    for asset, name, description in [
+        *(("readings", n, d) for n, (d, _) in READINGS_CHECKS.items()),
+        *(("window_stats", n, _doc(f)) for n, f in WINDOW_STATS_CHECKS.items()),
+        *(("anomalies", n, _doc(f)) for n, f in ANOMALIES_CHECKS.items()),
+    ]
+}
 
 
-@dg.asset_check(
-    asset="readings",
-    name="plausible",
-    partitions_def=daily_partitions,
-    description="Values inside the physical valid range, or accounted for by a labelled sensor fault.",
+@dg.multi_asset_check(
+    name="readings_audits",
+    specs=[_SPECS["readings", n] for n in READINGS_CHECKS],
+    description="The audits of each readings partition, from one scan of the day.",
 )
-def readings_plausible(context: AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-    results = [(str(day), audit_plausible(lake.lake, day)) for day in days_of(context)]
-    return _result(results, severity=dg.AssetCheckSeverity.WARN)
+def readings_checks(context: AssetCheckExecutionContext, lake: LakeResource):
+    per_day = [(str(day), audit_readings(lake.lake, day)) for day in days_of(context)]
+    for name, (_, severity) in READINGS_CHECKS.items():
+        yield _result("readings", name, [(day, audits[name]) for day, audits in per_day], severity)
 
 
-def _table_check(table: str, name: str, fn):
-    @dg.asset_check(asset=table, name=name, description=(fn.__doc__ or name).strip().splitlines()[0],
-                    partitions_def=daily_partitions)  # fmt: skip
-    def check(context: AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-        results = []
+def _table_checks(table: str, checks: dict, severities: dict):
+    @dg.multi_asset_check(
+        name=f"{table}_audits",
+        specs=[_SPECS[table, n] for n in checks],
+        description=f"The audits of each {table} partition, over one read of the day.",
+    )
+    def _checks(context: AssetCheckExecutionContext, lake: LakeResource):
+        results: dict[str, list] = {n: [] for n in checks}
         for day in days_of(context):
-            r = fn(lake.lake.read(table, [day]))
-            examples = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in r.examples.to_pylist()]
-            results.append((str(day), AuditResult(name, r.n_bad, examples)))
-        return _result(results)
+            data = lake.lake.read(table, [day])  # once, for every check of the table
+            for name, fn in checks.items():
+                r = fn(data)
+                examples = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+                            for row in r.examples.to_pylist()]  # fmt: skip
+                results[name].append((str(day), AuditResult(name, r.n_bad, examples)))
+        for name, per_day in results.items():
+            yield _result(table, name, per_day, severities.get(name, ERROR))
 
-    return check
+    return _checks
 
 
-table_checks = [_table_check("window_stats", n, f) for n, f in WINDOW_STATS_CHECKS.items()] + [
-    _table_check("anomalies", n, f) for n, f in ANOMALIES_CHECKS.items()
-]
+window_stats_checks = _table_checks("window_stats", WINDOW_STATS_CHECKS, {})
+anomalies_checks = _table_checks("anomalies", ANOMALIES_CHECKS, {})
 
-all_checks = [*readings_checks, readings_plausible, *table_checks]
+all_checks = [readings_checks, window_stats_checks, anomalies_checks]

@@ -21,6 +21,8 @@ chunks from the caller, for fleets too big to hold in memory).
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures as cf
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable
@@ -198,6 +200,7 @@ def run_day_chunked(
     day: dt.date,
     intervals: pa.Table | None = None,
     chunk_rows: int = 1_000_000,
+    workers: int = 1,
 ) -> DayRun:
     """One day, from ``(readings, prev_tail)`` pairs of disjoint sets of sensors.
 
@@ -211,7 +214,10 @@ def run_day_chunked(
     ``drift.history_days`` of which make the drift baseline and the last
     ``context_seconds(params).window_stats_s`` the drift/silence context.
     Sensors known from it but absent from every chunk are reported silent.
+    ``workers``: chunks computed at once (threads; the result does not depend on it).
     """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r} is invalid; expected an integer >= 1")
     if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
         raise ValueError(f"day={day!r} is invalid; expected a datetime.date")
     w = params.windows
@@ -223,30 +229,49 @@ def run_day_chunked(
     history = _History(baseline_stats, min(hist_lo, ctx_lo), a)
     ws_parts, pt_parts, fleet, seen = [], [], _Fleet(), set()
 
-    def process(frame: ReadingsFrame) -> None:
+    def process(frame: ReadingsFrame) -> tuple:
         past = history.rows(frame.names)  # the previous days' windows of these sensors only
         bf = BaselineFrame.from_table(drift.drift_baseline(_ends_in(past, hist_lo, a), params), frame.names)
         panes = aggregate_panes(frame)
         arrays = window_arrays(frame, panes, a, b)
-        ws_parts.append(window_table(frame.names, arrays))
         wf = WindowFrame.concat(
             [
                 WindowFrame.from_table(_ends_in(past, ctx_lo, a), frame.names, w, frame.hop_us),
                 WindowFrame.from_arrays(frame.names, arrays, frame.hop_us),
             ]
         )
-        pt_parts.append(_sensor_points(frame, panes, wf, bf, params, a - w.hop_us, a, b))
-        fleet.add(*silence.known_counts(wf, bf, params.silence, w, a, b))
-        seen.update(frame.names.tolist())
+        return (
+            window_table(frame.names, arrays),
+            _sensor_points(frame, panes, wf, bf, params, a - w.hop_us, a, b),
+            silence.known_counts(wf, bf, params.silence, w, a, b),
+            frame.names.tolist(),
+        )
 
-    for readings, prev_tail in chunks:
+    def chunk(readings: pa.Table, prev_tail: pa.Table | None) -> list[tuple]:
         source = ReadingsSource([prev_tail, readings])
-        for lo, hi in source.chunks(chunk_rows):
-            process(source.frame(lo, hi, w, intervals))
+        return [process(source.frame(lo, hi, w, intervals)) for lo, hi in source.chunks(chunk_rows)]
+
+    def collect(results: list[tuple]) -> None:
+        # in chunk order, whichever worker finished first: the output does not depend on the workers
+        for ws, pts, counts, names in results:
+            ws_parts.append(ws)
+            pt_parts.append(pts)
+            fleet.add(*counts)
+            seen.update(names)
+
+    # NumPy and Arrow release the GIL: with two workers, two chunks of sensors are computed at once
+    with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: collections.deque[cf.Future] = collections.deque()
+        for readings, prev_tail in chunks:
+            pending.append(pool.submit(chunk, readings, prev_tail))
+            if len(pending) >= workers:
+                collect(pending.popleft().result())
+        while pending:
+            collect(pending.popleft().result())
     absent = np.array([n for n in history.names if n not in seen], dtype=object)
     for lo in range(0, len(absent), 1_000):  # known sensors without a reading: silent all day
         names = absent[lo : lo + 1_000]
-        process(ReadingsSource([], names).frame(0, len(names), w))
+        collect([process(ReadingsSource([], names).frame(0, len(names), w))])
 
     points = _finish(concat_points(pt_parts), fleet, params, a, b)
     window_stats = pa.concat_tables(ws_parts) if ws_parts else WINDOW_STATS.empty_table()

@@ -1,25 +1,23 @@
-"""`window_stats` and `anomalies`: daily partitions computed from `readings`.
+"""`window_stats` and `anomalies`: daily partitions computed from `readings`, in one step per day.
 
-`window_stats` reads day D and the tail of D-1 (a lookback partition
-mapping), so windows that straddle midnight are complete; `anomalies` also
-reads the previous days' `window_stats` for the drift baseline. Each
-partition is a pure function of those inputs: backfills run in any order.
+A day reads `readings` of D and the tail of D-1 (a lookback partition
+mapping), so windows that straddle midnight are complete, and the previous
+days' `window_stats` for the drift baseline. Each partition is a pure
+function of those inputs. Both tables (and the alert points behind the
+episodes) come from one pass and are written together under the day's lock.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
-import base64
 import time
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.compute as pc
 from dagster import AssetExecutionContext
 
-from iot_platform.core.plots import anomaly_counts, most_affected_sensors, plot_sensor_day, worst_sensor
 from iot_platform.core.schemas import ANOMALIES, WINDOW_STATS
-from iot_platform.io.downstream import compute_day, compute_window_stats_day, write_day
-from iot_platform.orchestration.metadata import days_of, md_rows, md_table
+from iot_platform.io.downstream import build_day
+from iot_platform.orchestration.freshness import LIVE
+from iot_platform.orchestration.metadata import anomaly_metadata, days_of, window_metadata
 from iot_platform.orchestration.partitions import daily_partitions
 from iot_platform.orchestration.resources import DetectionResource, FleetResource, LakeResource
 
@@ -42,71 +40,43 @@ anomaly_id is stable across reruns. severity is warning or critical; score:
 higher means more anomalous."""
 
 _PREV_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True)
-_HISTORY = dg.TimeWindowPartitionMapping(start_offset=-7, end_offset=0, allow_nonexistent_upstream_partitions=True)
+_HISTORY = dg.TimeWindowPartitionMapping(start_offset=-7, end_offset=-1, allow_nonexistent_upstream_partitions=True)
 
 
 def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-@dg.asset(
-    description=WINDOW_DOC,
+def _schema(table) -> dict:
+    return {"dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in table])}
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("window_stats", description=WINDOW_DOC, kinds={"parquet", "numpy"}, group_name="lake",
+                     deps=[dg.AssetDep("readings", partition_mapping=_PREV_DAY)], metadata=_schema(WINDOW_STATS)),
+        # the previous days' window_stats are the drift baseline and the detectors' context
+        dg.AssetSpec("anomalies", description=ANOMALY_DOC, kinds={"parquet", "numpy"}, group_name="lake",
+                     deps=[dg.AssetDep("readings", partition_mapping=_PREV_DAY),
+                           dg.AssetDep("window_stats", partition_mapping=_HISTORY)],
+                     metadata=_schema(ANOMALIES), freshness_policy=LIVE),
+    ],  # fmt: skip
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[dg.AssetDep("readings", partition_mapping=_PREV_DAY)],
-    kinds={"parquet", "numpy"},
-    group_name="lake",
-    metadata={"dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in WINDOW_STATS])},
+    # One step per day: the windows, the alert points and the episodes come from one pass over the
+    # readings and are written under one lock (io.downstream.day_lock), so a micro-batch never sees
+    # one table rebuilt and not the others. Materializing one without the other would break that.
+    can_subset=False,
 )
-def window_stats(context: AssetExecutionContext, lake: LakeResource, fleet: FleetResource, detection: DetectionResource):
+def window_stats_and_anomalies(context: AssetExecutionContext, lake: LakeResource, fleet: FleetResource,
+                               detection: DetectionResource):  # fmt: skip
     settings = detection.settings(fleet.params())
-    per_day = []
-    for day in days_of(context):
-        out = compute_window_stats_day(lake.lake, day, settings, now_us=_now_us())
-        per_day.append([str(day), out.rows, out.sensors, round(out.mean_missing_rate, 4)])
-        context.log.info(f"window_stats {day}: {out.rows} windows")
-    meta = {"dagster/row_count": sum(r[1] for r in per_day), "per_day": md_rows(["day", "windows", "sensors", "mean_missing_rate"], per_day)}
-    if len(per_day) == 1:
-        meta["preview"] = md_table(lake.lake.read("window_stats", [days_of(context)[0]]).slice(0, 5))
-    return dg.MaterializeResult(metadata=meta)
-
-
-@dg.asset(
-    description=ANOMALY_DOC,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[dg.AssetDep("readings", partition_mapping=_PREV_DAY), dg.AssetDep(window_stats, partition_mapping=_HISTORY)],
-    kinds={"parquet", "numpy"},
-    group_name="lake",
-    metadata={"dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in ANOMALIES])},
-)
-def anomalies(context: AssetExecutionContext, lake: LakeResource, fleet: FleetResource, detection: DetectionResource):
-    settings = detection.settings(fleet.params())
-    days = days_of(context)
-    totals: list[pa.Table] = []
-    for day in days:
-        out = compute_day(lake.lake, day, settings, now_us=_now_us())
-        write_day(lake.lake, day, out, tables=("anomaly_points", "anomalies"))
-        totals.append(out.anomalies)
-        context.log.info(f"anomalies {day}: {out.anomalies.num_rows} episodes from {out.points.num_rows} points")
-    return dg.MaterializeResult(metadata=_anomaly_metadata(lake, days, pa.concat_tables(totals)))
-
-
-def _anomaly_metadata(lake: LakeResource, days, table: pa.Table) -> dict:
-    counts = anomaly_counts(table)
-    meta = {
-        "dagster/row_count": table.num_rows,
-        "by_type": dg.MetadataValue.json(counts["by_type"]),
-        "by_severity": dg.MetadataValue.json(counts["by_severity"]),
-        "most_affected_sensors": md_rows(["sensor_id", "critical", "total"], [list(r) for r in most_affected_sensors(table)]),
-    }
-    worst = worst_sensor(table)
-    if worst is not None and len(days) == 1:
-        readings = lake.lake.read("readings", days)
-        readings = readings.filter(pc.equal(readings["sensor_id"], worst))
-        png = plot_sensor_day(readings, table.filter(pc.equal(table["sensor_id"], worst)), worst)
-        meta["worst_sensor_plot"] = dg.MetadataValue.md(
-            f"**{worst}** on {days[0]}\n\n![{worst}](data:image/png;base64,{base64.b64encode(png).decode()})"
-        )
-    meta["preview"] = md_table(table.select(["sensor_id", "anomaly_type", "severity", "start_ts", "end_ts", "value", "message"]))
-    return meta
+    for day in days_of(context):  # streamed: memory follows one day
+        out = build_day(lake.lake, day, settings, now_us=_now_us())
+        context.log.info(f"{day}: {out.window_stats.num_rows} windows, {out.anomalies.num_rows} episodes from {out.points.num_rows} points")
+        key = day.isoformat()
+        # per partition, so each day of a single-run backfill carries its own figures
+        context.add_asset_metadata(window_metadata(out.window_stats), asset_key="window_stats", partition_key=key)
+        context.add_asset_metadata(anomaly_metadata(lake.lake, day, out.anomalies), asset_key="anomalies", partition_key=key)
+    yield dg.MaterializeResult(asset_key="window_stats")
+    yield dg.MaterializeResult(asset_key="anomalies")
