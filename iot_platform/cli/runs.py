@@ -76,7 +76,8 @@ def resolve_selection(defs: dg.Definitions, select: str) -> tuple[dg.AssetKey, .
     """Asset keys for a Dagster selection string (``group:lake``, ``anomalies``, ``+anomalies``)."""
     graph = defs.resolve_asset_graph()
     try:
-        keys = dg.AssetSelection.from_string(select).resolve(graph)
+        # the assets computed in one step with a selected one (window_stats with anomalies) come along
+        keys = dg.AssetSelection.from_string(select).required_multi_asset_neighbors().resolve(graph)
     except Exception as exc:  # Dagster raises several types for a bad selection
         known = ", ".join(sorted(k.to_user_string() for k in graph.materializable_asset_keys))
         raise CliError(f"--select {select!r} selects nothing valid ({type(exc).__name__}); assets are: {known}") from None
