@@ -29,6 +29,7 @@ from iot_platform.core.detectors import (
 )
 from iot_platform.core.detectors import drift, flatline, sensor_fault, silence, spike, systemic, thresholds
 from iot_platform.core.detectors.episodes import anomaly_id
+from iot_platform.core.detectors.inputs import WindowFrame
 from iot_platform.core.schemas import ANOMALIES, FLEET_ID, READINGS, TS_TYPE, WINDOW_STATS, conform
 from iot_platform.core.simulator import day_start_us
 from iot_platform.core.windows import US, WindowParams, compute_window_stats
@@ -161,7 +162,7 @@ def test_flatline_needs_near_zero_sd_over_enough_readings():
 
 
 def test_thresholds_exact_limits_warm_up_and_missing_rate_exempt():
-    ws = window_stats(
+    rows = (
         [
             dict(end=60, vibration_max=2.0, battery_level=20.0, missing_rate=0.1),  # at the limits: nothing
             dict(end=120, vibration_max=2.5, battery_level=19.9, missing_rate=0.2),
@@ -170,6 +171,7 @@ def test_thresholds_exact_limits_warm_up_and_missing_rate_exempt():
             dict(end=300, vibration_max=None, battery_level=float("nan")),
         ]
     )
+    ws = window_stats([dict(r, length=60) for r in rows])  # tumbling: each window starts where one ended
     pts = thresholds.detect(ws)
     assert cols(pts, "anomaly_type", "ts", "severity", "value", "threshold") == [
         ("high_missing_rate", at(120), "warning", 0.2, 0.1),
@@ -180,6 +182,25 @@ def test_thresholds_exact_limits_warm_up_and_missing_rate_exempt():
         ("low_battery", at(180), "critical", 4.0, 5.0),
     ]
     assert cols(pts, "score")[2:4] == [(1.25,), (2.75,)]
+
+
+def test_missing_rate_waits_for_the_sensor_to_start_and_for_two_missing_readings():
+    ws = window_stats(
+        [
+            dict(end=300, n=1, missing_rate=299 / 300),  # the sensor's first window: it started at 299 s
+            dict(end=360, n=61, missing_rate=239 / 300),  # began before the first window ended: still warming up
+            dict(end=600, n=240, missing_rate=0.2),  # began at 300, after the first window: judged
+            dict(sensor_id="h", end=14_400, length=14_400, n=3, missing_rate=0.25),  # first hourly window
+            dict(sensor_id="h", end=28_800, length=14_400, n=3, missing_rate=0.25),  # 1 of 4 missing: a drop
+            dict(sensor_id="h", end=43_200, length=14_400, n=2, missing_rate=0.5),  # 2 of 4 missing
+        ]
+    )
+    pts = thresholds.detect(ws)
+    assert cols(pts, "sensor_id", "ts", "value") == [("h", at(43_200), 0.5), ("s1", at(600), 0.2)]
+    # a sensor known from previous days is judged from its first window of the day
+    wf = WindowFrame.from_table(ws, None, WindowParams())
+    known = thresholds.detect_frame(wf, ThresholdParams(), WindowParams(), -(2**62), 2**62, np.array([True, True]))
+    assert cols(known, "sensor_id", "ts") == [("h", at(43_200)), ("s1", at(300)), ("s1", at(360)), ("s1", at(600))]
 
 
 def test_thresholds_validate_their_parameters():

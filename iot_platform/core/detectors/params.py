@@ -181,7 +181,9 @@ class ThresholdParams:
 
     vibration_max above ``vibration_warning`` / ``vibration_critical`` (g);
     battery_level (last in window) below ``battery_warning`` /
-    ``battery_critical`` (%); missing_rate above ``missing_rate_warning``.
+    ``battery_critical`` (%); missing_rate above ``missing_rate_warning``
+    with at least ``missing_min_count`` readings missing, in windows of a
+    sensor that was reporting before the window began.
     The warm-up applies to vibration and battery; not to the missing rate,
     which is the count of readings itself rather than a statistic estimated
     from too few of them (a window with 20 of 300 expected readings is the
@@ -193,8 +195,10 @@ class ThresholdParams:
     battery_warning: float = 20.0
     battery_critical: float = 5.0
     missing_rate_warning: float = 0.1
+    missing_min_count: int = 2
 
     def __post_init__(self) -> None:
+        _integer(self, "missing_min_count", 1)
         _number(self, "vibration_warning", lo=0)
         _number(self, "vibration_critical", lo=self.vibration_warning if _num(self.vibration_warning) else 0)
         _number(self, "battery_warning", lo=0, hi=100)

@@ -66,7 +66,7 @@ def _sensor_points(
             sensor_fault.detect_frame(frame, params.sensor_fault, w, reading_start, end),
             spike.detect_frame(frame, panes, params.spike, w, reading_start, end),
             flatline.detect_frame(wf, params.flatline, w, start, end),
-            thresholds.detect_frame(wf, params.thresholds, w, start, end),
+            thresholds.detect_frame(wf, params.thresholds, w, start, end, bf.known),
             drift.detect_frame(wf, bf, params.drift, w, start, end),
             silence.detect_frame(frame, wf, bf, params.silence, w, start, end),
         ]
