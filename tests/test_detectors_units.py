@@ -32,7 +32,7 @@ from iot_platform.core.detectors.episodes import anomaly_id
 from iot_platform.core.detectors.inputs import WindowFrame
 from iot_platform.core.schemas import ANOMALIES, FLEET_ID, READINGS, TS_TYPE, WINDOW_STATS, conform
 from iot_platform.core.simulator import day_start_us
-from iot_platform.core.windows import US, WindowParams, compute_window_stats
+from iot_platform.core.windows import US, ReadingsSource, WindowParams, aggregate_panes, compute_window_stats
 
 T0 = day_start_us(dt.date(2024, 1, 3))
 
@@ -92,29 +92,77 @@ def _wiggle(t0: int, t1: int, sensor: str = "s1") -> list[tuple]:
     return [(sensor, t, 20.0 if t % 2 == 0 else 20.25) for t in range(t0, t1)]
 
 
+Z1HZ = 5.7058841  # the warning z at 1 Hz: Gaussian noise exceeds it 0.001 times a day (SpikeParams.warning_at)
+
+
 def test_spike_exact_robust_z_against_the_trailing_window():
     rows = _wiggle(0, 600)
     rows[400] = ("s1", 400, 30.0)
     pts = spike.detect(readings(rows))
-    # location 20.125 (median of the five previous pane means); noise sd 0.25 * sqrt(pi) / 2 = 0.22 < min_scale 0.5
-    assert cols(pts, "ts", "severity", "value", "threshold", "score") == [(at(400), "critical", 30.0, 21.625, 19.75)]
-    assert pts.column("message").to_pylist() == ["temperature 30 is 19.8 robust sd from the trailing level 20.125 (sd 0.5)"]
+    # location 20.125 (median of the five previous pane means); noise sd 0.25 * sqrt(pi) / 2 = 0.22, floored at the
+    # resolution 0.25 (every step between readings is 0.25)
+    assert cols(pts, "ts", "anomaly_type", "severity", "value", "score") == [(at(400), "spike", "critical", 30.0, 39.5)]
+    assert cols(pts, "threshold") == [(pytest.approx(20.125 + Z1HZ * 0.25),)]
+    assert pts.column("message").to_pylist() == [
+        "temperature 30 is 39.5 robust sd from the trailing level 20.125 (sd 0.25, alert above 5.7)"
+    ]
+
+
+def test_spike_threshold_follows_the_sample_rate():
+    z = SpikeParams().warning_at(np.array([1, 300, 3600]) * US)
+    assert [round(v, 2) for v in z] == [5.71, 4.64, 4.1]
+    assert SpikeParams(false_alerts_per_day=100.0).warning_at(np.array([3600 * US])).tolist() == [3.0]  # warning_z
 
 
 def test_spike_warning_between_the_two_thresholds_and_nothing_below():
     rows = _wiggle(0, 600)
-    rows[400] = ("s1", 400, 20.125 + 4 * 0.5)  # z = 4: warning
-    rows[500] = ("s1", 500, 20.125 + 2.5 * 0.5)  # z = 2.5: nothing
+    rows[400] = ("s1", 400, 20.125 + 6 * 0.25)  # z = 6: warning (critical above 5.7 * 5 / 3 = 9.5)
+    rows[500] = ("s1", 500, 20.125 + 5.5 * 0.25)  # z = 5.5: nothing
     pts = spike.detect(readings(rows))
-    assert cols(pts, "ts", "severity", "score") == [(at(400), "warning", 4.0)]
+    assert cols(pts, "ts", "severity", "score") == [(at(400), "warning", 6.0)]
 
 
-def test_spike_scale_follows_a_noisy_sensor_above_min_scale():
-    rows = [("s1", t, 20.0 if t % 2 == 0 else 22.0) for t in range(0, 600)]  # differences of 2: sd 1.77
-    rows[400] = ("s1", 400, 30.0)
-    pts = spike.detect(readings(rows))
+def test_spike_scale_is_the_sensors_own_noise_or_its_resolution():
+    rows = [("s1", t, (20.0, 22.0, 21.0, 23.0)[t % 4]) for t in range(0, 600)]  # mean |difference| 2: sd 1.77
+    rows[400] = ("s1", 400, 40.0)
     sd = 2 * math.sqrt(math.pi) / 2
-    assert cols(pts, "ts", "score") == [(at(400), pytest.approx((30.0 - 21.0) / sd))]
+    assert cols(spike.detect(readings(rows)), "ts", "score") == [(at(400), pytest.approx((40.0 - 21.5) / sd))]
+    # a metric counted in steps of 2 with differences of 2: the scale is the resolution 2, not 1.77
+    rows = [("s1", t, 20.0 if t % 2 == 0 else 22.0) for t in range(0, 600)]
+    rows[400] = ("s1", 400, 40.0)
+    assert cols(spike.detect(readings(rows)), "ts", "score") == [(at(400), (40.0 - 21.0) / 2)]
+    # a configured floor in the metric's units
+    p = SpikeParams(floors=(("temperature", 3.0),))
+    assert cols(spike.detect(readings(rows), p), "score") == [((40.0 - 21.0) / 3,)]
+
+
+def test_spike_on_every_metric_in_its_own_units():
+    # a temperature within 0.002 and a CPU load between 0.07 and 0.09: no unit constant blinds the detector
+    rows = [("pump", t, 1.2 + 0.002 * (t % 2), 0.07 + 0.01 * (t % 3)) for t in range(0, 600)]
+    rows[450] = ("pump", 450, 1.25, 0.07)
+    rows[500] = ("pump", 500, 1.2, 0.9)
+    r = readings(rows, ("sensor_id", "ts", "temperature", "humidity"))
+    pts = spike.detect(r)
+    assert cols(pts, "ts", "metric", "value") == [(at(500), "humidity", 0.9), (at(450), "temperature", 1.25)]
+
+
+def test_a_lasting_deviation_is_a_level_shift_after_max_spike_readings():
+    rows = _wiggle(0, 600) + [("s1", t, 25.0 + (t % 2) * 0.25) for t in range(600, 606)]
+    pts = spike.detect(readings(rows))
+    assert cols(pts, "ts", "anomaly_type") == [(at(t), "level_shift") for t in (603, 604, 605)] + [
+        (at(t), "spike") for t in (600, 601, 602)
+    ]
+
+
+def test_values_above_a_configured_alarm_are_not_spikes():
+    rows = [("s1", t, 0.3 + 0.01 * (t % 2)) for t in range(0, 600)] + [("s1", t, 4.0) for t in range(600, 700)]
+    rows += [("s1", t, 0.3 + 0.01 * (t % 2)) for t in range(700, 1000)]
+    r = readings(rows, ("sensor_id", "ts", "vibration"))
+    assert set(spike.detect(r).column("anomaly_type").to_pylist()) == {"spike", "level_shift"}
+    frame = ReadingsSource([r]).frame(0, 1, WindowParams())
+    pts = spike.detect_frame(frame, aggregate_panes(frame), SpikeParams(), WindowParams(), -(2**62), 2**62,
+                             {"vibration": 2.0})  # fmt: skip
+    assert pts.num_rows == 0
 
 
 def test_spike_warm_up_at_start_and_after_a_gap():
@@ -132,7 +180,7 @@ def test_spike_does_not_flag_nan_or_broken_values_and_does_not_learn_from_them()
     rows[401] = ("s1", 401, 500.0)  # a sensor fault, not a spike
     rows[460] = ("s1", 460, 30.0)
     pts = spike.detect(readings(rows))
-    assert cols(pts, "ts", "score") == [(at(460), 19.75)]
+    assert cols(pts, "ts", "score") == [(at(460), 39.5)]
 
 
 def test_spike_ignores_the_recovery_of_a_stuck_sensor():
@@ -143,8 +191,10 @@ def test_spike_ignores_the_recovery_of_a_stuck_sensor():
 def test_spike_validates_its_parameters():
     with pytest.raises(ValueError, match=r"SpikeParams\.critical_z=2.0 is invalid"):
         SpikeParams(warning_z=3.0, critical_z=2.0)
-    with pytest.raises(ValueError, match=r"SpikeParams\.metric='rpm' is invalid; expected one of temperature"):
-        SpikeParams(metric="rpm")
+    with pytest.raises(ValueError, match=r"SpikeParams\.metrics=\('rpm',\) is invalid; expected a tuple of temperature"):
+        SpikeParams(metrics=("rpm",))
+    with pytest.raises(ValueError, match=r"SpikeParams\.floors=\(\('temperature', -1\),\) is invalid"):
+        SpikeParams(floors=(("temperature", -1),))
 
 
 # -- flatline and thresholds -------------------------------------------------------------------------

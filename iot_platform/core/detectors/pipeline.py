@@ -64,13 +64,18 @@ def _sensor_points(
     return concat_points(
         [
             sensor_fault.detect_frame(frame, params.sensor_fault, w, reading_start, end),
-            spike.detect_frame(frame, panes, params.spike, w, reading_start, end),
+            spike.detect_frame(frame, panes, params.spike, w, reading_start, end, _upper(params)),
             flatline.detect_frame(wf, params.flatline, w, start, end),
             thresholds.detect_frame(wf, params.thresholds, w, start, end, bf.known),
             drift.detect_frame(wf, bf, params.drift, w, start, end),
             silence.detect_frame(frame, wf, bf, params.silence, w, start, end),
         ]
     )
+
+
+def _upper(params: DetectionParams) -> dict[str, float]:
+    """Values above a configured alarm threshold are that threshold's alert, not a spike's."""
+    return {"vibration": params.thresholds.vibration_warning}
 
 
 class _Fleet:

@@ -111,6 +111,25 @@ def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok:
     )
 
 
+def _resolution(frame: ReadingsFrame, panes: Panes, metric: str, ok: np.ndarray) -> np.ndarray:
+    """Per pane: the smallest non-zero step between successive valid readings (inf if none)."""
+    rows = np.flatnonzero(ok)
+    step = np.full(frame.n_rows, np.inf)
+    if len(rows) > 1:
+        x = frame.values[metric][rows]
+        d = np.abs(np.diff(x))
+        same = frame.code[rows][1:] == frame.code[rows][:-1]
+        step[rows[1:]] = np.where(same & (d > 0), d, np.inf)
+    return np.minimum.reduceat(step, panes.start) if len(panes.start) else np.zeros(0)
+
+
+def run_lengths(beyond: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """For each row, how many consecutive rows up to it (same sensor: ``head`` starts one) are ``beyond``."""
+    idx = np.arange(len(beyond))
+    last = np.maximum.accumulate(np.where(~beyond, idx, np.where(head, idx - 1, -1))) if len(idx) else idx
+    return np.where(beyond, idx - last, 0)
+
+
 def detect_frame(
     frame: ReadingsFrame,
     panes: Panes,
@@ -118,21 +137,39 @@ def detect_frame(
     windows: WindowParams,
     start_us: int,
     end_us: int,
+    upper: dict[str, float] | None = None,
 ) -> pa.Table:
-    """Points for the readings of ``frame`` with ``start_us <= ts < end_us`` (context before them in ``frame``)."""
-    m = params.metric
-    if frame.n_rows == 0:
+    """Points for the readings of ``frame`` with ``start_us <= ts < end_us`` (context before them in ``frame``).
+
+    ``upper`` (metric -> value): readings above it are another detector's (a configured alarm threshold,
+    e.g. vibration above 2 g): left out of the reference and of the evaluation, like broken values.
+    """
+    if frame.n_rows == 0 or not ((frame.ts >= start_us) & (frame.ts < end_us)).any():
         return POINTS.empty_table()
-    ok = frame.valid(m)
-    if not ((frame.ts >= start_us) & (frame.ts < end_us)).any():
-        return POINTS.empty_table()
+    warn = params.warning_at(frame.interval_us)  # per code
+    parts = []
+    for m in params.metrics:
+        ok = frame.valid(m)
+        if upper and m in upper:
+            with np.errstate(invalid="ignore"):
+                ok = ok & ~(frame.values[m] > upper[m])
+        if not ok.any():
+            continue
+        parts.append(_metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn))
+    return concat_points(parts)
+
+
+def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn) -> pa.Table:
     dsum, dcount, dzero = _successive_differences(frame, panes, m, ok, params.max_gap_intervals)
     # A pane whose value mostly did not change is a stuck sensor's (flatline's case): no reference.
     live = ~((dcount > 0) & (2 * dzero >= dcount))
     with np.errstate(invalid="ignore", divide="ignore"):
         masd = np.where(live & (dcount > 0), dsum / np.maximum(dcount, 1), np.nan)
-    pane_mean = np.where(live, panes.mean(m), np.nan)
-    live_count = np.where(live, panes.count[m], 0)
+        p_count = np.add.reduceat(ok, panes.start, dtype=np.int64)
+        p_mean = np.add.reduceat(np.where(ok, frame.values[m], 0.0), panes.start) / np.maximum(p_count, 1)
+    pane_mean = np.where(live & (p_count > 0), p_mean, np.nan)
+    live_count = np.where(live, p_count, 0)
+    res = _resolution(frame, panes, m, ok)
 
     # The reference of every pane, from the panes before it (vectorized over panes, not readings).
     k = (frame.length_us // frame.hop_us)[panes.code]
@@ -141,6 +178,7 @@ def detect_frame(
     n_panes = len(panes.key)
     count = np.zeros(n_panes, np.int64)
     spread = np.full((n_panes, k_max), np.nan)
+    step = np.full(n_panes, np.inf)
     level = np.full((n_panes, n_loc), np.nan)
     for j in range(1, max(k_max, n_loc) + 1):
         pos, found = panes.find(panes.key - j)
@@ -148,50 +186,73 @@ def detect_frame(
             in_window = found & (j <= k)
             count += np.where(in_window, live_count[pos], 0)
             spread[:, j - 1] = np.where(in_window, masd[pos], np.nan)
+            step = np.minimum(step, np.where(in_window, res[pos], np.inf))
         if j <= n_loc:
             level[:, j - 1] = np.where(found, pane_mean[pos], np.nan)
     location = row_nanmedian(level)
+    # how far the level itself moved over the location panes: a trend is no spike
+    with np.errstate(invalid="ignore"):
+        newest = level[:, 0]
+        last = np.max(np.where(np.isnan(level), -1, np.arange(n_loc)), axis=1)
+        oldest = level[np.arange(n_panes), np.maximum(last, 0)]
+        allowance = np.nan_to_num(np.abs(newest - oldest), nan=0.0)
     sd = row_nanmedian(spread) * _SD_PER_MASD
-    usable = (count >= windows.min_readings) & np.isfinite(location) & (sd > 0)
-    scale = np.maximum(np.nan_to_num(sd, nan=0.0), params.min_scale)
-    band = np.where(usable, params.warning_z * scale, np.nan)  # NaN: nothing is compared, nothing alerts
+    # the level needs most of its panes: right after a stuck spell, one half-stuck pane is no reference
+    usable = (count >= windows.min_readings) & (np.sum(~np.isnan(level), axis=1) > n_loc // 2) & (sd > 0)
+    floor = np.maximum(np.where(np.isfinite(step), step * params.resolution_floor, 0.0), params.floor(m))
+    scale = np.maximum(np.nan_to_num(sd, nan=0.0), floor)
+    z_warn = warn[panes.code]
+    band = np.where(usable, allowance + z_warn * scale, np.nan)  # NaN: nothing is compared, nothing alerts
 
     # Readings beyond the band of their pane: one pass over the readings, the rest on the few hits.
     x = frame.values[m]
     with np.errstate(invalid="ignore"):
-        beyond = np.abs(x - np.repeat(location, panes.n_rows)) > np.repeat(band, panes.n_rows)
-    sel = np.flatnonzero(beyond & ok)
-    sel = sel[(frame.ts[sel] >= start_us) & (frame.ts[sel] < end_us)]
-    if len(sel) == 0:
+        beyond = (np.abs(x - np.repeat(location, panes.n_rows)) > np.repeat(band, panes.n_rows)) & ok
+    hits = np.flatnonzero(beyond & (frame.ts >= start_us) & (frame.ts < end_us))
+    if len(hits) == 0:
         return POINTS.empty_table()
+    # how long each deviation has lasted (valid readings only; a sensor's first reading starts a run)
+    rows = np.flatnonzero(ok)
+    head = np.ones(len(rows), dtype=bool)
+    head[1:] = frame.code[rows][1:] != frame.code[rows][:-1]
+    run = np.zeros(frame.n_rows, np.int64)
+    run[rows] = run_lengths(beyond[rows], head)
+    sel = hits
     at = panes.row_pane[sel]
-    z = (x[sel] - location[at]) / scale[at]
-    keep = np.abs(z) > params.warning_z  # the same rule as the band, in the units of the message
-    sel, at, z = sel[keep], at[keep], z[keep]
-    x = x[sel]
+    dev = x[sel] - location[at]
+    z = np.sign(dev) * (np.abs(dev) - allowance[at]) / scale[at]
+    zw = z_warn[at]
+    crit = zw * params.critical_z / params.warning_z
     codes = frame.code[sel]
     loc, sc = location[at], scale[at]
-    return concat_points(
-        [
+    shift = run[sel] > params.max_spike_readings
+    out = []
+    for kind, mask in (("spike", ~shift), ("level_shift", shift)):
+        i = np.flatnonzero(mask)
+        if len(i) == 0:
+            continue
+        xi, zi = x[sel[i]], z[i]
+        what = " robust sd from the trailing level " if kind == "spike" else " robust sd from the level before it "
+        out.append(
             make_points(
                 frame.names,
-                codes,
-                anomaly_type="spike",
-                severity=np.where(np.abs(z) > params.critical_z, "critical", "warning").astype(object),
+                codes[i],
+                anomaly_type=kind,
+                severity=np.where(np.abs(zi) > crit[i], "critical", "warning").astype(object),
                 metric=m,
-                ts=frame.ts[sel],
-                tick_ts=reading_tick(frame.ts[sel], windows.hop_us),
-                step_s=frame.interval_us[codes] / US,
-                value=x,
-                threshold=loc + np.sign(z) * params.warning_z * sc,
-                score=np.abs(z),
+                ts=frame.ts[sel[i]],
+                tick_ts=reading_tick(frame.ts[sel[i]], windows.hop_us),
+                step_s=frame.interval_us[codes[i]] / US,
+                value=xi,
+                threshold=loc[i] + np.sign(zi) * (allowance[at[i]] + zw[i] * sc[i]),
+                score=np.abs(zi),
                 message=join(
-                    f"{m} ", fmt(x, 3), " is ", fmt(z, 1), " robust sd from the trailing level ", fmt(loc, 3),
-                    " (sd ", fmt(sc, 3), ")",
+                    f"{m} ", fmt(xi, 3), " is ", fmt(zi, 1), what, fmt(loc[i], 3), " (sd ", fmt(sc[i], 3),
+                    ", alert above ", fmt(zw[i], 1), ")",
                 ),
             )
-        ]
-    )
+        )
+    return concat_points(out)
 
 
 def detect(
