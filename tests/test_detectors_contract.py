@@ -4,7 +4,8 @@ Every detector: returns POINTS, sorted; empty inputs give an empty POINTS
 table; the same output whatever the row order and on every call; NaN values
 pass through unflagged; and a range split in two gives the two halves.
 The fixture is a simulated day of four sensors (one reading every 10 s) with
-frequent faults and a gateway outage, after three fault-free days of history.
+frequent faults and a gateway outage, after three fault-free days of history,
+and one hourly sensor (too slow for the window warm-up: the history detector's).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ GATEWAY_OUTAGE = (D0 + 15 * 3600 * US, D0 + (15 * 3600 + 300) * US)
 # Points of each detector on the fixture: the contract below is not vacuous.
 EXPECTED_COUNTS = {
     "sensor_fault": 20,
-    "spike": 95,
+    "spike": 76,  # spike and level_shift points of every metric
+    "history": 3,
     "flatline": 365,
     "thresholds": 251,
     "drift": 595,
@@ -52,7 +54,12 @@ def fixture() -> dict:
     quiet = FleetParams(seed=3, n_sensors=4, sample_interval_s=10.0, faults=NO_FAULTS)
     history = simulate(quiet, D0 - 3 * DAY_US, D0).readings
     hist_ws = compute_window_stats(history, emit_start=D0 - 3 * DAY_US, emit_end=D0)
-    readings = pa.concat_tables([history, simulate(day_fleet, D0, D0 + DAY_US).readings])
+    hourly = FleetParams(seed=4, n_sensors=1, sample_interval_s=3600.0, faults=FaultRates(spike=2.0, sensor_fault=0.5))
+    slow = simulate(hourly, D0 - 3 * DAY_US, D0 + DAY_US).readings
+    slow = slow.set_column(0, READINGS.field("sensor_id"), pa.array(["slow_001"] * slow.num_rows, pa.string()))
+    history = pa.concat_tables([history, slow.filter(pa.array(_ts(slow) < D0))])
+    hist_ws = compute_window_stats(history, emit_start=D0 - 3 * DAY_US, emit_end=D0)
+    readings = pa.concat_tables([history, simulate(day_fleet, D0, D0 + DAY_US).readings, slow.filter(pa.array(_ts(slow) >= D0))])
     ts = _ts(readings)
     readings = readings.filter(pa.array(~((ts >= GATEWAY_OUTAGE[0]) & (ts < GATEWAY_OUTAGE[1]))))
     ws = pa.concat_tables([hist_ws, compute_window_stats(readings, emit_start=D0, emit_end=D0 + DAY_US)])
@@ -118,7 +125,7 @@ def test_nan_passes_through_and_is_never_flagged(name, fixture):
     assert not np.isnan(values).any()
     kinds = np.asarray(out.column("anomaly_type").to_numpy(zero_copy_only=False))
     t = _ts(out)
-    per_reading = np.isin(kinds, ["spike", "sensor_fault"]) & (t >= NAN_SPAN[0]) & (t < NAN_SPAN[1])
+    per_reading = np.isin(kinds, ["spike", "level_shift", "sensor_fault"]) & (t >= NAN_SPAN[0]) & (t < NAN_SPAN[1])
     nan_windows = np.isin(kinds, ["flatline", "high_vibration", "low_battery", "drift"]) & (
         (t >= NAN_SPAN[0] + LENGTH) & (t <= NAN_SPAN[1])
     )

@@ -27,12 +27,14 @@ from iot_platform.core.detectors import (
     episodes,
     to_episodes,
 )
-from iot_platform.core.detectors import drift, flatline, sensor_fault, silence, spike, systemic, thresholds
+from iot_platform.core.detectors import drift, flatline, history, sensor_fault, silence, spike, systemic, thresholds
 from iot_platform.core.detectors.episodes import anomaly_id
 from iot_platform.core.detectors.inputs import WindowFrame
 from iot_platform.core.schemas import ANOMALIES, FLEET_ID, READINGS, TS_TYPE, WINDOW_STATS, conform
 from iot_platform.core.simulator import day_start_us
-from iot_platform.core.windows import US, ReadingsSource, WindowParams, aggregate_panes, compute_window_stats
+from iot_platform.core.detectors.points import concat_points
+from iot_platform.core.registry import SensorRegistry, SensorSpec
+from iot_platform.core.windows import US, WindowParams, compute_window_stats
 
 T0 = day_start_us(dt.date(2024, 1, 3))
 
@@ -159,10 +161,8 @@ def test_values_above_a_configured_alarm_are_not_spikes():
     rows += [("s1", t, 0.3 + 0.01 * (t % 2)) for t in range(700, 1000)]
     r = readings(rows, ("sensor_id", "ts", "vibration"))
     assert set(spike.detect(r).column("anomaly_type").to_pylist()) == {"spike", "level_shift"}
-    frame = ReadingsSource([r]).frame(0, 1, WindowParams())
-    pts = spike.detect_frame(frame, aggregate_panes(frame), SpikeParams(), WindowParams(), -(2**62), 2**62,
-                             {"vibration": 2.0})  # fmt: skip
-    assert pts.num_rows == 0
+    # the simulator's instruments alarm above 2 g: the episode is high_vibration's, neither spike nor shift
+    assert spike.detect(r, registry=SensorRegistry()).num_rows == 0
 
 
 def test_spike_warm_up_at_start_and_after_a_gap():
@@ -195,6 +195,55 @@ def test_spike_validates_its_parameters():
         SpikeParams(metrics=("rpm",))
     with pytest.raises(ValueError, match=r"SpikeParams\.floors=\(\('temperature', -1\),\) is invalid"):
         SpikeParams(floors=(("temperature", -1),))
+
+
+# -- history: slow sensors against their own trailing readings -----------------------------------------------
+def _hourly(values: list[float], sensor: str = "h") -> pa.Table:
+    return readings([(sensor, 3600 * i, v) for i, v in enumerate(values)])
+
+
+def test_history_exact_robust_z_of_an_hourly_sensor():
+    vals = [20.0 + 0.5 * (i % 2) for i in range(30)]
+    vals[25] = 30.0
+    pts = history.detect(_hourly(vals))
+    # the Theil-Sen line through the last 8 readings (four 20s, four 20.5s) is flat at 20.25; predicting each
+    # earlier reading the same way errs by +-0.25 (robust sd 0.37), floored at the resolution 0.5
+    assert cols(pts, "ts", "anomaly_type", "severity", "value", "score") == [
+        (at(25 * 3600), "spike", "critical", 30.0, 19.5)
+    ]
+    assert cols(pts, "threshold") == [(pytest.approx(20.25 + 4.09803812 * 0.5),)]
+    assert pts.column("message").to_pylist() == [
+        "temperature 30 is 19.5 robust sd from its last 24 readings' level 20.25 (sd 0.5, alert above 4.1)"
+    ]
+
+
+def test_history_follows_a_ramp():
+    ramp = [20.0 + 0.3 * i + 0.1 * (i % 2) for i in range(30)]  # +0.3 C an hour, steps of 0.2 and 0.4
+    ramp[26] += 3.0
+    # the line predicts 27.85 at hour 26 (a median of the last readings would lag 1.2 C behind)
+    assert cols(history.detect(_hourly(ramp)), "ts", "value", "score") == [(at(26 * 3600), 30.8, pytest.approx(14.75))]
+
+
+def test_history_warm_up_level_shift_and_fast_sensors_left_to_the_spike_detector():
+    vals = [20.0 + 0.5 * (i % 2) for i in range(40)]
+    vals[5] = 35.0  # only five readings before it: warm-up (min_readings 8)
+    for i in range(30, 40):
+        vals[i] += 10.0  # a lasting shift: three spike points, then level_shift until the line catches up
+    pts = history.detect(_hourly(vals))
+    assert cols(pts, "ts", "anomaly_type") == [(at(h * 3600), "level_shift") for h in (33, 34)] + [
+        (at(h * 3600), "spike") for h in (30, 31, 32, 36)
+    ]
+    fast = readings([("f", t, 20.0 + 0.5 * (t % 2) if t != 500 else 30.0) for t in range(600)])
+    assert history.detect(fast).num_rows == 0
+
+
+def test_history_counts_and_sensitivity():
+    counts = [float(10 + (i % 3)) for i in range(30)]  # a count cycling 10, 11, 12
+    counts[28] = 20.0
+    pts = history.detect(_hourly(counts))
+    assert cols(pts, "ts", "value") == [(at(28 * 3600), 20.0)]
+    calm = SensorRegistry(unknown=SensorSpec("*", sensitivity=1e-9))
+    assert history.detect(_hourly(counts), registry=calm).num_rows == 0
 
 
 # -- flatline and thresholds -------------------------------------------------------------------------
@@ -402,8 +451,28 @@ def test_systemic_when_more_than_half_of_the_fleet_alerts_in_one_tick():
     assert cols(out, "sensor_id", "anomaly_type", "severity", "ts", "value", "threshold") == [
         (FLEET_ID, "systemic", "critical", at(120), 0.75, 0.5)
     ]
-    assert out.column("message").to_pylist() == ["3 of 4 sensors alerting at once (spike 3): a fleet-wide cause"]
+    assert out.column("message").to_pylist() == [
+        "3 of 4 sensors of group fleet alerting at once (spike 3): a shared cause"
+    ]
+    assert cols(out, "metric", "step_s") == [("fleet", 60.0)]
     assert systemic.detect(pts, fleet(3, 120), SystemicParams(min_fleet=4), emit_start=T0, emit_end=T0 + 300 * US).num_rows == 0
+
+
+def test_systemic_only_within_a_registry_group():
+    reg = SensorRegistry(
+        sensors=(SensorSpec("a*", group="hall"), SensorSpec("b*", group="yard")), unknown=SensorSpec("*")
+    )
+    pts = points(
+        [point(s, "high_missing_rate", 3600, step=3600.0) for s in ("a1", "a2", "a3", "b1", "b2", "x1", "x2", "x3")]
+    )
+    f = pa.concat_tables([systemic.fleet_table(np.array([T0 + 3600 * US]), np.array([n]), np.array([g], dtype=object))
+                          for g, n in (("hall", 4), ("yard", 4))])  # fmt: skip
+    out = systemic.detect(pts, f, emit_start=T0, emit_end=T0 + 7200 * US, registry=reg)
+    # hall: 3 of 4; yard: 2 of 4 (not more than half); x*: no group, never systemic; the hourly step is kept
+    assert cols(out, "metric", "value", "step_s") == [("hall", 0.75, 3600.0)]
+    ep = to_episodes(concat_points([pts, out]), dataclasses.replace(DetectionParams(), registry=reg))
+    linked = {r["sensor_id"] for r in ep.to_pylist() if r["systemic_id"]}
+    assert linked == {"a1", "a2", "a3"}
 
 
 def test_episodes_merge_consecutive_points_and_keep_the_peak():
@@ -437,12 +506,12 @@ def test_episodes_are_per_sensor_type_and_metric_and_ignore_row_order():
 
 def test_episodes_link_or_suppress_alerts_of_a_systemic_tick():
     pts = points(
-        [point(FLEET_ID, "systemic", 120, step=60.0, metric=None), point(FLEET_ID, "systemic", 180, step=60.0, metric=None)]
+        [point(FLEET_ID, "systemic", 120, step=60.0, metric="fleet"), point(FLEET_ID, "systemic", 180, step=60.0, metric="fleet")]
         + [point(s, "spike", 100, tick=120) for s in ("a", "b", "c")]
         + [point("a", "spike", 101, tick=120), point("d", "spike", 300, tick=360)]
     )
     ep = to_episodes(pts)
-    sys_id = anomaly_id(FLEET_ID, "systemic", None, T0 + 120 * US)
+    sys_id = anomaly_id(FLEET_ID, "systemic", "fleet", T0 + 120 * US)  # a systemic point's metric is its group
     assert cols(ep, "sensor_id", "start_ts", "n_points", "systemic_id") == [
         ("a", at(100), 2, sys_id), ("b", at(100), 1, sys_id), ("c", at(100), 1, sys_id),
         (FLEET_ID, at(120), 2, None), ("d", at(300), 1, None),

@@ -277,17 +277,26 @@ class ReadingsFrame:
     interval_us: np.ndarray
     hop_us: np.ndarray
     length_us: np.ndarray
+    # per code and metric: the valid range of each sensor (the registry's); None: schemas.VALID_RANGE for all
+    valid_lo: dict[str, np.ndarray] | None = None
+    valid_hi: dict[str, np.ndarray] | None = None
 
     @property
     def n_rows(self) -> int:
         return len(self.ts)
+
+    def bounds(self, metric: str) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """(low, high) of the valid range of ``metric``, per row (or one pair for every row)."""
+        if self.valid_lo is None or self.valid_hi is None:
+            return VALID_RANGE[metric]
+        return self.valid_lo[metric][self.code], self.valid_hi[metric][self.code]
 
     def valid(self, metric: str) -> np.ndarray:
         """Rows whose ``metric`` is a value a working sensor can report (not null, not NaN, in range)."""
         cache = self.__dict__.setdefault("_valid", {})  # frozen, but a memo of a pure function is harmless
         if metric not in cache:
             v = self.values[metric]
-            lo, hi = VALID_RANGE[metric]
+            lo, hi = self.bounds(metric)
             with np.errstate(invalid="ignore"):
                 cache[metric] = (v >= lo) & (v <= hi)
         return cache[metric]
@@ -342,8 +351,11 @@ class ReadingsSource:
             yield lo, hi
             lo = hi
 
-    def frame(self, lo: int, hi: int, params: WindowParams, intervals: pa.Table | None = None) -> ReadingsFrame:
-        """The frame of codes ``lo <= code < hi`` (renumbered from 0)."""
+    def frame(
+        self, lo: int, hi: int, params: WindowParams, intervals: pa.Table | None = None, registry=None
+    ) -> ReadingsFrame:
+        """The frame of codes ``lo <= code < hi`` (renumbered from 0); ``registry`` (a
+        :class:`~iot_platform.core.registry.SensorRegistry`) gives valid ranges and known intervals."""
         names = self.names[lo:hi]
         pieces = []
         for table, order, sorted_code in self._parts:
@@ -375,7 +387,7 @@ class ReadingsSource:
         else:
             code, ts = np.zeros(0, np.int64), np.zeros(0, np.int64)
             values = {m: np.zeros(0) for m in METRICS}
-        return build_frame(names, code, ts, values, params, intervals)
+        return build_frame(names, code, ts, values, params, intervals, registry)
 
 
 def _sort_unique(code: np.ndarray, ts: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -425,15 +437,33 @@ def build_frame(
     values: dict[str, np.ndarray],
     params: WindowParams,
     intervals: pa.Table | None = None,
+    registry=None,
 ) -> ReadingsFrame:
     order = _sort_unique(code, ts, values)
     if order is not None:
         code, ts = code[order], ts[order]
         values = {m: v[order] for m, v in values.items()}
     offsets = np.searchsorted(code, np.arange(len(names) + 1)).astype(np.int64)
+    lo = hi = None
+    if registry is not None:
+        intervals = registry_intervals(registry, names, intervals)
+        res = registry.resolve(names)
+        lo, hi = res.valid_lo, res.valid_hi
     interval = _intervals_us(names, ts, offsets, params, intervals)
     hop, length = geometry(interval, params)
-    return ReadingsFrame(names, code, ts, values, offsets, interval, hop, length)
+    return ReadingsFrame(names, code, ts, values, offsets, interval, hop, length, lo, hi)
+
+
+def registry_intervals(registry, names: np.ndarray, intervals: pa.Table | None) -> pa.Table | None:
+    """``intervals`` plus the registry's expected intervals of sensors it does not list."""
+    given = set() if intervals is None else set(intervals.column("sensor_id").to_pylist())
+    extra = [(str(n), registry.spec(str(n)).interval_s) for n in names if str(n) not in given]
+    extra = [(n, iv) for n, iv in extra if iv is not None]
+    if not extra:
+        return intervals
+    t = pa.table({"sensor_id": pa.array([n for n, _ in extra], pa.string()),
+                  "interval_s": pa.array([iv for _, iv in extra], pa.float64())}, schema=INTERVALS)  # fmt: skip
+    return t if intervals is None else pa.concat_tables([intervals.select(["sensor_id", "interval_s"]).cast(INTERVALS), t])
 
 
 def round_interval_us(median_us: float) -> int:
@@ -682,6 +712,7 @@ def compute_window_stats(
     emit_end: dt.datetime | int,
     intervals: pa.Table | None = None,
     chunk_rows: int = 1_000_000,
+    registry=None,
 ) -> pa.Table:
     """WINDOW_STATS of the windows whose ``window_end`` is in ``(emit_start, emit_end]``.
 
@@ -690,7 +721,8 @@ def compute_window_stats(
     ``emit_start``. ``intervals`` (sensor_id, interval_s) overrides the
     estimated sample intervals. Sensors are processed about ``chunk_rows``
     readings at a time (it bounds memory, not the result). Rows are sorted by
-    (sensor_id, window_end).
+    (sensor_id, window_end). ``registry`` (``DetectionParams.registry``): per-sensor valid ranges and
+    expected intervals; pass the same one to the detectors.
 
     >>> import pyarrow as pa
     >>> from iot_platform.core.schemas import TS_TYPE
@@ -704,6 +736,6 @@ def compute_window_stats(
     source = ReadingsSource([readings])
     parts = []
     for lo, hi in source.chunks(chunk_rows):
-        frame = source.frame(lo, hi, params, intervals)
+        frame = source.frame(lo, hi, params, intervals, registry)
         parts.append(window_table(frame.names, window_arrays(frame, aggregate_panes(frame), a, b)))
     return pa.concat_tables(parts) if parts else WINDOW_STATS.empty_table()

@@ -18,8 +18,9 @@ import math
 
 import numpy as np
 
+from iot_platform.core.registry import SensorRegistry
 from iot_platform.core.schemas import ANOMALY_TYPES, METRICS
-from iot_platform.core.windows import US, WindowParams, geometry
+from iot_platform.core.windows import US, WindowParams, expected_readings, geometry
 
 READING_TYPES = ("spike", "level_shift", "sensor_fault")  # detected per reading; all other types per window or tick
 
@@ -117,11 +118,11 @@ class SpikeParams:
     def floor(self, metric: str) -> float:
         return dict(self.floors).get(metric, 0.0)
 
-    def warning_at(self, interval_us: np.ndarray) -> np.ndarray:
+    def warning_at(self, interval_us: np.ndarray, sensitivity: np.ndarray | float = 1.0) -> np.ndarray:
         """The warning z per sensor: at least ``warning_z``, and the Gaussian z exceeded
-        ``false_alerts_per_day`` times a day at each sample interval."""
+        ``false_alerts_per_day`` (times the sensor's registry sensitivity) times a day at each sample interval."""
         per_day = np.maximum(86_400 * US / np.asarray(interval_us, dtype=np.float64), 1.0)
-        p = np.minimum(self.false_alerts_per_day / per_day, 0.5)  # two-sided tail probability per reading
+        p = np.minimum(self.false_alerts_per_day * np.asarray(sensitivity, dtype=np.float64) / per_day, 0.5)  # two-sided tail probability per reading
         return np.maximum(self.warning_z, gaussian_isf(p / 2))
 
 
@@ -134,6 +135,33 @@ def gaussian_isf(p: np.ndarray) -> np.ndarray:
         tail = 0.5 * np.vectorize(math.erfc)(mid / math.sqrt(2)) if mid.size else mid
         lo, hi = np.where(tail > p, mid, lo), np.where(tail > p, hi, mid)
     return (lo + hi) / 2
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryParams:
+    """Slow sensors (windows that cannot pass the warm-up) judged against their own trailing readings.
+
+    See :mod:`iot_platform.core.detectors.history`. ``history_s`` bounds the
+    look-back (and the context a slice needs: a day, 24 readings of an
+    hourly sensor); at most ``max_readings`` of them are
+    used, at least ``min_readings`` are needed (warm-up); the location is the
+    Theil-Sen line through the latest ``location_readings``.
+    """
+
+    history_s: int = 24 * 3600
+    max_readings: int = 24
+    min_readings: int = 8
+    location_readings: int = 8
+
+    def __post_init__(self) -> None:
+        _integer(self, "history_s", 1)
+        _integer(self, "max_readings", 2)
+        _integer(self, "min_readings", 2)
+        _integer(self, "location_readings", 2)
+        if self.min_readings > self.max_readings:
+            _fail(self, "min_readings", self.min_readings, f"at most max_readings={self.max_readings}")
+        if self.location_readings > self.max_readings:
+            _fail(self, "location_readings", self.location_readings, f"at most max_readings={self.max_readings}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,6 +374,7 @@ class DetectionParams:
 
     windows: WindowParams = WindowParams()
     spike: SpikeParams = SpikeParams()
+    history: HistoryParams = HistoryParams()
     sensor_fault: SensorFaultParams = SensorFaultParams()
     drift: DriftParams = DriftParams()
     flatline: FlatlineParams = FlatlineParams()
@@ -353,6 +382,8 @@ class DetectionParams:
     silence: SilenceParams = SilenceParams()
     systemic: SystemicParams = SystemicParams()
     episodes: EpisodeParams = EpisodeParams()
+    # what each sensor is (ranges, alarms, interval, group); the default treats every sensor as the simulator's
+    registry: SensorRegistry = SensorRegistry()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -388,7 +419,10 @@ def context_seconds(params: DetectionParams = DetectionParams(), max_interval_s:
         params.spike.max_gap_intervals * iv
     )
     silence = max(round(params.silence.min_silence_s * US), params.silence.missed_samples * iv)
-    readings_us = max(length, spike, silence)
+    # slow sensors' trailing history (only needed when the fleet has sensors too slow for the window warm-up)
+    slow = int(expected_readings(length, iv)) < w.min_readings
+    history = (params.history.history_s * US + w.hop_us) if slow else 0
+    readings_us = max(length, spike, silence, history)
     return Context(
         readings_s=-(-readings_us // US),
         window_stats_s=max(params.drift.memory_s, params.silence.horizon_s, params.silence.critical_after_s)

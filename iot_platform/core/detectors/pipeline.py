@@ -29,11 +29,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from iot_platform.core.detectors import drift, flatline, sensor_fault, silence, spike, systemic, thresholds
+from iot_platform.core.detectors import drift, flatline, history, sensor_fault, silence, spike, systemic, thresholds
 from iot_platform.core.detectors.episodes import to_episodes
 from iot_platform.core.detectors.inputs import BaselineFrame, WindowFrame
 from iot_platform.core.detectors.params import READING_TYPES, DetectionParams, context_seconds
 from iot_platform.core.detectors.points import concat_points
+from iot_platform.core.registry import Resolved
 from iot_platform.core.schemas import WINDOW_STATS
 from iot_platform.core.windows import (
     DAY_US,
@@ -59,46 +60,46 @@ def _sensor_points(
     reading_start: int,
     start: int,
     end: int,
+    res: Resolved,
 ) -> pa.Table:
     w = params.windows
     return concat_points(
         [
             sensor_fault.detect_frame(frame, params.sensor_fault, w, reading_start, end),
-            spike.detect_frame(frame, panes, params.spike, w, reading_start, end, _upper(params)),
+            spike.detect_frame(frame, panes, params.spike, w, reading_start, end, res),
+            history.detect_frame(frame, params.history, params.spike, w, reading_start, end, res),
             flatline.detect_frame(wf, params.flatline, w, start, end),
-            thresholds.detect_frame(wf, params.thresholds, w, start, end, bf.known),
+            thresholds.detect_frame(wf, params.thresholds, w, start, end, bf.known, res.alarms(params.thresholds)),
             drift.detect_frame(wf, bf, params.drift, w, start, end),
             silence.detect_frame(frame, wf, bf, params.silence, w, start, end),
         ]
     )
 
 
-def _upper(params: DetectionParams) -> dict[str, float]:
-    """Values above a configured alarm threshold are that threshold's alert, not a spike's."""
-    return {"vibration": params.thresholds.vibration_warning}
-
-
 class _Fleet:
-    """Fleet size per tick, summed over sensor chunks."""
+    """Group sizes per tick, summed over sensor chunks."""
 
     def __init__(self) -> None:
         self.ticks: list[np.ndarray] = []
         self.counts: list[np.ndarray] = []
+        self.groups: list[np.ndarray] = []
 
-    def add(self, tick: np.ndarray, count: np.ndarray) -> None:
+    def add(self, tick: np.ndarray, count: np.ndarray, group: np.ndarray) -> None:
         self.ticks.append(tick)
         self.counts.append(count)
+        self.groups.append(group)
 
     def table(self) -> pa.Table:
         if not self.ticks:
             return systemic.fleet_table(np.zeros(0, np.int64), np.zeros(0, np.int64))
-        return systemic.fleet_table(np.concatenate(self.ticks), np.concatenate(self.counts))
+        return systemic.fleet_table(np.concatenate(self.ticks), np.concatenate(self.counts), np.concatenate(self.groups))
 
 
 def _finish(points: pa.Table, fleet: _Fleet, params: DetectionParams, start: int, end: int) -> pa.Table:
     """Systemic points from all sensors' points, then drop the per-reading look-back before ``start``."""
     sys_points = systemic.detect(
-        points, fleet.table(), params.systemic, windows=params.windows, emit_start=start, emit_end=end
+        points, fleet.table(), params.systemic, windows=params.windows, emit_start=start, emit_end=end,
+        registry=params.registry,
     )
     if points.num_rows:
         ts = pc.cast(points.column("ts"), pa.int64()).to_numpy()
@@ -125,11 +126,12 @@ def _detect(
     bf_all = BaselineFrame.from_table(baseline, names)
     parts, fleet = [], _Fleet()
     for lo, hi in source.chunks(chunk_rows):
-        frame = source.frame(lo, hi, w, intervals)
+        frame = source.frame(lo, hi, w, intervals, params.registry)
+        res = params.registry.resolve(frame.names)
         wf = wf_all.for_names(frame.names, frame.hop_us)
         bf = bf_all.for_names(frame.names, names)
-        parts.append(_sensor_points(frame, aggregate_panes(frame), wf, bf, params, start - w.hop_us, start, end))
-        fleet.add(*silence.known_counts(wf, bf, params.silence, w, start, end))
+        parts.append(_sensor_points(frame, aggregate_panes(frame), wf, bf, params, start - w.hop_us, start, end, res))
+        fleet.add(*silence.known_counts(wf, bf, params.silence, w, start, end, res.group))
     return concat_points(parts), fleet
 
 
@@ -240,18 +242,19 @@ def run_day_chunked(
                 WindowFrame.from_arrays(frame.names, arrays, frame.hop_us),
             ]
         )
-        pt_parts.append(_sensor_points(frame, panes, wf, bf, params, a - w.hop_us, a, b))
-        fleet.add(*silence.known_counts(wf, bf, params.silence, w, a, b))
+        res = params.registry.resolve(frame.names)
+        pt_parts.append(_sensor_points(frame, panes, wf, bf, params, a - w.hop_us, a, b, res))
+        fleet.add(*silence.known_counts(wf, bf, params.silence, w, a, b, res.group))
         seen.update(frame.names.tolist())
 
     for readings, prev_tail in chunks:
         source = ReadingsSource([prev_tail, readings])
         for lo, hi in source.chunks(chunk_rows):
-            process(source.frame(lo, hi, w, intervals))
+            process(source.frame(lo, hi, w, intervals, params.registry))
     absent = np.array([n for n in history.names if n not in seen], dtype=object)
     for lo in range(0, len(absent), 1_000):  # known sensors without a reading: silent all day
         names = absent[lo : lo + 1_000]
-        process(ReadingsSource([], names).frame(0, len(names), w))
+        process(ReadingsSource([], names).frame(0, len(names), w, registry=params.registry))
 
     points = _finish(concat_points(pt_parts), fleet, params, a, b)
     window_stats = pa.concat_tables(ws_parts) if ws_parts else WINDOW_STATS.empty_table()
@@ -359,9 +362,14 @@ def _systemic_only(r, ws, bl, p, a, b):
 
 DETECTORS: dict[str, Detector] = {
     "sensor_fault": lambda r, ws, bl, p, a, b: sensor_fault.detect(
-        r, p.sensor_fault, windows=p.windows, emit_start=a, emit_end=b
+        r, p.sensor_fault, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry
     ),
-    "spike": lambda r, ws, bl, p, a, b: spike.detect(r, p.spike, windows=p.windows, emit_start=a, emit_end=b),
+    "spike": lambda r, ws, bl, p, a, b: spike.detect(
+        r, p.spike, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry
+    ),
+    "history": lambda r, ws, bl, p, a, b: history.detect(
+        r, p.history, p.spike, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry
+    ),
     "flatline": lambda r, ws, bl, p, a, b: flatline.detect(ws, p.flatline, windows=p.windows, emit_start=a, emit_end=b),
     "thresholds": lambda r, ws, bl, p, a, b: thresholds.detect(
         ws, p.thresholds, windows=p.windows, emit_start=a, emit_end=b

@@ -69,6 +69,18 @@ def row_nanmedian(m: np.ndarray) -> np.ndarray:
         return np.where(c > 0, (s[r, lo] + s[r, hi]) / 2, np.nan)
 
 
+def trend_allowance(ref: np.ndarray, lag: float) -> np.ndarray:
+    """How far a level may have moved since its reference: the robust slope of each row of ``ref`` (newest
+    first) times ``lag`` (in columns). Slope: the median of the newer half minus the median of the older half,
+    over the distance between them; a spike or two in a half moves neither median, a ramp moves both."""
+    h = ref.shape[1] // 2
+    if h == 0 or ref.shape[0] == 0:
+        return np.zeros(ref.shape[0])
+    with np.errstate(invalid="ignore"):
+        slope = (row_nanmedian(ref[:, :h]) - row_nanmedian(ref[:, h : 2 * h])) / h
+    return np.abs(np.nan_to_num(slope, nan=0.0)) * lag
+
+
 def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok: np.ndarray, max_gap: float):
     """Per pane: sum, count and zero count of |x_i - x_prev| over valid readings (prev: the sensor's previous
     valid reading, if at most ``max_gap`` intervals earlier). A difference belongs to the later reading's pane."""
@@ -137,29 +149,35 @@ def detect_frame(
     windows: WindowParams,
     start_us: int,
     end_us: int,
-    upper: dict[str, float] | None = None,
+    resolved=None,
 ) -> pa.Table:
     """Points for the readings of ``frame`` with ``start_us <= ts < end_us`` (context before them in ``frame``).
 
-    ``upper`` (metric -> value): readings above it are another detector's (a configured alarm threshold,
-    e.g. vibration above 2 g): left out of the reference and of the evaluation, like broken values.
+    ``resolved`` (:class:`~iot_platform.core.registry.Resolved` of ``frame.names``): per sensor, its metrics,
+    scale floors, sensitivity and alarms; readings above an alarm threshold (vibration above 2 g) are that
+    alarm's, left out of the reference and of the evaluation like broken values.
     """
     if frame.n_rows == 0 or not ((frame.ts >= start_us) & (frame.ts < end_us)).any():
         return POINTS.empty_table()
-    warn = params.warning_at(frame.interval_us)  # per code
+    sens = 1.0 if resolved is None else resolved.sensitivity
+    warn = params.warning_at(frame.interval_us, sens)  # per code
     parts = []
     for m in params.metrics:
         ok = frame.valid(m)
-        if upper and m in upper:
+        floor = np.full(len(frame.names), params.floor(m))
+        if resolved is not None:
+            ok = ok & resolved.has[m][frame.code]
+            upper = resolved.warning_above[m][frame.code]
             with np.errstate(invalid="ignore"):
-                ok = ok & ~(frame.values[m] > upper[m])
+                ok = ok & ~(frame.values[m] > upper)
+            floor = np.maximum(floor, resolved.floor[m])
         if not ok.any():
             continue
-        parts.append(_metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn))
+        parts.append(_metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn, floor))
     return concat_points(parts)
 
 
-def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn) -> pa.Table:
+def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn, floor_of) -> pa.Table:
     dsum, dcount, dzero = _successive_differences(frame, panes, m, ok, params.max_gap_intervals)
     # A pane whose value mostly did not change is a stuck sensor's (flatline's case): no reference.
     live = ~((dcount > 0) & (2 * dzero >= dcount))
@@ -190,16 +208,11 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn)
         if j <= n_loc:
             level[:, j - 1] = np.where(found, pane_mean[pos], np.nan)
     location = row_nanmedian(level)
-    # how far the level itself moved over the location panes: a trend is no spike
-    with np.errstate(invalid="ignore"):
-        newest = level[:, 0]
-        last = np.max(np.where(np.isnan(level), -1, np.arange(n_loc)), axis=1)
-        oldest = level[np.arange(n_panes), np.maximum(last, 0)]
-        allowance = np.nan_to_num(np.abs(newest - oldest), nan=0.0)
+    allowance = trend_allowance(level, (n_loc + 1) / 2)
     sd = row_nanmedian(spread) * _SD_PER_MASD
     # the level needs most of its panes: right after a stuck spell, one half-stuck pane is no reference
     usable = (count >= windows.min_readings) & (np.sum(~np.isnan(level), axis=1) > n_loc // 2) & (sd > 0)
-    floor = np.maximum(np.where(np.isfinite(step), step * params.resolution_floor, 0.0), params.floor(m))
+    floor = np.maximum(np.where(np.isfinite(step), step * params.resolution_floor, 0.0), floor_of[panes.code])
     scale = np.maximum(np.nan_to_num(sd, nan=0.0), floor)
     z_warn = warn[panes.code]
     band = np.where(usable, allowance + z_warn * scale, np.nan)  # NaN: nothing is compared, nothing alerts
@@ -263,17 +276,21 @@ def detect(
     emit_start: dt.datetime | int | None = None,
     emit_end: dt.datetime | int | None = None,
     intervals: pa.Table | None = None,
+    registry=None,
 ) -> pa.Table:
-    """POINTS for the readings with ts in ``[emit_start, emit_end)``; earlier readings serve as context."""
+    """POINTS for the readings with ts in ``[emit_start, emit_end)``; earlier readings serve as context.
+    ``registry``: each sensor's ranges, metrics, floors and alarms (default: every sensor the simulator's)."""
     a = to_us(emit_start, "emit_start")
     b = to_us(emit_end, "emit_end")
     source = ReadingsSource([readings])
     parts = []
     for lo, hi in source.chunks():
-        frame = source.frame(lo, hi, windows, intervals)
+        frame = source.frame(lo, hi, windows, intervals, registry)
+        res = registry.resolve(frame.names) if registry is not None else None
         parts.append(
             detect_frame(
-                frame, aggregate_panes(frame), params, windows, -(2**62) if a is None else a, 2**62 if b is None else b
+                frame, aggregate_panes(frame), params, windows, -(2**62) if a is None else a,
+                2**62 if b is None else b, res,
             )
         )
     return concat_points(parts)

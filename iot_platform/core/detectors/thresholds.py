@@ -52,9 +52,11 @@ def detect_frame(
     start_us: int,
     end_us: int,
     known: np.ndarray | None = None,
+    alarms: dict[str, np.ndarray] | None = None,
 ) -> pa.Table:
     """Points for the windows of ``wf`` ending in ``(start_us, end_us]``; ``known`` (per code): sensors seen on
-    previous days (the drift baseline's), for the missing-rate warm-up."""
+    previous days (the drift baseline's), for the missing-rate warm-up; ``alarms`` (per code, NaN for none:
+    ``Resolved.alarms``) the vibration and battery limits of each sensor, default ``params``'s for all."""
     emitted = (wf.end > start_us) & (wf.end <= end_us)
     warm = emitted & (wf.n >= windows.min_readings)
     parts = []
@@ -81,20 +83,24 @@ def detect_frame(
         )
 
     p = params
-    with np.errstate(invalid="ignore"):
+    n = wf.n_rows
+    if alarms is None:
+        vw, vc = np.full(n, p.vibration_warning), np.full(n, p.vibration_critical)
+        bw, bc = np.full(n, p.battery_warning), np.full(n, p.battery_critical)
+    else:
+        vw, vc = alarms["vibration_warning"][wf.code], alarms["vibration_critical"][wf.code]
+        bw, bc = alarms["battery_warning"][wf.code], alarms["battery_critical"][wf.code]
+    with np.errstate(invalid="ignore", divide="ignore"):
         vib = wf.vib_max
-        crit = vib > p.vibration_critical
-        add("high_vibration", "vibration", warm & (vib > p.vibration_warning), vib, crit,
-            np.where(crit, p.vibration_critical, p.vibration_warning), vib / max(p.vibration_warning, 1e-12),
-            lambda i: join("vibration max ", fmt(vib[i], 3), " g above ",
-                           fmt(np.where(crit[i], p.vibration_critical, p.vibration_warning), 2), " g"))
+        crit = vib > vc
+        add("high_vibration", "vibration", warm & (vib > vw), vib, crit, np.where(crit, vc, vw),
+            vib / np.maximum(vw, 1e-12),
+            lambda i: join("vibration max ", fmt(vib[i], 3), " above ", fmt(np.where(crit[i], vc[i], vw[i]), 2)))
         bat = wf.battery
-        crit = bat < p.battery_critical
-        add("low_battery", "battery_level", warm & (bat < p.battery_warning), bat, crit,
-            np.where(crit, p.battery_critical, p.battery_warning),
-            (p.battery_warning - bat) / max(p.battery_warning, 1e-12),
-            lambda i: join("battery ", fmt(bat[i], 1), " % below ",
-                           fmt(np.where(crit[i], p.battery_critical, p.battery_warning), 1), " %"))
+        crit = bat < bc
+        add("low_battery", "battery_level", warm & (bat < bw), bat, crit, np.where(crit, bc, bw),
+            (bw - bat) / np.maximum(bw, 1e-12),
+            lambda i: join("battery ", fmt(bat[i], 1), " below ", fmt(np.where(crit[i], bc[i], bw[i]), 1)))
         miss = wf.missing
         # readings missing, from the integers the rate was made of: expected = n / (1 - rate)
         n_missing = np.round(wf.n * miss / np.where(miss < 1, 1 - miss, 1))
