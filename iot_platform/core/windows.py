@@ -289,7 +289,10 @@ class ReadingsFrame:
         """(low, high) of the valid range of ``metric``, per row (or one pair for every row)."""
         if self.valid_lo is None or self.valid_hi is None:
             return VALID_RANGE[metric]
-        return self.valid_lo[metric][self.code], self.valid_hi[metric][self.code]
+        lo, hi = self.valid_lo[metric], self.valid_hi[metric]
+        if len(lo) and (lo == lo[0]).all() and (hi == hi[0]).all():
+            return float(lo[0]), float(hi[0])  # one range for every sensor: no gather per reading
+        return lo[self.code], hi[self.code]
 
     def valid(self, metric: str) -> np.ndarray:
         """Rows whose ``metric`` is a value a working sensor can report (not null, not NaN, in range)."""

@@ -81,31 +81,45 @@ def trend_allowance(ref: np.ndarray, lag: float) -> np.ndarray:
     return np.abs(np.nan_to_num(slope, nan=0.0)) * lag
 
 
+def _close_pairs(frame: ReadingsFrame, rows: np.ndarray | None, max_gap: float) -> np.ndarray:
+    """For each of ``rows`` (sorted; None: every row), whether the previous one is the same sensor's and at
+    most ``max_gap`` intervals earlier: a successive difference to count."""
+    code, ts = (frame.code, frame.ts) if rows is None else (frame.code[rows], frame.ts[rows])
+    close = np.zeros(len(ts), dtype=bool)
+    if len(ts) < 2:
+        return close
+    lim = np.floor(max_gap * frame.interval_us).astype(np.int64)
+    if (lim == lim[0]).all() if len(lim) else True:
+        within = (ts[1:] - ts[:-1]) <= (lim[0] if len(lim) else 0)
+    else:
+        within = (ts[1:] - ts[:-1]) <= lim[code[1:]]
+    close[1:] = (code[1:] == code[:-1]) & within
+    return close
+
+
 def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok: np.ndarray, max_gap: float):
     """Per pane: sum, count and zero count of |x_i - x_prev| over valid readings (prev: the sensor's previous
     valid reading, if at most ``max_gap`` intervals earlier). A difference belongs to the later reading's pane."""
     n = frame.n_rows
-    limit = np.repeat(np.floor(max_gap * frame.interval_us).astype(np.int64), np.diff(frame.offsets))
-    if ok.all():  # consecutive rows are consecutive valid readings
+    if ok.all():  # consecutive rows are consecutive valid readings: the same pairs for every metric, cached
         rows = None
-        ts, x, lim = frame.ts, frame.values[metric], limit
-        head = np.zeros(n, dtype=bool)
-        head[frame.offsets[:-1][np.diff(frame.offsets) > 0]] = True  # a sensor's first row: no predecessor
+        x = frame.values[metric]
+        cache = frame.__dict__.setdefault("_close", {})  # frozen, but a memo of a pure function is harmless
+        if max_gap not in cache:
+            cache[max_gap] = _close_pairs(frame, None, max_gap)
+        close = cache[max_gap]
     else:
         rows = np.flatnonzero(ok)
-        ts, x, lim = frame.ts[rows], frame.values[metric][rows], limit[rows]
-        code = frame.code[rows]
-        head = np.ones(len(rows), dtype=bool)
-        head[1:] = code[1:] != code[:-1]
-    if len(ts) < 2:
+        x = frame.values[metric][rows]
+        close = _close_pairs(frame, rows, max_gap)
+    if len(x) < 2:
         z = np.zeros(len(panes.key), np.int64)
-        return z.astype(float), z, z
-    close = np.zeros(len(ts), dtype=bool)
-    close[1:] = ~head[1:] & (ts[1:] - ts[:-1] <= lim[1:])
-    d = np.zeros(len(ts))
+        return z.astype(float), z, z, np.full(len(panes.key), np.inf)
+    d = np.zeros(len(x))
     np.abs(x[1:] - x[:-1], out=d[1:])
     d[~close] = 0.0
     zero = close & (d == 0)
+    step = np.where(d > 0, d, np.inf)  # the metric's resolution: its smallest non-zero step
     if rows is not None:  # back onto the frame's rows, where panes are contiguous segments
         full = np.zeros(n)
         full[rows] = d
@@ -116,23 +130,29 @@ def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok:
         zz = np.zeros(n, dtype=bool)
         zz[rows] = zero
         zero = zz
+        st = np.full(n, np.inf)
+        st[rows] = step
+        step = st
     return (
         np.add.reduceat(d, panes.start),
         np.add.reduceat(close, panes.start, dtype=np.int64),
         np.add.reduceat(zero, panes.start, dtype=np.int64),
+        np.minimum.reduceat(step, panes.start),
     )
 
 
-def _resolution(frame: ReadingsFrame, panes: Panes, metric: str, ok: np.ndarray) -> np.ndarray:
-    """Per pane: the smallest non-zero step between successive valid readings (inf if none)."""
+def lasting(beyond: np.ndarray, ok: np.ndarray, code: np.ndarray, hits: np.ndarray, max_readings: int) -> np.ndarray:
+    """For each row of ``hits`` (beyond rows): were the ``max_readings`` valid readings of its sensor before it
+    all beyond too? Then the deviation has lasted longer than a spike does (looked up around the hits only)."""
     rows = np.flatnonzero(ok)
-    step = np.full(frame.n_rows, np.inf)
-    if len(rows) > 1:
-        x = frame.values[metric][rows]
-        d = np.abs(np.diff(x))
-        same = frame.code[rows][1:] == frame.code[rows][:-1]
-        step[rows[1:]] = np.where(same & (d > 0), d, np.inf)
-    return np.minimum.reduceat(step, panes.start) if len(panes.start) else np.zeros(0)
+    pos = np.searchsorted(rows, hits)
+    out = np.ones(len(hits), dtype=bool)
+    for j in range(1, max_readings + 1):
+        p = pos - j
+        inside = p >= 0
+        r = rows[np.maximum(p, 0)]
+        out &= inside & (code[r] == code[hits]) & beyond[r]
+    return out
 
 
 def run_lengths(beyond: np.ndarray, head: np.ndarray) -> np.ndarray:
@@ -163,31 +183,38 @@ def detect_frame(
     warn = params.warning_at(frame.interval_us, sens)  # per code
     parts = []
     for m in params.metrics:
-        ok = frame.valid(m)
+        valid = frame.valid(m)
+        ok, ok_is_valid = valid, True
         floor = np.full(len(frame.names), params.floor(m))
         if resolved is not None:
-            ok = ok & resolved.has[m][frame.code]
-            upper = resolved.warning_above[m][frame.code]
-            with np.errstate(invalid="ignore"):
-                ok = ok & ~(frame.values[m] > upper)
+            drop = ~resolved.has[m]
+            upper = resolved.warning_above[m]
+            if drop.any() or np.isfinite(upper).any():
+                with np.errstate(invalid="ignore"):
+                    out = drop[frame.code] | (frame.values[m] > upper[frame.code])
+                if (valid & out).any():
+                    ok, ok_is_valid = valid & ~out, False
             floor = np.maximum(floor, resolved.floor[m])
         if not ok.any():
             continue
-        parts.append(_metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn, floor))
+        parts.append(_metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn, floor, ok_is_valid))
     return concat_points(parts)
 
 
-def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn, floor_of) -> pa.Table:
-    dsum, dcount, dzero = _successive_differences(frame, panes, m, ok, params.max_gap_intervals)
+def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn, floor_of, ok_is_valid) -> pa.Table:
+    dsum, dcount, dzero, res = _successive_differences(frame, panes, m, ok, params.max_gap_intervals)
     # A pane whose value mostly did not change is a stuck sensor's (flatline's case): no reference.
     live = ~((dcount > 0) & (2 * dzero >= dcount))
     with np.errstate(invalid="ignore", divide="ignore"):
         masd = np.where(live & (dcount > 0), dsum / np.maximum(dcount, 1), np.nan)
-        p_count = np.add.reduceat(ok, panes.start, dtype=np.int64)
-        p_mean = np.add.reduceat(np.where(ok, frame.values[m], 0.0), panes.start) / np.maximum(p_count, 1)
+        if ok_is_valid:  # the panes' own counts and sums
+            p_count, p_total = panes.count[m], panes.total[m]
+        else:
+            p_count = np.add.reduceat(ok, panes.start, dtype=np.int64)
+            p_total = np.add.reduceat(np.where(ok, frame.values[m], 0.0), panes.start)
+        p_mean = p_total / np.maximum(p_count, 1)
     pane_mean = np.where(live & (p_count > 0), p_mean, np.nan)
     live_count = np.where(live, p_count, 0)
-    res = _resolution(frame, panes, m, ok)
 
     # The reference of every pane, from the panes before it (vectorized over panes, not readings).
     k = (frame.length_us // frame.hop_us)[panes.code]
@@ -224,13 +251,8 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
     hits = np.flatnonzero(beyond & (frame.ts >= start_us) & (frame.ts < end_us))
     if len(hits) == 0:
         return POINTS.empty_table()
-    # how long each deviation has lasted (valid readings only; a sensor's first reading starts a run)
-    rows = np.flatnonzero(ok)
-    head = np.ones(len(rows), dtype=bool)
-    head[1:] = frame.code[rows][1:] != frame.code[rows][:-1]
-    run = np.zeros(frame.n_rows, np.int64)
-    run[rows] = run_lengths(beyond[rows], head)
     sel = hits
+    shift = lasting(beyond, ok, frame.code, hits, params.max_spike_readings)
     at = panes.row_pane[sel]
     dev = x[sel] - location[at]
     z = np.sign(dev) * (np.abs(dev) - allowance[at]) / scale[at]
@@ -238,7 +260,6 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
     crit = zw * params.critical_z / params.warning_z
     codes = frame.code[sel]
     loc, sc = location[at], scale[at]
-    shift = run[sel] > params.max_spike_readings
     out = []
     for kind, mask in (("spike", ~shift), ("level_shift", shift)):
         i = np.flatnonzero(mask)
