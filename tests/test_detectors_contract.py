@@ -35,6 +35,7 @@ EXPECTED_COUNTS = {
     "sensor_fault": 20,
     "spike": 76,  # spike and level_shift points of every metric
     "history": 3,
+    "multivariate": 1,
     "flatline": 365,
     "thresholds": 251,
     "drift": 595,

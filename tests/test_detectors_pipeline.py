@@ -14,6 +14,7 @@ from iot_platform.core.detectors import (
     Context,
     DetectionParams,
     SystemicParams,
+    MultivariateParams,
     context_seconds,
     detect_points,
     detect_sensor_points,
@@ -71,8 +72,11 @@ def test_context_seconds_default_and_for_a_fast_fleet():
     assert context_seconds(PARAMS) == Context(readings_s=86_460, window_stats_s=21_660)
     # up to one every 5 min: the spike detector's reference (windows of 12,000 s pass the warm-up)
     assert context_seconds(PARAMS, max_interval_s=300.0) == Context(readings_s=13_260, window_stats_s=21_660)
-    # at 10 s: one hop of look-back for the systemic check, one pane, a 420 s window, 3 intervals
-    assert context_seconds(PARAMS, max_interval_s=10.0) == Context(readings_s=570, window_stats_s=21_660)
+    # at 10 s: the multivariate model's fit (three 300 s blocks) and the block being scored
+    assert context_seconds(PARAMS, max_interval_s=10.0) == Context(readings_s=1_200, window_stats_s=21_660)
+    # without it: one hop of look-back for the systemic check, one pane, a 420 s window, 3 intervals
+    no_mv = dataclasses.replace(PARAMS, multivariate=MultivariateParams(enabled=False))
+    assert context_seconds(no_mv, max_interval_s=10.0) == Context(readings_s=570, window_stats_s=21_660)
 
 
 def test_micro_batches_with_context_equal_the_full_run_bit_for_bit(world):

@@ -27,13 +27,24 @@ from iot_platform.core.detectors import (
     episodes,
     to_episodes,
 )
-from iot_platform.core.detectors import drift, flatline, history, sensor_fault, silence, spike, systemic, thresholds
+from iot_platform.core.detectors import (
+    drift,
+    flatline,
+    history,
+    multivariate,
+    sensor_fault,
+    silence,
+    spike,
+    systemic,
+    thresholds,
+)
 from iot_platform.core.detectors.episodes import anomaly_id
 from iot_platform.core.detectors.inputs import WindowFrame
 from iot_platform.core.schemas import ANOMALIES, FLEET_ID, READINGS, TS_TYPE, WINDOW_STATS, conform
 from iot_platform.core.simulator import day_start_us
 from iot_platform.core.detectors.points import concat_points
-from iot_platform.core.registry import SensorRegistry, SensorSpec
+from iot_platform.core.detectors.params import MultivariateParams
+from iot_platform.core.registry import SensorRegistry, SensorSpec, platform_registry
 from iot_platform.core.windows import US, WindowParams, compute_window_stats
 
 T0 = day_start_us(dt.date(2024, 1, 3))
@@ -559,3 +570,34 @@ def test_window_params_reach_the_detectors():
     rows = _wiggle(0, 600)
     rows[400] = ("s1", 400, 30.0)
     assert spike.detect(readings(rows), windows=params).num_rows == 0
+
+
+# -- multivariate ------------------------------------------------------------------------------------------------
+def _pump(break_at: tuple[int, int] | None, drop: float = 0.08) -> pa.Table:
+    """Two hours of a 1 Hz pump: flow (humidity column), pressure in bar and vibration all follow one load."""
+    rng = np.random.default_rng(1)
+    t = np.arange(7200)
+    load = 0.5 + 0.3 * np.sin(2 * np.pi * t / 1800) + rng.normal(0, 0.01, len(t))
+    flow = 10 * load + rng.normal(0, 0.1, len(t))
+    press = 3.0 - 1.5 * load + rng.normal(0, 0.02, len(t))
+    vib = 0.2 + 0.3 * load + rng.normal(0, 0.01, len(t))
+    if break_at:
+        press[break_at[0] : break_at[1]] -= drop  # pressure drops, flow does not: cavitation
+    return conform(pa.table({"sensor_id": ["pump"] * len(t), "ts": pa.array(T0 + t * US).cast(TS_TYPE),
+                             "humidity": flow, "pressure": press, "vibration": vib}), READINGS)  # fmt: skip
+
+
+def test_multivariate_finds_a_broken_relation_and_names_the_metric():
+    reg = platform_registry()  # data-driven: pressure in bar is no broken sensor
+    assert multivariate.detect(_pump(None), registry=reg).num_rows == 0
+    pts = multivariate.detect(_pump((5000, 5060)), registry=reg)
+    # 0.08 bar on a 0.02 bar noise: no reading alone is off, the pane's mean residual is
+    assert cols(pts, "ts", "anomaly_type", "metric") == [
+        (at(t), "multivariate", "pressure") for t in (5037, 5038, 5039)
+    ]
+    assert pts.column("message").to_pylist()[0].startswith("Q (off the usual relation) at 1.06 x its limit; pressure 2.5927 contributes most")
+
+
+def test_multivariate_validates_its_parameters():
+    with pytest.raises(ValueError, match=r"MultivariateParams\.min_corr=2 is invalid; expected a number >= 0 and <= 1"):
+        MultivariateParams(min_corr=2)

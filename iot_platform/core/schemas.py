@@ -124,6 +124,7 @@ ANOMALY_TYPES: tuple[str, ...] = (
     "silent_sensor",
     "systemic",
     "level_shift",
+    "multivariate",
 )
 SEVERITIES: tuple[str, ...] = ("warning", "critical")
 FLEET_ID = "__fleet__"  # sensor_id of fleet-wide (systemic) anomalies

@@ -22,7 +22,7 @@ from iot_platform.core.registry import SensorRegistry
 from iot_platform.core.schemas import ANOMALY_TYPES, METRICS
 from iot_platform.core.windows import US, WindowParams, expected_readings, geometry
 
-READING_TYPES = ("spike", "level_shift", "sensor_fault")  # detected per reading; all other types per window or tick
+READING_TYPES = ("spike", "level_shift", "sensor_fault", "multivariate")  # detected per reading; all other types per window or tick
 
 
 def _fail(obj: object, name: str, value: object, expected: str) -> None:
@@ -162,6 +162,43 @@ class HistoryParams:
             _fail(self, "min_readings", self.min_readings, f"at most max_readings={self.max_readings}")
         if self.location_readings > self.max_readings:
             _fail(self, "location_readings", self.location_readings, f"at most max_readings={self.max_readings}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MultivariateParams:
+    """PCA of a sensor's metrics with Hotelling T^2 and Q (:mod:`iot_platform.core.detectors.multivariate`).
+
+    block_s, fit_blocks: each block of ``block_s`` is scored by a model fitted on the sensor's previous
+        ``fit_blocks`` blocks (15 min at the defaults: 900 readings at 1 Hz; sensors slower than
+        ``fit_blocks * block_s / min_fit_readings`` are not modelled). It sets the context a slice needs.
+    min_corr: only sensors with some pair of metrics correlated at least this much in the fit are modelled.
+    variance_kept: principal components kept (at least one, at most all but one).
+    false_alerts_per_day: tail probability of the T^2 and Q limits, per sensor-day at its rate.
+    critical_ratio: critical above this multiple of the limit.
+    """
+
+    metrics: tuple[str, ...] = SPIKE_METRICS
+    block_s: int = 300
+    fit_blocks: int = 3
+    min_fit_readings: int = 60
+    min_corr: float = 0.5
+    variance_kept: float = 0.9
+    false_alerts_per_day: float = 0.001
+    critical_ratio: float = 3.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metrics, tuple) or any(m not in METRICS for m in self.metrics):
+            _fail(self, "metrics", self.metrics, f"a tuple of {', '.join(METRICS)}")
+        _integer(self, "block_s", 1)
+        _integer(self, "fit_blocks", 1)
+        _integer(self, "min_fit_readings", 3)
+        _number(self, "min_corr", lo=0, hi=1)
+        _number(self, "variance_kept", lo=0, lo_open=True, hi=1)
+        _number(self, "false_alerts_per_day", lo=0, lo_open=True)
+        _number(self, "critical_ratio", lo=1)
+        if not isinstance(self.enabled, bool):
+            _fail(self, "enabled", self.enabled, "True or False")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,6 +412,7 @@ class DetectionParams:
     windows: WindowParams = WindowParams()
     spike: SpikeParams = SpikeParams()
     history: HistoryParams = HistoryParams()
+    multivariate: MultivariateParams = MultivariateParams()
     sensor_fault: SensorFaultParams = SensorFaultParams()
     drift: DriftParams = DriftParams()
     flatline: FlatlineParams = FlatlineParams()
@@ -422,7 +460,9 @@ def context_seconds(params: DetectionParams = DetectionParams(), max_interval_s:
     # slow sensors' trailing history (only needed when the fleet has sensors too slow for the window warm-up)
     slow = int(expected_readings(length, iv)) < w.min_readings
     history = (params.history.history_s * US + w.hop_us) if slow else 0
-    readings_us = max(length, spike, silence, history)
+    mv = params.multivariate
+    multivariate = (mv.fit_blocks + 1) * mv.block_s * US if mv.enabled else 0
+    readings_us = max(length, spike, silence, history, multivariate)
     return Context(
         readings_s=-(-readings_us // US),
         window_stats_s=max(params.drift.memory_s, params.silence.horizon_s, params.silence.critical_after_s)

@@ -29,11 +29,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from iot_platform.core.detectors import drift, flatline, history, sensor_fault, silence, spike, systemic, thresholds
+from iot_platform.core.detectors import (
+    drift,
+    flatline,
+    history,
+    multivariate,
+    sensor_fault,
+    silence,
+    spike,
+    systemic,
+    thresholds,
+)
 from iot_platform.core.detectors.episodes import to_episodes
 from iot_platform.core.detectors.inputs import BaselineFrame, WindowFrame
 from iot_platform.core.detectors.params import READING_TYPES, DetectionParams, context_seconds
-from iot_platform.core.detectors.points import concat_points
+from iot_platform.core.detectors.points import POINTS, concat_points
 from iot_platform.core.registry import Resolved
 from iot_platform.core.schemas import WINDOW_STATS
 from iot_platform.core.windows import (
@@ -63,11 +73,20 @@ def _sensor_points(
     res: Resolved,
 ) -> pa.Table:
     w = params.windows
-    return concat_points(
+    univariate = concat_points(
         [
             sensor_fault.detect_frame(frame, params.sensor_fault, w, reading_start, end),
             spike.detect_frame(frame, panes, params.spike, w, reading_start, end, res),
             history.detect_frame(frame, params.history, params.spike, w, reading_start, end, res),
+        ]
+    )
+    mv = POINTS.empty_table()
+    if params.multivariate.enabled:
+        mv = _not_flagged(multivariate.detect_frame(frame, params.multivariate, w, reading_start, end, res), univariate)
+    return concat_points(
+        [
+            univariate,
+            mv,
             flatline.detect_frame(wf, params.flatline, w, start, end),
             thresholds.detect_frame(wf, params.thresholds, w, start, end, bf.known, res.alarms(params.thresholds)),
             drift.detect_frame(wf, bf, params.drift, w, start, end),
@@ -93,6 +112,15 @@ class _Fleet:
         if not self.ticks:
             return systemic.fleet_table(np.zeros(0, np.int64), np.zeros(0, np.int64))
         return systemic.fleet_table(np.concatenate(self.ticks), np.concatenate(self.counts), np.concatenate(self.groups))
+
+
+def _not_flagged(points: pa.Table, flagged: pa.Table) -> pa.Table:
+    """``points`` of readings (sensor, ts) that no point of ``flagged`` is about: one alert per cause."""
+    if points.num_rows == 0 or flagged.num_rows == 0:
+        return points
+    key = lambda t: pc.binary_join_element_wise(t.column("sensor_id"), pc.cast(pc.cast(t.column("ts"), pa.int64()),
+                                                                                 pa.string()), "|")  # noqa: E731
+    return points.filter(pc.invert(pc.is_in(key(points), value_set=key(flagged))))
 
 
 def _finish(points: pa.Table, fleet: _Fleet, params: DetectionParams, start: int, end: int) -> pa.Table:
@@ -369,6 +397,9 @@ DETECTORS: dict[str, Detector] = {
     ),
     "history": lambda r, ws, bl, p, a, b: history.detect(
         r, p.history, p.spike, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry
+    ),
+    "multivariate": lambda r, ws, bl, p, a, b: multivariate.detect(
+        r, p.multivariate, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry
     ),
     "flatline": lambda r, ws, bl, p, a, b: flatline.detect(ws, p.flatline, windows=p.windows, emit_start=a, emit_end=b),
     "thresholds": lambda r, ws, bl, p, a, b: thresholds.detect(

@@ -141,6 +141,21 @@ def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok:
     )
 
 
+def _recent_count(frame: ReadingsFrame, flag: np.ndarray, hits: np.ndarray) -> np.ndarray:
+    """For each of ``hits``, how many rows of its sensor in the window length before it are ``flag``ged.
+
+    Rows are sorted by (sensor, ts), so ``ts + code * span`` is one sorted key and the window's first row
+    is one ``searchsorted`` away, vectorized over the hits."""
+    if len(hits) == 0:
+        return np.zeros(0, np.int64)
+    t0 = int(frame.ts.min())
+    span = int(frame.ts.max()) - t0 + int(frame.length_us.max()) + 1
+    key = (frame.ts - t0) + frame.code * span
+    c = np.concatenate([[0], np.cumsum(flag, dtype=np.int64)])
+    lo = np.searchsorted(key, key[hits] - frame.length_us[frame.code[hits]])
+    return c[hits] - c[lo]
+
+
 def lasting(beyond: np.ndarray, ok: np.ndarray, code: np.ndarray, hits: np.ndarray, max_readings: int) -> np.ndarray:
     """For each row of ``hits`` (beyond rows): were the ``max_readings`` valid readings of its sensor before it
     all beyond too? Then the deviation has lasted longer than a spike does (looked up around the hits only)."""
@@ -252,9 +267,15 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
     if len(hits) == 0:
         return POINTS.empty_table()
     sel = hits
-    shift = lasting(beyond, ok, frame.code, hits, params.max_spike_readings)
     at = panes.row_pane[sel]
     dev = x[sel] - location[at]
+    # a level shift: the deviation has lasted longer than a spike does, or (while the reference catches up
+    # with the new level) most of a spike's worth of readings after it deviated the same way recently
+    up = beyond & (x > np.repeat(location, panes.n_rows))
+    recent = np.where(dev > 0, _recent_count(frame, up, sel), _recent_count(frame, beyond & ~up, sel))
+    shift = lasting(beyond, ok, frame.code, hits, params.max_spike_readings) | (
+        recent > 2 * params.max_spike_readings
+    )
     z = np.sign(dev) * (np.abs(dev) - allowance[at]) / scale[at]
     zw = z_warn[at]
     crit = zw * params.critical_z / params.warning_z
