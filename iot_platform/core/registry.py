@@ -7,6 +7,8 @@ Per sensor id or id pattern (``fnmatch``: ``pump-*``), first match wins:
   ingest limits (outside them a value cannot be a measurement: nulled at
   validation, quarantined with the reason), alarm thresholds and a floor of
   the spike detector's scale;
+* whether its metrics share one process (``multivariate``: a pump's flow,
+  pressure and vibration; None lets the data decide by their correlation),
 * its expected sample interval, its group (co-located sensors behind one
   gateway: systemic alerts are only raised within a group), and a
   sensitivity (a multiplier of the false alerts per day the statistical
@@ -94,8 +96,12 @@ class SensorSpec:
     interval_s: float | None = None
     group: str | None = None
     sensitivity: float = 1.0
+    # whether its metrics share one process (a pump): True / False, or None to let the data say (correlation)
+    multivariate: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.multivariate not in (None, True, False):
+            _fail(self, "multivariate", self.multivariate, "None, True or False")
         if not isinstance(self.pattern, str) or not self.pattern:
             _fail(self, "pattern", self.pattern, "a non-empty sensor id or fnmatch pattern")
         if self.metrics is not None:
@@ -128,7 +134,8 @@ SIMULATED_METRICS: tuple[tuple[str, MetricSpec], ...] = (
     ("battery_level", MetricSpec("%", VALID_RANGE["battery_level"], INGEST_LIMITS["battery_level"],
                                  warning_below=20.0, critical_below=5.0)),  # fmt: skip
 )
-SIMULATED = SensorSpec("*", SIMULATED_METRICS, group="fleet")
+# the simulator's metrics are separate instruments (a probe, a hygrometer, a barometer, an accelerometer)
+SIMULATED = SensorSpec("*", SIMULATED_METRICS, group="fleet", multivariate=False)
 UNKNOWN = SensorSpec("*")
 
 
@@ -188,6 +195,7 @@ class Resolved:
     group: np.ndarray  # object: group name or None
     sensitivity: np.ndarray
     simulated: np.ndarray  # bool: the simulator's instruments (alarms follow ThresholdParams)
+    multivariate: np.ndarray  # bool: not declared independent (None or True in the registry)
 
     @classmethod
     def build(cls, specs: list[SensorSpec]) -> Resolved:
@@ -218,6 +226,7 @@ class Resolved:
             group=np.array([s.group for s in specs], dtype=object).reshape(n),
             sensitivity=np.array([s.sensitivity for s in specs], dtype=np.float64).reshape(n),
             simulated=np.array([s.metrics is SIMULATED_METRICS for s in specs], dtype=bool).reshape(n),
+            multivariate=np.array([s.multivariate is not False for s in specs], dtype=bool).reshape(n),
         )
 
     def alarms(self, thresholds) -> dict[str, np.ndarray]:
@@ -269,7 +278,7 @@ def spec_from_mapping(entry: Mapping, where: str) -> SensorSpec:
     """
     if not isinstance(entry, Mapping):
         raise ValueError(f"{where}: expected a mapping with at least 'id'; got {entry!r}")
-    allowed = {"id", "group", "interval_s", "sensitivity", "metrics"}
+    allowed = {"id", "group", "interval_s", "sensitivity", "metrics", "multivariate"}
     extra = set(entry) - allowed
     if extra:
         raise ValueError(f"{where}: unknown field {sorted(extra)[0]!r}; expected one of {', '.join(sorted(allowed))}")
@@ -305,6 +314,7 @@ def spec_from_mapping(entry: Mapping, where: str) -> SensorSpec:
             interval_s=entry.get("interval_s"),
             group=entry.get("group"),
             sensitivity=entry.get("sensitivity", 1.0),
+            multivariate=entry.get("multivariate"),
         )
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None

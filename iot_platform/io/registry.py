@@ -8,6 +8,7 @@ simulator's instruments and every other sensor data-driven defaults. Format::
         group: plant-a            # co-located sensors: systemic alerts stay inside a group
         interval_s: 1             # expected sample interval (else estimated from the data)
         sensitivity: 1.0          # x false alerts per day the statistical detectors allow
+        multivariate: true        # its metrics share one process (default: the data decides)
         metrics:                  # the metrics it has (else: every metric present)
           pressure: {unit: bar, valid_range: [-1, 16], floor: 0.01}
           vibration: {unit: g, warning_above: 0.5, critical_above: 1.0}

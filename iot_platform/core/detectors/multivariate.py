@@ -7,8 +7,9 @@ leaves its own range. For each sensor and block of ``block_s`` seconds
 ``fit_blocks`` blocks (its own recent history, so a new sensor is judged once
 it has that much; a slice needs that much context):
 
-* standardize each metric by the fit's mean and sd (sd floored at the
-  metric's resolution: a metric stuck in the fit is no reference);
+* standardize each metric by the fit's mean and sd, floored at its
+  resolution (its smallest step); a block whose fit has a metric that did
+  not move (stuck, or constant) is not modelled;
 * eigen-decompose the correlation matrix; keep the components explaining
   ``variance_kept`` of the variance (at least one, at most k - 1);
 * per reading: Hotelling's ``T^2 = sum t_a^2 / lambda_a`` (unusual along the
@@ -23,7 +24,9 @@ it has that much; a slice needs that much context):
   above ``critical_ratio``. The metric named is the one contributing most
   (the largest ``e_j^2`` for Q, ``z_j * (P diag(1/lambda) t)_j`` for T^2).
 
-Only sensors whose fit shows correlated metrics (some pair with ``|r| >=
+Sensors the registry declares independent instruments (``multivariate:
+false``, the simulator's) are skipped; of the others, only those whose fit
+shows correlated metrics (some pair with ``|r| >=
 min_corr``) are modelled: for independent metrics the univariate detectors
 say everything. The pipeline drops multivariate points of readings that a
 univariate detector already flagged (one alert per cause). NaN rows (a metric
@@ -87,7 +90,7 @@ def detect_frame(
     n_rows = np.diff(frame.offsets)
     has = np.stack([(counts[m] * 2 > n_rows) & (n_rows > 0) for m in metrics], axis=1)
     if resolved is not None:
-        has &= np.stack([resolved.has[m] for m in metrics], axis=1)
+        has &= np.stack([resolved.has[m] for m in metrics], axis=1) & resolved.multivariate[:, None]
     parts = []
     for pattern in np.unique(has[has.sum(axis=1) >= 2], axis=0):
         sensors = np.flatnonzero((has == pattern).all(axis=1))
@@ -111,11 +114,13 @@ def _points_of(frame, params, windows, start_us, end_us, sensors, ms, resolved) 
     start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     bkey = key[start]
     bn = np.diff(np.r_[start, len(rows)])
-    s1 = np.add.reduceat(X, start, axis=0)
-    s2 = np.add.reduceat(X[:, :, None] * X[:, None, :], start, axis=0)
+    s1 = np.stack([np.add.reduceat(X[:, i], start) for i in range(k)], axis=1)
+    s2 = np.zeros((len(start), k, k))
+    for i in range(k):  # the upper triangle of the sums of products, one pass each (no n x k x k temporary)
+        for j in range(i, k):
+            s2[:, i, j] = s2[:, j, i] = np.add.reduceat(X[:, i] * X[:, j], start)
     d = np.abs(np.diff(X, axis=0))
-    d = np.where(d > 0, d, np.inf)
-    step = np.minimum.reduceat(np.vstack([np.full((1, k), np.inf), d]), start, axis=0)  # resolution per block
+    step = np.minimum.reduceat(np.vstack([np.full((1, k), np.inf), np.where(d > 0, d, np.inf)]), start, axis=0)
 
     # the fit of each block: the sums of its sensor's previous fit_blocks blocks
     nb = len(bkey)
@@ -138,15 +143,16 @@ def _points_of(frame, params, windows, start_us, end_us, sensors, ms, resolved) 
     mean = f1[b] / n_fit[:, None]
     cov = f2[b] / n_fit[:, None, None] - mean[:, :, None] * mean[:, None, :]
     var = np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0)
-    floor = np.where(np.isfinite(fstep[b]), fstep[b], 0.0)
-    sd = np.maximum(np.sqrt(var), np.maximum(floor, 1e-12))
+    # a metric that did not move during the fit (stuck, or constant) is no reference: no model
+    # (its sd at least its resolution, the smallest step it made: a metric that moved by one step in the
+    # fit is no reference for judging the next one either)
+    moving = np.all(np.isfinite(fstep[b]) & (var > 0), axis=1)
+    sd = np.maximum(np.sqrt(np.where(moving[:, None], var, 1.0)), np.where(np.isfinite(fstep[b]), fstep[b], 0.0))
     corr = cov / (sd[:, :, None] * sd[:, None, :])
     idx = np.arange(k)
-    corr[:, idx, idx] = np.maximum(var / sd**2, 1e-6)  # a floored metric counts as that much quieter
+    corr[:, idx, idx] = 1.0
     off = np.abs(corr.copy())
     off[:, idx, idx] = 0
-    # a metric that did not move during the fit (stuck, or constant) is no reference: no model
-    moving = np.all((var > 0) & np.isfinite(fstep[b]), axis=1)
     modelled = (off.max(axis=(1, 2)) >= params.min_corr) & moving
     if not modelled.any():
         return POINTS.empty_table()
