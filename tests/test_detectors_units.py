@@ -167,6 +167,19 @@ def test_a_lasting_deviation_is_a_level_shift_after_max_spike_readings():
     ]
 
 
+def test_variance_change_at_the_end_of_each_noisier_pane_until_the_window_learns_it():
+    rows = _wiggle(0, 600) + [("s1", t, 20.0 if t % 2 == 0 else 21.0) for t in range(600, 1200)]
+    pts = spike.detect(readings(rows))
+    # pane sd 1.0 * sqrt(pi) / 2 = 0.886 against the window's 0.25 (its resolution): 3.54 > 3, until three of the
+    # window's five panes are the noisier ones (the first pane's sd also holds the step 20.25 -> 20 at 600 s)
+    sd = math.sqrt(math.pi) / 2
+    assert cols(pts, "ts", "anomaly_type", "severity", "threshold") == [
+        (at(t), "variance_change", "warning", 0.75) for t in (660, 720, 780)
+    ]
+    assert cols(pts, "score")[1:] == [(pytest.approx(sd / 0.25),)] * 2
+    assert pts.column("message").to_pylist()[1] == "temperature noise sd 0.8862 is 3.5 times the trailing window's 0.25"
+
+
 def test_values_above_a_configured_alarm_are_not_spikes():
     rows = [("s1", t, 0.3 + 0.01 * (t % 2)) for t in range(0, 600)] + [("s1", t, 4.0) for t in range(600, 700)]
     rows += [("s1", t, 0.3 + 0.01 * (t % 2)) for t in range(700, 1000)]

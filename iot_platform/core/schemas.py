@@ -125,6 +125,7 @@ ANOMALY_TYPES: tuple[str, ...] = (
     "systemic",
     "level_shift",
     "multivariate",
+    "variance_change",
 )
 SEVERITIES: tuple[str, ...] = ("warning", "critical")
 FLEET_ID = "__fleet__"  # sensor_id of fleet-wide (systemic) anomalies

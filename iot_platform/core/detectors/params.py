@@ -91,6 +91,11 @@ class SpikeParams:
     resolution_floor: the scale is at least this many resolution steps.
     max_spike_readings: a deviation lasting more readings than this is a
         level shift (``level_shift``), not a spike.
+    variance_ratio, variance_min_diffs: a completed pane whose noise sd (from
+        at least ``variance_min_diffs`` successive differences) is this many
+        times above or below the trailing window's is a ``variance_change``
+        (panes holding spikes excluded). Needs several readings per pane:
+        sensors sampling at least every few seconds.
     """
 
     metrics: tuple[str, ...] = SPIKE_METRICS
@@ -102,8 +107,12 @@ class SpikeParams:
     location_subwindows: int = 5
     max_gap_intervals: float = 3.0  # successive differences only between readings this close (in intervals)
     max_spike_readings: int = 3
+    variance_ratio: float = 3.0
+    variance_min_diffs: int = 20
 
     def __post_init__(self) -> None:
+        _number(self, "variance_ratio", lo=1, lo_open=True)
+        _integer(self, "variance_min_diffs", 2)
         if not isinstance(self.metrics, tuple) or any(m not in METRICS for m in self.metrics):
             _fail(self, "metrics", self.metrics, f"a tuple of {', '.join(METRICS)}")
         _number(self, "warning_z", lo=0, lo_open=True)

@@ -76,7 +76,7 @@ def _sensor_points(
     univariate = concat_points(
         [
             sensor_fault.detect_frame(frame, params.sensor_fault, w, reading_start, end),
-            spike.detect_frame(frame, panes, params.spike, w, reading_start, end, res),
+            spike.detect_frame(frame, panes, params.spike, w, reading_start, end, res, start),
             history.detect_frame(frame, params.history, params.spike, w, reading_start, end, res),
         ]
     )

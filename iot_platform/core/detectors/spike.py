@@ -185,8 +185,11 @@ def detect_frame(
     start_us: int,
     end_us: int,
     resolved=None,
+    window_start_us: int | None = None,
 ) -> pa.Table:
-    """Points for the readings of ``frame`` with ``start_us <= ts < end_us`` (context before them in ``frame``).
+    """Points for the readings of ``frame`` with ``start_us <= ts < end_us`` (context before them in ``frame``);
+    ``variance_change`` points (one per completed pane) for panes ending in ``(window_start_us, end_us]``
+    (default ``start_us``).
 
     ``resolved`` (:class:`~iot_platform.core.registry.Resolved` of ``frame.names``): per sensor, its metrics,
     scale floors, sensitivity and alarms; readings above an alarm threshold (vibration above 2 g) are that
@@ -212,11 +215,13 @@ def detect_frame(
             floor = np.maximum(floor, resolved.floor[m])
         if not ok.any():
             continue
-        parts.append(_metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn, floor, ok_is_valid))
+        parts.append(_metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn, floor, ok_is_valid,
+                                    window_start_us))  # fmt: skip
     return concat_points(parts)
 
 
-def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn, floor_of, ok_is_valid) -> pa.Table:
+def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn, floor_of, ok_is_valid,
+                   window_start_us=None) -> pa.Table:  # fmt: skip
     dsum, dcount, dzero, res = _successive_differences(frame, panes, m, ok, params.max_gap_intervals)
     # A pane whose value mostly did not change is a stuck sensor's (flatline's case): no reference.
     live = ~((dcount > 0) & (2 * dzero >= dcount))
@@ -263,9 +268,11 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
     x = frame.values[m]
     with np.errstate(invalid="ignore"):
         beyond = (np.abs(x - np.repeat(location, panes.n_rows)) > np.repeat(band, panes.n_rows)) & ok
+    variance = _variance_points(frame, panes, params, windows, m, masd, dcount, live, scale, usable, beyond,
+                                window_start_us if window_start_us is not None else start_us, end_us)  # fmt: skip
     hits = np.flatnonzero(beyond & (frame.ts >= start_us) & (frame.ts < end_us))
     if len(hits) == 0:
-        return POINTS.empty_table()
+        return variance
     sel = hits
     at = panes.row_pane[sel]
     dev = x[sel] - location[at]
@@ -307,7 +314,45 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
                 ),
             )
         )
-    return concat_points(out)
+    return concat_points([*out, variance])
+
+
+def _variance_points(frame, panes, params, windows, m, masd, dcount, live, scale, usable, beyond, start_us, end_us):
+    """variance_change points at the end of each completed pane whose noise (its successive differences) is
+    ``variance_ratio`` times above or below the trailing window's; panes holding beyond-band readings are
+    the spike detector's (one spike inflates a pane's differences)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pane_sd = masd * _SD_PER_MASD
+        ratio = np.where(pane_sd >= scale, pane_sd / scale, scale / pane_sd)
+    n_beyond = np.add.reduceat(beyond, panes.start, dtype=np.int64) if len(panes.start) else np.zeros(0, np.int64)
+    end = (panes.idx + 1) * frame.hop_us[panes.code]
+    hit = (
+        usable & live & (dcount >= params.variance_min_diffs) & (n_beyond == 0) & (pane_sd > 0)
+        & (ratio > params.variance_ratio) & (end > start_us) & (end <= end_us)
+    )  # fmt: skip
+    i = np.flatnonzero(hit)
+    if len(i) == 0:
+        return POINTS.empty_table()
+    c = panes.code[i]
+    up = pane_sd[i] > scale[i]
+    return make_points(
+        frame.names,
+        c,
+        anomaly_type="variance_change",
+        severity=np.where(ratio[i] > 2 * params.variance_ratio, "critical", "warning").astype(object),
+        metric=m,
+        ts=end[i],
+        tick_ts=end[i],
+        step_s=frame.hop_us[c] / US,
+        value=pane_sd[i],
+        threshold=np.where(up, scale[i] * params.variance_ratio, scale[i] / params.variance_ratio),
+        score=ratio[i],
+        message=join(
+            f"{m} noise sd ", fmt(pane_sd[i], 4), " is ", fmt(ratio[i], 1),
+            pa.array(np.where(up, " times the trailing window's ", " times below the trailing window's "), pa.string()),
+            fmt(scale[i], 4),
+        ),
+    )
 
 
 def detect(
