@@ -37,7 +37,7 @@ GATEWAY_OUTAGE = (D0 + 15 * 3600 * US, D0 + (15 * 3600 + 300) * US)
 # Points of each detector on the fixture: the contract below is not vacuous.
 EXPECTED_COUNTS = {
     "sensor_fault": 20,
-    "spike": 92,  # spike and level_shift points of every metric
+    "spike": 76,  # spike and level_shift points of every metric
     "history": 3,
     "multivariate": 5,
     "flatline": 365,

@@ -53,6 +53,7 @@ from iot_platform.core.windows import (
 )
 
 _SD_PER_MASD = math.sqrt(math.pi) / 2  # Gaussian noise: E|x_i - x_{i-1}| = 2 sd / sqrt(pi)
+_SD_PER_MEDIAN_AD = 1 / (0.6744897501960817 * math.sqrt(2))  # ... and median |x_i - x_{i-1}| = 0.6745 sqrt(2) sd
 
 
 def row_nanmedian(m: np.ndarray) -> np.ndarray:
@@ -256,7 +257,26 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
             level[:, j - 1] = np.where(found, pane_mean[pos], np.nan)
     location = row_nanmedian(level)
     allowance = trend_allowance(level, (n_loc + 1) / 2)
-    sd = row_nanmedian(spread) * _SD_PER_MASD
+    # Noise from successive differences: the mean |difference| of panes holding many (sqrt(pi)/2 of it is the
+    # sd of white noise), the median |difference| where panes hold one (1 / (0.6745 sqrt 2) of it)
+    per_pane = np.median(dcount[dcount > 0]) if (dcount > 0).any() else 0
+    noise_sd = row_nanmedian(spread) * (_SD_PER_MASD if per_pane > 2 else _SD_PER_MEDIAN_AD)
+    # ... and from how far readings actually fall from their pane's location (the same location rule): the
+    # scale of the real prediction errors, which autocorrelated noise (differences understate it) and a
+    # lagging location widen. The larger of the two is the scale.
+    x = frame.values[m]
+    with np.errstate(invalid="ignore"):
+        dev_abs = np.abs(x - np.repeat(location, panes.n_rows))
+        err = np.add.reduceat(np.where(ok & np.isfinite(dev_abs), dev_abs, 0.0), panes.start)
+        err_n = np.add.reduceat(ok & np.isfinite(dev_abs), panes.start, dtype=np.int64)
+        pane_err = np.where(live & (err_n > 0), err / np.maximum(err_n, 1), np.nan)
+    err_ref = np.full((n_panes, k_max), np.nan)
+    for j in range(1, k_max + 1):
+        pos, found = panes.find(panes.key - j)
+        err_ref[:, j - 1] = np.where(found & (j <= k), pane_err[pos], np.nan)
+    per_err = np.median(err_n[err_n > 0]) if (err_n > 0).any() else 0
+    err_sd = row_nanmedian(err_ref) * (_SD_PER_MASD if per_err > 2 else 1.4826)
+    sd = np.fmax(noise_sd, err_sd)
     # the level needs most of its panes: right after a stuck spell, one half-stuck pane is no reference
     usable = (count >= windows.min_readings) & (np.sum(~np.isnan(level), axis=1) > n_loc // 2) & (sd > 0)
     floor = np.maximum(np.where(np.isfinite(step), step * params.resolution_floor, 0.0), floor_of[panes.code])
@@ -265,10 +285,10 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
     band = np.where(usable, allowance + z_warn * scale, np.nan)  # NaN: nothing is compared, nothing alerts
 
     # Readings beyond the band of their pane: one pass over the readings, the rest on the few hits.
-    x = frame.values[m]
     with np.errstate(invalid="ignore"):
-        beyond = (np.abs(x - np.repeat(location, panes.n_rows)) > np.repeat(band, panes.n_rows)) & ok
-    variance = _variance_points(frame, panes, params, windows, m, masd, dcount, live, scale, usable, beyond,
+        beyond = (dev_abs > np.repeat(band, panes.n_rows)) & ok
+    noise = np.maximum(np.nan_to_num(noise_sd, nan=0.0), floor)  # variance compares noise with noise
+    variance = _variance_points(frame, panes, params, windows, m, masd, dcount, live, noise, usable, beyond,
                                 window_start_us if window_start_us is not None else start_us, end_us)  # fmt: skip
     hits = np.flatnonzero(beyond & (frame.ts >= start_us) & (frame.ts < end_us))
     if len(hits) == 0:
