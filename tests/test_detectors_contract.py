@@ -39,7 +39,7 @@ EXPECTED_COUNTS = {
     "sensor_fault": 20,
     "spike": 76,  # spike and level_shift points of every metric
     "history": 3,
-    "multivariate": 5,
+    "multivariate": 59,
     "flatline": 365,
     "thresholds": 255,
     "drift": 595,
@@ -57,7 +57,7 @@ def _pump() -> pa.Table:
     t = np.arange(7200)
     load = 0.5 + 0.3 * np.sin(2 * np.pi * t / 1800) + rng.normal(0, 0.01, len(t))
     press = 3.0 - 1.5 * load + rng.normal(0, 0.02, len(t))
-    press[5000:5060] -= 0.08
+    press[5000:5060] -= 0.4
     cols = {"sensor_id": ["pump_001"] * len(t), "ts": pa.array(D0 + 8 * 3600 * US + t * US).cast(READINGS.field("ts").type),
             "humidity": 10 * load + rng.normal(0, 0.1, len(t)), "pressure": press,
             "vibration": 0.2 + 0.3 * load + rng.normal(0, 0.01, len(t))}  # fmt: skip

@@ -17,10 +17,10 @@ it has that much; a slice needs that much context):
   SPE: off the usual relation). Limits: the chi-square quantile of ``T^2``
   (Wilson-Hilferty) and Jackson-Mudholkar's for ``Q``, at the tail
   probability that gives ``false_alerts_per_day`` per sensor at its rate;
-* Q of the mean residual of the readings so far in their pane (one hop,
-  causal), times their number: a sustained break smaller than the noise of
-  one reading adds up (a valve closing by 0.08 bar on a 0.02 bar noise);
-* ``score = max(T^2 / limit, Q / limit)``: a point when above 1, critical
+* ``score = Q / limit`` (``max(T^2 / limit, Q / limit)`` with
+  ``t2_alerts``: with a fit of 15 minutes, T^2 flags every duty point the last
+  15 minutes did not see, so by default it is reported, not alerted on): a
+  point when above 1, critical
   above ``critical_ratio``. The metric named is the one contributing most
   (the largest ``e_j^2`` for Q, ``z_j * (P diag(1/lambda) t)_j`` for T^2).
 
@@ -63,13 +63,6 @@ def _q_limit(res_eig: np.ndarray, z: np.ndarray) -> np.ndarray:
         return t1 * np.maximum(inner, 1e-12) ** (1 / h0)
 
 
-def _group_cumsum(x: np.ndarray, first: np.ndarray, grp: np.ndarray) -> np.ndarray:
-    """Cumulative sums of the rows of ``x`` restarting where ``first`` is True."""
-    c = np.cumsum(x, axis=0)
-    before = np.vstack([np.zeros((1, x.shape[1])), c[:-1]])[np.flatnonzero(first)]
-    return c - before[grp]
-
-
 def detect_frame(
     frame: ReadingsFrame,
     params: MultivariateParams,
@@ -77,8 +70,14 @@ def detect_frame(
     start_us: int,
     end_us: int,
     resolved=None,
+    explained: list | None = None,
 ) -> pa.Table:
-    """Points for the readings of ``frame`` with ``start_us <= ts < end_us``; earlier readings are the fits."""
+    """Points for the readings of ``frame`` with ``start_us <= ts < end_us``; earlier readings are the fits.
+
+    ``explained`` (a list), when given, receives ``(codes, ts, metrics)`` of the modelled readings whose Q is
+    within its limit: their metrics moved together as usual (a pump changing its duty point), which the
+    pipeline uses to drop univariate level shifts and spikes of those readings.
+    """
     if frame.n_rows == 0:
         return POINTS.empty_table()
     metrics = [m for m in params.metrics if frame.valid(m).any()]
@@ -95,11 +94,11 @@ def detect_frame(
     for pattern in np.unique(has[has.sum(axis=1) >= 2], axis=0):
         sensors = np.flatnonzero((has == pattern).all(axis=1))
         ms = [m for m, use in zip(metrics, pattern) if use]
-        parts.append(_points_of(frame, params, windows, start_us, end_us, sensors, ms, resolved))
+        parts.append(_points_of(frame, params, windows, start_us, end_us, sensors, ms, resolved, explained))
     return concat_points(parts)
 
 
-def _points_of(frame, params, windows, start_us, end_us, sensors, ms, resolved) -> pa.Table:
+def _points_of(frame, params, windows, start_us, end_us, sensors, ms, resolved, explained) -> pa.Table:
     in_set = np.zeros(len(frame.names), dtype=bool)
     in_set[sensors] = True
     rows = np.flatnonzero(in_set[frame.code] & np.logical_and.reduce([frame.valid(m) for m in ms]))
@@ -186,24 +185,17 @@ def _points_of(frame, params, windows, start_us, end_us, sensors, ms, resolved) 
     t2_lim = _chi2_quantile(a[mi].astype(float), zq)
     res_eig = np.where(~keep, lam[mi], 0.0)
     q_lim = _q_limit(res_eig, zq)
-    # a sustained small break is evidence too: Q of the mean residual of the readings so far in their pane
-    # (hop-aligned, causal: a slice computes the same), times their number (residuals of a fitting model are
-    # close to white noise: the same distribution; the scores along the components are not, they follow the load)
-    pane = ts[sel] // windows.hop_us + code[sel] * (2**32)
-    first = np.r_[True, pane[1:] != pane[:-1]]
-    grp = np.cumsum(first) - 1
-    cnt = np.arange(len(sel)) - np.flatnonzero(first)[grp] + 1
-    ce = _group_cumsum(e, first, grp)
-    q_cum = np.sum(ce**2, axis=1) / cnt
-    r_t2, r_q = t2 / t2_lim, np.maximum(q, q_cum) / q_lim
-    score = np.maximum(r_t2, r_q)
+    r_t2, r_q = t2 / t2_lim, q / q_lim
+    score = np.maximum(r_t2, r_q) if params.t2_alerts else r_q
+    if explained is not None:  # readings the model explains: their metrics moved together, as usual
+        ok_rows = (r_q <= 1.0) & (ts[sel] >= start_us) & (ts[sel] < end_us)
+        explained.append((code[sel][ok_rows], ts[sel][ok_rows], tuple(ms)))
     hit = np.flatnonzero((score > 1.0) & (ts[sel] >= start_us) & (ts[sel] < end_us))
     if len(hit) == 0:
         return POINTS.empty_table()
     # the metric contributing most to the larger of the two statistics
     w = np.einsum("nkc,nc->nk", vec[mi[hit]], np.where(keep[hit], t[hit] / lam[mi[hit]], 0.0))
-    q_parts = np.where((q_cum[hit] > q[hit])[:, None], ce[hit] ** 2 / cnt[hit][:, None], e[hit] ** 2)
-    contrib = np.where((r_q[hit] >= r_t2[hit])[:, None], q_parts, z[hit] * w)
+    contrib = np.where((r_q[hit] >= r_t2[hit])[:, None], e[hit] ** 2, z[hit] * w)
     top = np.argmax(contrib, axis=1)
     r = sel[hit]
     c = code[r]

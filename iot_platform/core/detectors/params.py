@@ -184,6 +184,8 @@ class MultivariateParams:
     variance_kept: principal components kept (at least one, at most all but one).
     false_alerts_per_day: tail probability of the T^2 and Q limits, per sensor-day at its rate.
     critical_ratio: critical above this multiple of the limit.
+    t2_alerts: alert on T^2 too (off: a 15-minute fit has not seen every duty point; Q, the broken relation,
+        is what the short fit judges well).
     """
 
     metrics: tuple[str, ...] = SPIKE_METRICS
@@ -195,6 +197,7 @@ class MultivariateParams:
     false_alerts_per_day: float = 0.001
     critical_ratio: float = 3.0
     enabled: bool = True
+    t2_alerts: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.metrics, tuple) or any(m not in METRICS for m in self.metrics):
@@ -206,8 +209,9 @@ class MultivariateParams:
         _number(self, "variance_kept", lo=0, lo_open=True, hi=1)
         _number(self, "false_alerts_per_day", lo=0, lo_open=True)
         _number(self, "critical_ratio", lo=1)
-        if not isinstance(self.enabled, bool):
-            _fail(self, "enabled", self.enabled, "True or False")
+        for name in ("enabled", "t2_alerts"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(self, name, getattr(self, name), "True or False")
 
 
 @dataclasses.dataclass(frozen=True)

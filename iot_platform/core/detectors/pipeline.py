@@ -75,14 +75,17 @@ def _sensor_points(
     w = params.windows
     univariate = concat_points(
         [
-            sensor_fault.detect_frame(frame, params.sensor_fault, w, reading_start, end),
             spike.detect_frame(frame, panes, params.spike, w, reading_start, end, res, start),
             history.detect_frame(frame, params.history, params.spike, w, reading_start, end, res),
         ]
     )
     mv = POINTS.empty_table()
     if params.multivariate.enabled:
-        mv = _not_flagged(multivariate.detect_frame(frame, params.multivariate, w, reading_start, end, res), univariate)
+        explained: list = []
+        mv = multivariate.detect_frame(frame, params.multivariate, w, reading_start, end, res, explained)
+        univariate = _not_explained(univariate, frame.names, explained)
+        mv = _not_flagged(mv, univariate)
+    univariate = concat_points([sensor_fault.detect_frame(frame, params.sensor_fault, w, reading_start, end), univariate])
     return concat_points(
         [
             univariate,
@@ -121,6 +124,29 @@ def _not_flagged(points: pa.Table, flagged: pa.Table) -> pa.Table:
     key = lambda t: pc.binary_join_element_wise(t.column("sensor_id"), pc.cast(pc.cast(t.column("ts"), pa.int64()),
                                                                                  pa.string()), "|")  # noqa: E731
     return points.filter(pc.invert(pc.is_in(key(points), value_set=key(flagged))))
+
+
+def _not_explained(points: pa.Table, names: np.ndarray, explained: list) -> pa.Table:
+    """Drop spike and level_shift points of readings the multivariate model explains (all metrics of the model
+    moved together as usual: a duty-point change, not a fault of one metric). Vectorized: the explained
+    readings are looked up by one sorted (sensor, ts) key per model."""
+    if points.num_rows == 0 or not explained:
+        return points
+    code = np.searchsorted(names, np.asarray(points.column("sensor_id").to_numpy(zero_copy_only=False), dtype=object))
+    ts = pc.cast(points.column("ts"), pa.int64()).to_numpy()
+    metric = np.asarray(pc.fill_null(points.column("metric"), "").to_numpy(zero_copy_only=False), dtype=object)
+    kind = np.asarray(points.column("anomaly_type").to_numpy(zero_copy_only=False), dtype=object)
+    drop = np.zeros(points.num_rows, dtype=bool)
+    for e_code, e_ts, metrics in explained:
+        if len(e_code) == 0:
+            continue
+        t0 = min(int(e_ts.min()), int(ts.min()))
+        span = max(int(e_ts.max()), int(ts.max())) - t0 + 1
+        e_key = np.sort(e_code.astype(np.int64) * span + (e_ts - t0))
+        key = code.astype(np.int64) * span + (ts - t0)
+        pos = np.minimum(np.searchsorted(e_key, key), len(e_key) - 1)
+        drop |= (e_key[pos] == key) & np.isin(metric, list(metrics)) & np.isin(kind, ["spike", "level_shift"])
+    return points.filter(pa.array(~drop))
 
 
 def _finish(points: pa.Table, fleet: _Fleet, params: DetectionParams, start: int, end: int) -> pa.Table:
