@@ -117,10 +117,12 @@ def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok:
         z = np.zeros(len(panes.key), np.int64)
         return z.astype(float), z, z, np.full(len(panes.key), np.inf)
     d = np.zeros(len(x))
-    np.abs(x[1:] - x[:-1], out=d[1:])
-    d[~close] = 0.0
-    zero = close & (d == 0)
-    step = np.where(d > 0, d, np.inf)  # the metric's resolution: its smallest non-zero step
+    np.subtract(x[1:], x[:-1], out=d[1:])
+    np.abs(d, out=d)
+    np.multiply(d, close, out=d)  # differences across a gap or a sensor change do not count
+    positive = d > 0
+    zero = close & ~positive
+    step = np.where(positive, d, np.inf)  # the metric's resolution: its smallest non-zero step
     if rows is not None:  # back onto the frame's rows, where panes are contiguous segments
         full = np.zeros(n)
         full[rows] = d
@@ -134,27 +136,33 @@ def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok:
         st = np.full(n, np.inf)
         st[rows] = step
         step = st
+    if rows is None:  # the same pairs for every metric: count them once per frame
+        counts = frame.__dict__.setdefault("_close_counts", {})
+        if max_gap not in counts:
+            counts[max_gap] = np.add.reduceat(close, panes.start, dtype=np.int64)
+        n_close = counts[max_gap]
+    else:
+        n_close = np.add.reduceat(close, panes.start, dtype=np.int64)
     return (
         np.add.reduceat(d, panes.start),
-        np.add.reduceat(close, panes.start, dtype=np.int64),
+        n_close,
         np.add.reduceat(zero, panes.start, dtype=np.int64),
         np.minimum.reduceat(step, panes.start),
     )
 
 
-def _recent_count(frame: ReadingsFrame, flag: np.ndarray, hits: np.ndarray) -> np.ndarray:
-    """For each of ``hits``, how many rows of its sensor in the window length before it are ``flag``ged.
-
-    Rows are sorted by (sensor, ts), so ``ts + code * span`` is one sorted key and the window's first row
-    is one ``searchsorted`` away, vectorized over the hits."""
-    if len(hits) == 0:
-        return np.zeros(0, np.int64)
+def _recent_count(frame: ReadingsFrame, flagged: np.ndarray, hits: np.ndarray) -> np.ndarray:
+    """For each of ``hits`` (row numbers), how many of the ``flagged`` rows (sorted row numbers) of its sensor
+    lie in the window length before it. Rows are sorted by (sensor, ts), so ``ts + code * span`` is one
+    sorted key; only the flagged rows and the hits are keyed (both are few)."""
+    if len(hits) == 0 or len(flagged) == 0:
+        return np.zeros(len(hits), np.int64)
     t0 = int(frame.ts.min())
     span = int(frame.ts.max()) - t0 + int(frame.length_us.max()) + 1
-    key = (frame.ts - t0) + frame.code * span
-    c = np.concatenate([[0], np.cumsum(flag, dtype=np.int64)])
-    lo = np.searchsorted(key, key[hits] - frame.length_us[frame.code[hits]])
-    return c[hits] - c[lo]
+    f_key = (frame.ts[flagged] - t0) + frame.code[flagged] * span
+    h_key = (frame.ts[hits] - t0) + frame.code[hits] * span
+    lo = np.searchsorted(f_key, h_key - frame.length_us[frame.code[hits]])
+    return np.searchsorted(f_key, h_key) - lo
 
 
 def lasting(beyond: np.ndarray, ok: np.ndarray, code: np.ndarray, hits: np.ndarray, max_readings: int) -> np.ndarray:
@@ -266,9 +274,10 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
     # lagging location widen. The larger of the two is the scale.
     x = frame.values[m]
     with np.errstate(invalid="ignore"):
-        dev_abs = np.abs(x - np.repeat(location, panes.n_rows))
-        err = np.add.reduceat(np.where(ok & np.isfinite(dev_abs), dev_abs, 0.0), panes.start)
-        err_n = np.add.reduceat(ok & np.isfinite(dev_abs), panes.start, dtype=np.int64)
+        dev_abs = np.abs(x - location[panes.row_pane])  # NaN in panes without a location: their error is NaN
+        all_ok = bool(ok.all())
+        err = np.add.reduceat(dev_abs if all_ok else np.where(ok, dev_abs, 0.0), panes.start)
+        err_n = live_count
         pane_err = np.where(live & (err_n > 0), err / np.maximum(err_n, 1), np.nan)
     err_ref = np.full((n_panes, k_max), np.nan)
     for j in range(1, k_max + 1):
@@ -286,11 +295,14 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
 
     # Readings beyond the band of their pane: one pass over the readings, the rest on the few hits.
     with np.errstate(invalid="ignore"):
-        beyond = (dev_abs > np.repeat(band, panes.n_rows)) & ok
+        beyond = dev_abs > band[panes.row_pane]  # NaN (no reference, invalid value) compares False
+    if not all_ok:
+        beyond &= ok
     noise = np.maximum(np.nan_to_num(noise_sd, nan=0.0), floor)  # variance compares noise with noise
     variance = _variance_points(frame, panes, params, windows, m, masd, dcount, live, noise, usable, beyond,
                                 window_start_us if window_start_us is not None else start_us, end_us)  # fmt: skip
-    hits = np.flatnonzero(beyond & (frame.ts >= start_us) & (frame.ts < end_us))
+    flagged = np.flatnonzero(beyond)  # few rows
+    hits = flagged[(frame.ts[flagged] >= start_us) & (frame.ts[flagged] < end_us)]
     if len(hits) == 0:
         return variance
     sel = hits
@@ -298,8 +310,8 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
     dev = x[sel] - location[at]
     # a level shift: the deviation has lasted longer than a spike does, or (while the reference catches up
     # with the new level) most of a spike's worth of readings after it deviated the same way recently
-    up = beyond & (x > np.repeat(location, panes.n_rows))
-    recent = np.where(dev > 0, _recent_count(frame, up, sel), _recent_count(frame, beyond & ~up, sel))
+    f_up = x[flagged] > location[panes.row_pane[flagged]]
+    recent = np.where(dev > 0, _recent_count(frame, flagged[f_up], sel), _recent_count(frame, flagged[~f_up], sel))
     shift = lasting(beyond, ok, frame.code, hits, params.max_spike_readings) | (
         recent > 2 * params.max_spike_readings
     )
