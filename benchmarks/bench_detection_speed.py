@@ -53,7 +53,9 @@ def prepare(n_sensors: int, out: Path) -> dict:
 
     fleet = FleetParams(seed=42, n_sensors=n_sensors)
     d0 = day_start_us(DAY)
-    ctx = context_seconds()
+    # the simulated fleet's sample interval is known (1 s), so its context is that of 1 Hz sensors; the default
+    # (sensors up to one an hour) would add the history detector's day of readings to the tail
+    ctx = context_seconds(max_interval_s=fleet.sample_interval_s)
     writers: dict[str, pq.ParquetWriter] = {}
     rows = 0
     history = []

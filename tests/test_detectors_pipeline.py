@@ -14,6 +14,7 @@ from iot_platform.core.detectors import (
     Context,
     DetectionParams,
     SystemicParams,
+    MultivariateParams,
     context_seconds,
     detect_points,
     detect_sensor_points,
@@ -67,9 +68,15 @@ def world() -> dict:
 
 
 def test_context_seconds_default_and_for_a_fast_fleet():
-    assert context_seconds(PARAMS) == Context(readings_s=13_260, window_stats_s=21_660)
-    # at 10 s: one hop of look-back for the systemic check, one pane, a 420 s window, 3 intervals
-    assert context_seconds(PARAMS, max_interval_s=10.0) == Context(readings_s=570, window_stats_s=21_660)
+    # sensors up to one an hour: the history detector's day of trailing readings and one hop
+    assert context_seconds(PARAMS) == Context(readings_s=86_460, window_stats_s=21_660)
+    # up to one every 5 min: the spike detector's reference (windows of 12,000 s pass the warm-up)
+    assert context_seconds(PARAMS, max_interval_s=300.0) == Context(readings_s=13_260, window_stats_s=21_660)
+    # at 10 s: the multivariate model's fit (three 300 s blocks) and the block being scored
+    assert context_seconds(PARAMS, max_interval_s=10.0) == Context(readings_s=1_200, window_stats_s=21_660)
+    # without it: one hop of look-back for the systemic check, one pane, a 420 s window, 3 intervals
+    no_mv = dataclasses.replace(PARAMS, multivariate=MultivariateParams(enabled=False))
+    assert context_seconds(no_mv, max_interval_s=10.0) == Context(readings_s=570, window_stats_s=21_660)
 
 
 def test_micro_batches_with_context_equal_the_full_run_bit_for_bit(world):
@@ -96,8 +103,8 @@ def test_micro_batches_with_context_equal_the_full_run_bit_for_bit(world):
     assert sliced_pts.equals(full_pts)
     assert to_episodes(sliced_pts).equals(to_episodes(full_pts))
     kinds = set(full_pts.column("anomaly_type").to_pylist())
-    assert kinds == {"spike", "sensor_fault", "flatline", "drift", "high_missing_rate", "silent_sensor", "systemic",
-                     "low_battery"}  # fmt: skip
+    assert kinds == {"spike", "level_shift", "sensor_fault", "flatline", "drift", "high_missing_rate", "silent_sensor",
+                     "systemic", "low_battery"}  # fmt: skip
 
 
 def _day(world, **kwargs):
@@ -158,9 +165,9 @@ def test_systemic_anomalies_and_their_linked_alerts(day_run):
     # with ten times the usual fault rates, and the whole fleet silent once the readings end at 04:00
     assert [(r["start_ts"].strftime("%H:%M"), r["end_ts"].strftime("%d %H:%M"), r["message"].split(":")[0])
             for r in sys_rows] == [
-        ("02:01", "03 02:10", "4 of 4 sensors alerting at once (drift 1, high_missing_rate 4, silent_sensor 4)"),
-        ("03:04", "03 03:26", "4 of 4 sensors alerting at once (drift 1, flatline 2, spike 1)"),
-        ("04:01", "04 00:00", "4 of 4 sensors alerting at once (high_missing_rate 4, silent_sensor 4)"),
+        ("02:01", "03 02:10", "4 of 4 sensors of group fleet alerting at once (drift 1, high_missing_rate 4, silent_sensor 4)"),
+        ("03:04", "03 03:26", "4 of 4 sensors of group fleet alerting at once (drift 1, flatline 2, spike 1)"),
+        ("04:01", "04 00:00", "4 of 4 sensors of group fleet alerting at once (high_missing_rate 4, silent_sensor 4)"),
     ]  # fmt: skip
     linked = an.filter(pc.equal(an.column("systemic_id"), sys_rows[0]["anomaly_id"]))
     assert sorted(set(linked.column("anomaly_type").to_pylist())) == ["drift", "high_missing_rate", "silent_sensor"]

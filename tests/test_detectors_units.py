@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from iot_platform.core.detectors import (
@@ -27,10 +28,24 @@ from iot_platform.core.detectors import (
     episodes,
     to_episodes,
 )
-from iot_platform.core.detectors import drift, flatline, sensor_fault, silence, spike, systemic, thresholds
+from iot_platform.core.detectors import (
+    drift,
+    flatline,
+    history,
+    multivariate,
+    sensor_fault,
+    silence,
+    spike,
+    systemic,
+    thresholds,
+)
 from iot_platform.core.detectors.episodes import anomaly_id
+from iot_platform.core.detectors.inputs import WindowFrame
 from iot_platform.core.schemas import ANOMALIES, FLEET_ID, READINGS, TS_TYPE, WINDOW_STATS, conform
 from iot_platform.core.simulator import day_start_us
+from iot_platform.core.detectors.points import concat_points
+from iot_platform.core.detectors.params import MultivariateParams
+from iot_platform.core.registry import SensorRegistry, SensorSpec, platform_registry
 from iot_platform.core.windows import US, WindowParams, compute_window_stats
 
 T0 = day_start_us(dt.date(2024, 1, 3))
@@ -91,29 +106,88 @@ def _wiggle(t0: int, t1: int, sensor: str = "s1") -> list[tuple]:
     return [(sensor, t, 20.0 if t % 2 == 0 else 20.25) for t in range(t0, t1)]
 
 
+Z1HZ = 5.7058841  # the warning z at 1 Hz: Gaussian noise exceeds it 0.001 times a day (SpikeParams.warning_at)
+
+
 def test_spike_exact_robust_z_against_the_trailing_window():
     rows = _wiggle(0, 600)
     rows[400] = ("s1", 400, 30.0)
     pts = spike.detect(readings(rows))
-    # location 20.125 (median of the five previous pane means); noise sd 0.25 * sqrt(pi) / 2 = 0.22 < min_scale 0.5
-    assert cols(pts, "ts", "severity", "value", "threshold", "score") == [(at(400), "critical", 30.0, 21.625, 19.75)]
-    assert pts.column("message").to_pylist() == ["temperature 30 is 19.8 robust sd from the trailing level 20.125 (sd 0.5)"]
+    # location 20.125 (median of the five previous pane means); noise sd 0.25 * sqrt(pi) / 2 = 0.22, floored at the
+    # resolution 0.25 (every step between readings is 0.25)
+    assert cols(pts, "ts", "anomaly_type", "severity", "value", "score") == [(at(400), "spike", "critical", 30.0, 39.5)]
+    assert cols(pts, "threshold") == [(pytest.approx(20.125 + Z1HZ * 0.25),)]
+    assert pts.column("message").to_pylist() == [
+        "temperature 30 is 39.5 robust sd from the trailing level 20.125 (sd 0.25, alert above 5.7)"
+    ]
+
+
+def test_spike_threshold_follows_the_sample_rate():
+    z = SpikeParams().warning_at(np.array([1, 300, 3600]) * US)
+    assert [round(v, 2) for v in z] == [5.71, 4.64, 4.1]
+    assert SpikeParams(false_alerts_per_day=100.0).warning_at(np.array([3600 * US])).tolist() == [3.0]  # warning_z
 
 
 def test_spike_warning_between_the_two_thresholds_and_nothing_below():
     rows = _wiggle(0, 600)
-    rows[400] = ("s1", 400, 20.125 + 4 * 0.5)  # z = 4: warning
-    rows[500] = ("s1", 500, 20.125 + 2.5 * 0.5)  # z = 2.5: nothing
+    rows[400] = ("s1", 400, 20.125 + 6 * 0.25)  # z = 6: warning (critical above 5.7 * 5 / 3 = 9.5)
+    rows[500] = ("s1", 500, 20.125 + 5.5 * 0.25)  # z = 5.5: nothing
     pts = spike.detect(readings(rows))
-    assert cols(pts, "ts", "severity", "score") == [(at(400), "warning", 4.0)]
+    assert cols(pts, "ts", "severity", "score") == [(at(400), "warning", 6.0)]
 
 
-def test_spike_scale_follows_a_noisy_sensor_above_min_scale():
-    rows = [("s1", t, 20.0 if t % 2 == 0 else 22.0) for t in range(0, 600)]  # differences of 2: sd 1.77
-    rows[400] = ("s1", 400, 30.0)
-    pts = spike.detect(readings(rows))
+def test_spike_scale_is_the_sensors_own_noise_or_its_resolution():
+    rows = [("s1", t, (20.0, 22.0, 21.0, 23.0)[t % 4]) for t in range(0, 600)]  # mean |difference| 2: sd 1.77
+    rows[400] = ("s1", 400, 40.0)
     sd = 2 * math.sqrt(math.pi) / 2
-    assert cols(pts, "ts", "score") == [(at(400), pytest.approx((30.0 - 21.0) / sd))]
+    assert cols(spike.detect(readings(rows)), "ts", "score") == [(at(400), pytest.approx((40.0 - 21.5) / sd))]
+    # a metric counted in steps of 2 with differences of 2: the scale is the resolution 2, not 1.77
+    rows = [("s1", t, 20.0 if t % 2 == 0 else 22.0) for t in range(0, 600)]
+    rows[400] = ("s1", 400, 40.0)
+    assert cols(spike.detect(readings(rows)), "ts", "score") == [(at(400), (40.0 - 21.0) / 2)]
+    # a configured floor in the metric's units
+    p = SpikeParams(floors=(("temperature", 3.0),))
+    assert cols(spike.detect(readings(rows), p), "score") == [((40.0 - 21.0) / 3,)]
+
+
+def test_spike_on_every_metric_in_its_own_units():
+    # a temperature within 0.002 and a CPU load between 0.07 and 0.09: no unit constant blinds the detector
+    rows = [("pump", t, 1.2 + 0.002 * (t % 2), 0.07 + 0.01 * (t % 3)) for t in range(0, 600)]
+    rows[450] = ("pump", 450, 1.25, 0.07)
+    rows[500] = ("pump", 500, 1.2, 0.9)
+    r = readings(rows, ("sensor_id", "ts", "temperature", "humidity"))
+    pts = spike.detect(r)
+    assert cols(pts, "ts", "metric", "value") == [(at(500), "humidity", 0.9), (at(450), "temperature", 1.25)]
+
+
+def test_a_lasting_deviation_is_a_level_shift_after_max_spike_readings():
+    rows = _wiggle(0, 600) + [("s1", t, 25.0 + (t % 2) * 0.25) for t in range(600, 606)]
+    pts = spike.detect(readings(rows))
+    assert cols(pts, "ts", "anomaly_type") == [(at(t), "level_shift") for t in (603, 604, 605)] + [
+        (at(t), "spike") for t in (600, 601, 602)
+    ]
+
+
+def test_variance_change_at_the_end_of_each_noisier_pane_until_the_window_learns_it():
+    rows = _wiggle(0, 600) + [("s1", t, 20.0 if t % 2 == 0 else 21.0) for t in range(600, 1200)]
+    pts = spike.detect(readings(rows))
+    # pane sd 1.0 * sqrt(pi) / 2 = 0.886 against the window's 0.25 (its resolution): 3.54 > 3, until three of the
+    # window's five panes are the noisier ones (the first pane's sd also holds the step 20.25 -> 20 at 600 s)
+    sd = math.sqrt(math.pi) / 2
+    assert cols(pts, "ts", "anomaly_type", "severity", "threshold") == [
+        (at(t), "variance_change", "warning", 0.75) for t in (660, 720, 780)
+    ]
+    assert cols(pts, "score")[1:] == [(pytest.approx(sd / 0.25),)] * 2
+    assert pts.column("message").to_pylist()[1] == "temperature noise sd 0.8862 is 3.5 times the trailing window's 0.25"
+
+
+def test_values_above_a_configured_alarm_are_not_spikes():
+    rows = [("s1", t, 0.3 + 0.01 * (t % 2)) for t in range(0, 600)] + [("s1", t, 4.0) for t in range(600, 700)]
+    rows += [("s1", t, 0.3 + 0.01 * (t % 2)) for t in range(700, 1000)]
+    r = readings(rows, ("sensor_id", "ts", "vibration"))
+    assert set(spike.detect(r).column("anomaly_type").to_pylist()) == {"spike", "level_shift"}
+    # the simulator's instruments alarm above 2 g: the episode is high_vibration's, neither spike nor shift
+    assert spike.detect(r, registry=SensorRegistry()).num_rows == 0
 
 
 def test_spike_warm_up_at_start_and_after_a_gap():
@@ -131,7 +205,7 @@ def test_spike_does_not_flag_nan_or_broken_values_and_does_not_learn_from_them()
     rows[401] = ("s1", 401, 500.0)  # a sensor fault, not a spike
     rows[460] = ("s1", 460, 30.0)
     pts = spike.detect(readings(rows))
-    assert cols(pts, "ts", "score") == [(at(460), 19.75)]
+    assert cols(pts, "ts", "score") == [(at(460), 39.5)]
 
 
 def test_spike_ignores_the_recovery_of_a_stuck_sensor():
@@ -142,8 +216,59 @@ def test_spike_ignores_the_recovery_of_a_stuck_sensor():
 def test_spike_validates_its_parameters():
     with pytest.raises(ValueError, match=r"SpikeParams\.critical_z=2.0 is invalid"):
         SpikeParams(warning_z=3.0, critical_z=2.0)
-    with pytest.raises(ValueError, match=r"SpikeParams\.metric='rpm' is invalid; expected one of temperature"):
-        SpikeParams(metric="rpm")
+    with pytest.raises(ValueError, match=r"SpikeParams\.metrics=\('rpm',\) is invalid; expected a tuple of temperature"):
+        SpikeParams(metrics=("rpm",))
+    with pytest.raises(ValueError, match=r"SpikeParams\.floors=\(\('temperature', -1\),\) is invalid"):
+        SpikeParams(floors=(("temperature", -1),))
+
+
+# -- history: slow sensors against their own trailing readings -----------------------------------------------
+def _hourly(values: list[float], sensor: str = "h") -> pa.Table:
+    return readings([(sensor, 3600 * i, v) for i, v in enumerate(values)])
+
+
+def test_history_exact_robust_z_of_an_hourly_sensor():
+    vals = [20.0 + 0.5 * (i % 2) for i in range(30)]
+    vals[25] = 30.0
+    pts = history.detect(_hourly(vals))
+    # the Theil-Sen line through the last 8 readings (four 20s, four 20.5s) is flat at 20.25; predicting each
+    # earlier reading the same way errs by +-0.25 (robust sd 0.37), floored at the resolution 0.5
+    assert cols(pts, "ts", "anomaly_type", "severity", "value", "score") == [
+        (at(25 * 3600), "spike", "critical", 30.0, 19.5)
+    ]
+    assert cols(pts, "threshold") == [(pytest.approx(20.25 + 4.09803812 * 0.5),)]
+    assert pts.column("message").to_pylist() == [
+        "temperature 30 is 19.5 robust sd from its last 24 readings' level 20.25 (sd 0.5, alert above 4.1)"
+    ]
+
+
+def test_history_follows_a_ramp():
+    ramp = [20.0 + 0.3 * i + 0.1 * (i % 2) for i in range(30)]  # +0.3 C an hour, steps of 0.2 and 0.4
+    ramp[26] += 3.0
+    # the line predicts 27.85 at hour 26 (a median of the last readings would lag 1.2 C behind)
+    assert cols(history.detect(_hourly(ramp)), "ts", "value", "score") == [(at(26 * 3600), 30.8, pytest.approx(14.75))]
+
+
+def test_history_warm_up_level_shift_and_fast_sensors_left_to_the_spike_detector():
+    vals = [20.0 + 0.5 * (i % 2) for i in range(40)]
+    vals[5] = 35.0  # only five readings before it: warm-up (min_readings 8)
+    for i in range(30, 40):
+        vals[i] += 10.0  # a lasting shift: three spike points, then level_shift until the line catches up
+    pts = history.detect(_hourly(vals))
+    assert cols(pts, "ts", "anomaly_type") == [(at(h * 3600), "level_shift") for h in (33, 34)] + [
+        (at(h * 3600), "spike") for h in (30, 31, 32, 36)
+    ]
+    fast = readings([("f", t, 20.0 + 0.5 * (t % 2) if t != 500 else 30.0) for t in range(600)])
+    assert history.detect(fast).num_rows == 0
+
+
+def test_history_counts_and_sensitivity():
+    counts = [float(10 + (i % 3)) for i in range(30)]  # a count cycling 10, 11, 12
+    counts[28] = 20.0
+    pts = history.detect(_hourly(counts))
+    assert cols(pts, "ts", "value") == [(at(28 * 3600), 20.0)]
+    calm = SensorRegistry(unknown=SensorSpec("*", sensitivity=1e-9))
+    assert history.detect(_hourly(counts), registry=calm).num_rows == 0
 
 
 # -- flatline and thresholds -------------------------------------------------------------------------
@@ -161,7 +286,7 @@ def test_flatline_needs_near_zero_sd_over_enough_readings():
 
 
 def test_thresholds_exact_limits_warm_up_and_missing_rate_exempt():
-    ws = window_stats(
+    rows = (
         [
             dict(end=60, vibration_max=2.0, battery_level=20.0, missing_rate=0.1),  # at the limits: nothing
             dict(end=120, vibration_max=2.5, battery_level=19.9, missing_rate=0.2),
@@ -170,6 +295,7 @@ def test_thresholds_exact_limits_warm_up_and_missing_rate_exempt():
             dict(end=300, vibration_max=None, battery_level=float("nan")),
         ]
     )
+    ws = window_stats([dict(r, length=60) for r in rows])  # tumbling: each window starts where one ended
     pts = thresholds.detect(ws)
     assert cols(pts, "anomaly_type", "ts", "severity", "value", "threshold") == [
         ("high_missing_rate", at(120), "warning", 0.2, 0.1),
@@ -180,6 +306,25 @@ def test_thresholds_exact_limits_warm_up_and_missing_rate_exempt():
         ("low_battery", at(180), "critical", 4.0, 5.0),
     ]
     assert cols(pts, "score")[2:4] == [(1.25,), (2.75,)]
+
+
+def test_missing_rate_waits_for_the_sensor_to_start_and_for_two_missing_readings():
+    ws = window_stats(
+        [
+            dict(end=300, n=1, missing_rate=299 / 300),  # the sensor's first window: it started at 299 s
+            dict(end=360, n=61, missing_rate=239 / 300),  # began before the first window ended: still warming up
+            dict(end=600, n=240, missing_rate=0.2),  # began at 300, after the first window: judged
+            dict(sensor_id="h", end=14_400, length=14_400, n=3, missing_rate=0.25),  # first hourly window
+            dict(sensor_id="h", end=28_800, length=14_400, n=3, missing_rate=0.25),  # 1 of 4 missing: a drop
+            dict(sensor_id="h", end=43_200, length=14_400, n=2, missing_rate=0.5),  # 2 of 4 missing
+        ]
+    )
+    pts = thresholds.detect(ws)
+    assert cols(pts, "sensor_id", "ts", "value") == [("h", at(43_200), 0.5), ("s1", at(600), 0.2)]
+    # a sensor known from previous days is judged from its first window of the day
+    wf = WindowFrame.from_table(ws, None, WindowParams())
+    known = thresholds.detect_frame(wf, ThresholdParams(), WindowParams(), -(2**62), 2**62, np.array([True, True]))
+    assert cols(known, "sensor_id", "ts") == [("h", at(43_200)), ("s1", at(300)), ("s1", at(360)), ("s1", at(600))]
 
 
 def test_thresholds_validate_their_parameters():
@@ -331,8 +476,28 @@ def test_systemic_when_more_than_half_of_the_fleet_alerts_in_one_tick():
     assert cols(out, "sensor_id", "anomaly_type", "severity", "ts", "value", "threshold") == [
         (FLEET_ID, "systemic", "critical", at(120), 0.75, 0.5)
     ]
-    assert out.column("message").to_pylist() == ["3 of 4 sensors alerting at once (spike 3): a fleet-wide cause"]
+    assert out.column("message").to_pylist() == [
+        "3 of 4 sensors of group fleet alerting at once (spike 3): a shared cause"
+    ]
+    assert cols(out, "metric", "step_s") == [("fleet", 60.0)]
     assert systemic.detect(pts, fleet(3, 120), SystemicParams(min_fleet=4), emit_start=T0, emit_end=T0 + 300 * US).num_rows == 0
+
+
+def test_systemic_only_within_a_registry_group():
+    reg = SensorRegistry(
+        sensors=(SensorSpec("a*", group="hall"), SensorSpec("b*", group="yard")), unknown=SensorSpec("*")
+    )
+    pts = points(
+        [point(s, "high_missing_rate", 3600, step=3600.0) for s in ("a1", "a2", "a3", "b1", "b2", "x1", "x2", "x3")]
+    )
+    f = pa.concat_tables([systemic.fleet_table(np.array([T0 + 3600 * US]), np.array([n]), np.array([g], dtype=object))
+                          for g, n in (("hall", 4), ("yard", 4))])  # fmt: skip
+    out = systemic.detect(pts, f, emit_start=T0, emit_end=T0 + 7200 * US, registry=reg)
+    # hall: 3 of 4; yard: 2 of 4 (not more than half); x*: no group, never systemic; the hourly step is kept
+    assert cols(out, "metric", "value", "step_s") == [("hall", 0.75, 3600.0)]
+    ep = to_episodes(concat_points([pts, out]), dataclasses.replace(DetectionParams(), registry=reg))
+    linked = {r["sensor_id"] for r in ep.to_pylist() if r["systemic_id"]}
+    assert linked == {"a1", "a2", "a3"}
 
 
 def test_episodes_merge_consecutive_points_and_keep_the_peak():
@@ -366,12 +531,12 @@ def test_episodes_are_per_sensor_type_and_metric_and_ignore_row_order():
 
 def test_episodes_link_or_suppress_alerts_of_a_systemic_tick():
     pts = points(
-        [point(FLEET_ID, "systemic", 120, step=60.0, metric=None), point(FLEET_ID, "systemic", 180, step=60.0, metric=None)]
+        [point(FLEET_ID, "systemic", 120, step=60.0, metric="fleet"), point(FLEET_ID, "systemic", 180, step=60.0, metric="fleet")]
         + [point(s, "spike", 100, tick=120) for s in ("a", "b", "c")]
         + [point("a", "spike", 101, tick=120), point("d", "spike", 300, tick=360)]
     )
     ep = to_episodes(pts)
-    sys_id = anomaly_id(FLEET_ID, "systemic", None, T0 + 120 * US)
+    sys_id = anomaly_id(FLEET_ID, "systemic", "fleet", T0 + 120 * US)  # a systemic point's metric is its group
     assert cols(ep, "sensor_id", "start_ts", "n_points", "systemic_id") == [
         ("a", at(100), 2, sys_id), ("b", at(100), 1, sys_id), ("c", at(100), 1, sys_id),
         (FLEET_ID, at(120), 2, None), ("d", at(300), 1, None),
@@ -419,3 +584,37 @@ def test_window_params_reach_the_detectors():
     rows = _wiggle(0, 600)
     rows[400] = ("s1", 400, 30.0)
     assert spike.detect(readings(rows), windows=params).num_rows == 0
+
+
+# -- multivariate ------------------------------------------------------------------------------------------------
+def _pump(break_at: tuple[int, int] | None, drop: float = 0.08) -> pa.Table:
+    """Two hours of a 1 Hz pump: flow (humidity column), pressure in bar and vibration all follow one load."""
+    rng = np.random.default_rng(1)
+    t = np.arange(7200)
+    load = 0.5 + 0.3 * np.sin(2 * np.pi * t / 1800) + rng.normal(0, 0.01, len(t))
+    flow = 10 * load + rng.normal(0, 0.1, len(t))
+    press = 3.0 - 1.5 * load + rng.normal(0, 0.02, len(t))
+    vib = 0.2 + 0.3 * load + rng.normal(0, 0.01, len(t))
+    if break_at:
+        press[break_at[0] : break_at[1]] -= drop  # pressure drops, flow does not: cavitation
+    return conform(pa.table({"sensor_id": ["pump"] * len(t), "ts": pa.array(T0 + t * US).cast(TS_TYPE),
+                             "humidity": flow, "pressure": press, "vibration": vib}), READINGS)  # fmt: skip
+
+
+def test_multivariate_finds_a_broken_relation_and_names_the_metric():
+    reg = platform_registry()  # data-driven: pressure in bar is no broken sensor
+    assert multivariate.detect(_pump(None), registry=reg).num_rows == 0
+    pts = multivariate.detect(_pump((5000, 5060), drop=0.4), registry=reg)
+    # 0.4 bar below what the flow says for a minute; the load cycle alone moves pressure by 0.9 bar
+    ts = pc.cast(pts.column("ts"), pa.int64()).to_numpy() // US - T0 // US
+    assert (pts.num_rows, int(ts.min()), int(ts.max())) == (58, 5000, 5059)
+    assert set(pts.column("metric").to_pylist()) == {"pressure"}
+    assert pts.column("message").to_pylist()[0] == (
+        "Q (off the usual relation) at 1.51 x its limit; pressure 2.2493 contributes most (usual 2.1055; "
+        "model of humidity, pressure, vibration)"
+    )
+
+
+def test_multivariate_validates_its_parameters():
+    with pytest.raises(ValueError, match=r"MultivariateParams\.min_corr=2 is invalid; expected a number >= 0 and <= 1"):
+        MultivariateParams(min_corr=2)

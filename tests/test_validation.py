@@ -7,6 +7,7 @@ import math
 import pyarrow as pa
 import pytest
 
+from iot_platform.core.registry import platform_registry
 from iot_platform.core.schemas import READINGS
 from iot_platform.core.validation import REJECTED, validate_readings
 
@@ -69,3 +70,30 @@ def test_result_does_not_depend_on_arrival_order_of_distinct_keys(order):
     rows = [("s1", 1, 1.0), ("s1", 2, 2.0), ("s0", 1, 3.0), ("s2", 0, 4.0)]
     v = validate_readings(_t([rows[i] for i in order]))
     assert v.good["temperature"].to_pylist() == [3.0, 1.0, 2.0, 4.0]
+
+
+def test_a_bad_metric_is_nulled_and_quarantined_the_rows_other_values_kept():
+    t = pa.table({"sensor_id": ["pump", "pump", "pump"], "ts": pa.array([1, 2, 3], pa.timestamp("us", tz="UTC")),
+                  "pressure": [1.2, -0.3, math.inf], "vibration": [0.1, 0.2, 0.3]})  # fmt: skip
+    v = validate_readings(t)
+    # gauge pressure below 0 is outside the simulated fleet's ingest limits: only the pressure goes
+    assert v.good.select(["ts", "pressure", "vibration"]).to_pylist() == [
+        dict(ts=pa.scalar(i, pa.timestamp("us", tz="UTC")).as_py(), pressure=p, vibration=x)
+        for i, p, x in ((1, 1.2, 0.1), (2, None, 0.2), (3, None, 0.3))
+    ]
+    assert v.rejected.select(["pressure", "vibration", "reason"]).to_pylist() == [
+        dict(pressure=-0.3, vibration=0.2,
+             reason="pressure outside the ingest limits [0.0, 100000.0]: nulled, the row's other values kept"),
+        dict(pressure=math.inf, vibration=0.3, reason="pressure is not a finite number: nulled, the row's other values kept"),
+    ]  # fmt: skip
+
+
+def test_the_registry_gives_each_sensor_its_own_ingest_limits():
+    t = pa.table({"sensor_id": ["pump", "sensor_001"], "ts": pa.array([1, 1], pa.timestamp("us", tz="UTC")),
+                  "pressure": [-0.3, -0.3]})  # fmt: skip
+    reg = platform_registry(simulated_ids=["sensor_001"])  # unknown sensors: no unit assumed, only finite values
+    v = validate_readings(t, registry=reg)
+    assert v.good.select(["sensor_id", "pressure"]).to_pylist() == [dict(sensor_id="pump", pressure=-0.3)]
+    assert v.rejected.select(["sensor_id", "reason"]).to_pylist() == [
+        dict(sensor_id="sensor_001", reason="pressure outside the ingest limits [0.0, 100000.0]")
+    ]

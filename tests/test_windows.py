@@ -55,7 +55,8 @@ TUMBLING_60 = WindowParams(length_s=60, hop_s=60, min_samples=1)
         (dict(min_samples=1.5), "min_samples"),
         (dict(max_interval_s=0), "max_interval_s"),
         (dict(default_interval_s=float("nan")), "default_interval_s"),
-        (dict(default_interval_s=600.0), "default_interval_s"),
+        (dict(default_interval_s=7200.0), "default_interval_s"),
+        (dict(max_length_s=200), "max_length_s"),
         (dict(hop_s=True), "hop_s"),
     ],
 )
@@ -72,7 +73,9 @@ def test_window_params_reject_invalid_values_naming_the_field(kwargs, field):
         (10, 60, 420),  # 40 samples need 400 s: rounded up to whole hops
         (90, 120, 3600),  # the hop follows a sensor slower than it
         (300, 300, 12_000),  # one point every 5 minutes: 40 samples
-        (3600, 300, 12_000),  # slower than max_interval_s: the geometry of 300 s
+        (1800, 1800, 12_600),  # 40 samples would need 20 h: capped at max_length_s, rounded up to hops
+        (3600, 3600, 14_400),  # hourly: four readings a window
+        (7200, 3600, 14_400),  # slower than max_interval_s: the geometry of one hour
     ],
 )
 def test_geometry_follows_the_sample_interval(interval_s, hop_s, length_s):
@@ -81,7 +84,8 @@ def test_geometry_follows_the_sample_interval(interval_s, hop_s, length_s):
 
 
 def test_window_context_is_the_longest_window():
-    assert window_context_seconds(WindowParams()) == 12_000
+    assert window_context_seconds(WindowParams()) == 14_400
+    assert window_context_seconds(WindowParams(max_interval_s=300.0)) == 12_000
     assert window_context_seconds(WindowParams(max_interval_s=1.0)) == 300
 
 
@@ -191,6 +195,23 @@ def test_sensors_with_different_intervals_get_their_own_windows_and_missing_rate
         ("fast", _ts(11_700), 300, 0.0),
         ("slow", _ts(0), 40, 0.0),
     ]
+
+
+@pytest.mark.parametrize("interval_s", [1800, 3600])
+def test_a_complete_slow_series_misses_exactly_nothing(interval_s):
+    # the float version computed 1 - 3 / 3.33 = 0.10000000000000009 for an hourly sensor: a missing-data flood
+    r = readings([("slow", t, 20.0) for t in range(0, 3 * 86_400, interval_s)])
+    ws = compute_window_stats(r, emit_start=T0 + 86_400 * S, emit_end=T0 + 2 * 86_400 * S)
+    assert ws.num_rows == 86_400 // interval_s
+    assert set(ws.column("missing_rate").to_pylist()) == {0.0}
+    assert set(ws.column("n_readings").to_pylist()) == {14_400 // interval_s if interval_s == 3600 else 7}
+
+
+def test_an_hourly_window_missing_one_reading_of_four():
+    hours = [h for h in range(0, 48) if h != 30]
+    r = readings([("h", h * 3600, 20.0) for h in hours])
+    ws = compute_window_stats(r, emit_start=T0 + 30 * 3600 * S, emit_end=T0 + 31 * 3600 * S)
+    assert rows_of(ws, "window_start", "n_readings", "missing_rate") == [(_ts(27 * 3600), 3, 0.25)]
 
 
 # -- midnight and slices ------------------------------------------------------------------

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from iot_platform.orchestration.resources import detection_from_env, fleet_from_env
 
     fleet = fleet_from_env().params()
-    report = repair(root, found.damaged, fleet=fleet, settings=detection_from_env().settings(fleet),
+    report = repair(root, found.damaged, fleet=fleet, settings=detection_from_env().settings(fleet, root),
                     now_us=time.time_ns() // 1000, lock=lambda: batch_lock(Lake(root)))  # fmt: skip
     for damage, dest in report.quarantined:
         print(f"Quarantined {damage.path.relative_to(root)} -> {dest.relative_to(root)}")

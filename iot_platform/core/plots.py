@@ -17,7 +17,7 @@ from iot_platform.core.schemas import ANOMALY_TYPES, FLEET_ID, SEVERITIES, VALID
 
 # One colour per anomaly type (matplotlib's tab10), fixed so that plots compare across days.
 TYPE_COLORS = dict(zip(ANOMALY_TYPES, ("#d62728", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#bcbd22",
-                                       "#7f7f7f", "#17becf", "#1f77b4")))  # fmt: skip
+                                       "#7f7f7f", "#17becf", "#1f77b4", "#2ca02c", "#98df8a", "#c5b0d5")))  # fmt: skip
 _PANELS = (("temperature", "temperature (C)"), ("vibration", "vibration (g)"), ("battery_level", "battery (%)"))
 _PANEL_OF_METRIC = {"temperature": 0, "vibration": 1, "battery_level": 2, "missing_rate": None, None: None}
 

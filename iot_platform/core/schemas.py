@@ -123,6 +123,9 @@ ANOMALY_TYPES: tuple[str, ...] = (
     "high_missing_rate",
     "silent_sensor",
     "systemic",
+    "level_shift",
+    "multivariate",
+    "variance_change",
 )
 SEVERITIES: tuple[str, ...] = ("warning", "critical")
 FLEET_ID = "__fleet__"  # sensor_id of fleet-wide (systemic) anomalies

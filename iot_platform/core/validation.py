@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from iot_platform.core.schemas import INGEST_LIMITS, METRICS, READINGS, REJECTED_READINGS, conform
+from iot_platform.core.windows import EncodedSensors
 
 REJECTED = REJECTED_READINGS
 # The reason of a reading refused because no daily partition can hold it (before the
@@ -42,14 +43,21 @@ def _rejected(table: pa.Table, mask: np.ndarray, reason: str | np.ndarray) -> pa
     return conform(rows.append_column("reason", reasons), REJECTED)
 
 
-def validate_readings(table: pa.Table, start_us: int | None = None, end_us: int | None = None) -> Validated:
+def validate_readings(
+    table: pa.Table, start_us: int | None = None, end_us: int | None = None, registry=None
+) -> Validated:
     """Split ``table`` (rows in arrival order) into good rows and rejected rows.
 
     Rejected, with the reason: a null sensor_id or ts; a ts outside
-    ``[start_us, end_us)`` when given; a non-finite metric or one outside
-    ``schemas.INGEST_LIMITS`` (a value merely outside ``VALID_RANGE`` is a broken
-    sensor's reading and is kept, for the sensor_fault detector); a second
-    reading for the same (sensor_id, ts) whose values differ from the first.
+    ``[start_us, end_us)`` when given; a second reading for the same
+    (sensor_id, ts) whose values differ from the first. A metric that is not a
+    finite number or lies outside its ingest limits (``schemas.INGEST_LIMITS``,
+    or the sensor's own in ``registry``, a
+    :class:`~iot_platform.core.registry.SensorRegistry`) is nulled in the kept
+    row, and the row as received goes to ``rejected`` with the reason: one bad
+    metric never costs the row's other metrics. A row left with no value at
+    all is rejected whole. (A value merely outside the valid range is a broken
+    sensor's reading and is kept, for the sensor_fault detector.)
     An identical copy of a kept reading is a re-sent duplicate: absorbed and
     counted. Of several readings for one key, the first to arrive is kept.
     """
@@ -69,13 +77,49 @@ def validate_readings(table: pa.Table, start_us: int | None = None, end_us: int 
     ts = pc.fill_null(table["ts"].cast(pa.int64()), 0).to_numpy()
     if start_us is not None and end_us is not None:
         flag((ts < start_us) | (ts >= end_us), f"ts outside the partition [{start_us}, {end_us}) us")
+
+    # metric by metric: a bad value is nulled and quarantined, the row's other values stay
+    limits = _ingest_limits(table, registry)
+    metric_rejects: list[pa.Table] = []
+    nulled: dict[str, np.ndarray] = {}
+    left = np.zeros(n, dtype=bool)  # the row still has a value
+    had_bad = np.zeros(n, dtype=bool)
     for m in METRICS:
         v = table[m].to_numpy(zero_copy_only=False)  # nulls become NaN
         present = ~_is_null(table[m])
-        lo, hi = INGEST_LIMITS[m]
+        lo, hi = limits[m]
         with np.errstate(invalid="ignore"):
-            flag(present & ~np.isfinite(v), f"{m} is not a finite number")
-            flag(present & ((v < lo) | (v > hi)), f"{m} outside the ingest limits [{lo}, {hi}]")
+            not_finite = present & ~np.isfinite(v)
+            outside = present & ~not_finite & ((v < lo) | (v > hi))
+        bad_m = not_finite | outside
+        left |= present & ~bad_m
+        if bad_m.any():
+            had_bad |= bad_m
+            nulled[m] = bad_m
+            lo_s, hi_s = (np.broadcast_to(x, v.shape) for x in (lo, hi))
+            why = np.where(not_finite, f"{m} is not a finite number",
+                           np.char.add(np.char.add(np.char.add(f"{m} outside the ingest limits [",
+                                                               lo_s.astype(str)), ", "), hi_s.astype(str)) + "]")  # fmt: skip
+            metric_rejects.append((bad_m, why.astype(object)))
+    whole = had_bad & ~left  # nothing left to keep: the row is rejected whole, with its first metric reason
+    for bad_m, why in metric_rejects:
+        first = bad_m & whole & (code == 0)
+        if first.any():
+            for r in np.unique(why[first]):
+                flag(first & (why == r), str(r))
+    partial = []
+    for bad_m, why in metric_rejects:
+        sel = bad_m & ~whole & (code == 0)
+        if sel.any():
+            partial.append(_rejected(table, sel, np.array([f"{w}: nulled, the row's other values kept" for w in why],
+                                                          dtype=object)))  # fmt: skip
+    if nulled:
+        for m, mask in nulled.items():
+            col = table[m].to_numpy(zero_copy_only=False).astype(np.float64)
+            keep = ~(mask & ~whole)
+            table = table.set_column(table.schema.get_field_index(m), READINGS.field(m),
+                                     pa.array(np.where(keep, col, np.nan), pa.float64(),
+                                              mask=~keep | _is_null(table[m])))  # fmt: skip
     reason = np.array([None, *reasons], dtype=object)[code] if reasons else None
     bad = code != 0
     ok = table.filter(pa.array(~bad)) if reasons else table
@@ -106,10 +150,27 @@ def validate_readings(table: pa.Table, start_us: int | None = None, end_us: int 
     rejected = pa.concat_tables(
         [
             _rejected(table, bad, reason) if reason is not None else REJECTED.empty_table(),
+            *partial,
             _rejected(sorted_ok, conflicting, "conflicting duplicate: another reading for this (sensor_id, ts) arrived first"),
         ]
     )
     return Validated(good=good, rejected=rejected, duplicates=int(identical.sum()))
+
+
+def _ingest_limits(table: pa.Table, registry) -> dict[str, tuple]:
+    """Per metric (low, high): scalars from ``schemas.INGEST_LIMITS``, or per row from the registry."""
+    if registry is None:
+        return dict(INGEST_LIMITS)
+    enc = EncodedSensors(table.column("sensor_id"))
+    names = np.array(sorted(enc.used()), dtype=object)
+    code = enc.codes(names)
+    res = registry.resolve(names)
+    out = {}
+    for m in METRICS:
+        lo = np.append(res.ingest_lo[m], -np.inf)[code]  # code -1 (null sensor_id): no limit (rejected anyway)
+        hi = np.append(res.ingest_hi[m], np.inf)[code]
+        out[m] = (lo, hi)
+    return out
 
 
 def _sort_order(sensor_code: np.ndarray, ts: np.ndarray) -> np.ndarray:

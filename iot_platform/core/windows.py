@@ -12,11 +12,13 @@ readings, see :func:`estimate_intervals`), never an assumed 1 Hz:
 * hop = ``hop_s`` rounded up to a whole multiple of ``hop_s`` that is at least
   the interval (a sensor sampling every 5 min hops every 5 min, not every
   minute over mostly empty windows);
-* length = ``max(length_s, min_samples * interval)`` rounded up to whole hops
-  (a window must be able to hold enough samples for the warm-up rule: with the
-  defaults, 300 s at 1 Hz but 12,000 s at one sample every 5 min);
-* expected readings = length / interval, and
-  ``missing_rate = max(0, 1 - n_readings / expected)``.
+* length = ``min(max(length_s, min_samples * interval), max_length_s)``
+  rounded up to whole hops (a window must be able to hold enough samples for
+  the warm-up rule: with the defaults, 300 s at 1 Hz, 12,000 s at one sample
+  every 5 min, and 14,400 s, 4 readings, at one an hour);
+* expected readings = ``length // interval`` (integers), and
+  ``missing_rate = max(0, expected - n_readings) / expected``: a complete
+  series has a missing rate of exactly 0 at any interval.
 
 Emission rule: ``compute_window_stats(readings, emit_start=a, emit_end=b)``
 emits exactly the windows whose ``window_end`` is in ``(a, b]`` and that hold
@@ -78,11 +80,16 @@ class WindowParams:
         trailing window) holding fewer readings, so restarts and gaps do not
         produce alerts from thin data (seed: 30).
     min_samples: a window spans at least this many sample intervals, so that
-        slow sensors get windows that can pass the warm-up.
-    max_interval_s: the slowest sampling the geometry follows; slower sensors
-        get the geometry of this interval (windows too short for the warm-up,
-        so only the sensor-fault and silence detectors report on them). It
-        bounds the context a slice needs (:func:`window_context_seconds`).
+        slow sensors get windows that can pass the warm-up ...
+    max_length_s: ... but no longer than this (rounded up to whole hops): a
+        sensor sampling every 30 min or 1 h would otherwise need windows of
+        20-40 h. Such sensors' windows hold a few readings (7 at 30 min, 4 at
+        1 h); their statistical detectors work on the trailing history of
+        readings instead (:mod:`iot_platform.core.detectors.history`).
+    max_interval_s: the slowest sampling the geometry follows (default one
+        hour); slower sensors get the geometry of this interval. With
+        ``max_length_s`` it bounds the context a slice needs
+        (:func:`window_context_seconds`).
     default_interval_s: interval assumed for a sensor with fewer than two
         readings in the input.
     """
@@ -91,14 +98,19 @@ class WindowParams:
     hop_s: int = 60
     min_readings: int = 30
     min_samples: int = 40
-    max_interval_s: float = 300.0
+    max_length_s: int = 12_000
+    max_interval_s: float = 3600.0
     default_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("length_s", "hop_s", "min_readings", "min_samples"):
+        for name in ("length_s", "hop_s", "min_readings", "min_samples", "max_length_s"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 raise ValueError(f"WindowParams.{name}={v!r} is invalid; expected an integer >= 1")
+        if self.max_length_s < self.length_s:
+            raise ValueError(
+                f"WindowParams.max_length_s={self.max_length_s} is invalid; expected at least length_s={self.length_s}"
+            )
         if self.length_s % self.hop_s:
             raise ValueError(
                 f"WindowParams.length_s={self.length_s} is invalid; expected a multiple of hop_s={self.hop_s} "
@@ -131,8 +143,18 @@ def geometry(interval_us: np.ndarray | int, params: WindowParams) -> tuple[np.nd
     """(hop_us, length_us) of sensors sampling every ``interval_us`` (see the module docstring)."""
     iv = np.minimum(np.asarray(interval_us, dtype=np.int64), round(params.max_interval_s * US))
     hop = params.hop_us * np.maximum(1, _ceil_div(iv, params.hop_us))
-    need = np.maximum(params.length_us, params.min_samples * iv)
+    need = np.minimum(np.maximum(params.length_us, params.min_samples * iv), params.max_length_s * US)
     return hop, hop * _ceil_div(need, hop)
+
+
+def expected_readings(length_us: np.ndarray | int, interval_us: np.ndarray | int) -> np.ndarray:
+    """Readings a complete window holds: whole sample intervals in its length (integer arithmetic).
+
+    ``length // interval``, at least 1: a window of 14,400 s over an hourly
+    sensor expects 4, one of 12,000 s expects 3 (it holds 3 or 4 depending on
+    the phase), so a complete series never shows a missing reading.
+    """
+    return np.maximum(np.asarray(length_us, dtype=np.int64) // np.asarray(interval_us, dtype=np.int64), 1)
 
 
 def window_context_seconds(params: WindowParams) -> int:
@@ -255,17 +277,29 @@ class ReadingsFrame:
     interval_us: np.ndarray
     hop_us: np.ndarray
     length_us: np.ndarray
+    # per code and metric: the valid range of each sensor (the registry's); None: schemas.VALID_RANGE for all
+    valid_lo: dict[str, np.ndarray] | None = None
+    valid_hi: dict[str, np.ndarray] | None = None
 
     @property
     def n_rows(self) -> int:
         return len(self.ts)
+
+    def bounds(self, metric: str) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """(low, high) of the valid range of ``metric``, per row (or one pair for every row)."""
+        if self.valid_lo is None or self.valid_hi is None:
+            return VALID_RANGE[metric]
+        lo, hi = self.valid_lo[metric], self.valid_hi[metric]
+        if len(lo) and (lo == lo[0]).all() and (hi == hi[0]).all():
+            return float(lo[0]), float(hi[0])  # one range for every sensor: no gather per reading
+        return lo[self.code], hi[self.code]
 
     def valid(self, metric: str) -> np.ndarray:
         """Rows whose ``metric`` is a value a working sensor can report (not null, not NaN, in range)."""
         cache = self.__dict__.setdefault("_valid", {})  # frozen, but a memo of a pure function is harmless
         if metric not in cache:
             v = self.values[metric]
-            lo, hi = VALID_RANGE[metric]
+            lo, hi = self.bounds(metric)
             with np.errstate(invalid="ignore"):
                 cache[metric] = (v >= lo) & (v <= hi)
         return cache[metric]
@@ -320,8 +354,11 @@ class ReadingsSource:
             yield lo, hi
             lo = hi
 
-    def frame(self, lo: int, hi: int, params: WindowParams, intervals: pa.Table | None = None) -> ReadingsFrame:
-        """The frame of codes ``lo <= code < hi`` (renumbered from 0)."""
+    def frame(
+        self, lo: int, hi: int, params: WindowParams, intervals: pa.Table | None = None, registry=None
+    ) -> ReadingsFrame:
+        """The frame of codes ``lo <= code < hi`` (renumbered from 0); ``registry`` (a
+        :class:`~iot_platform.core.registry.SensorRegistry`) gives valid ranges and known intervals."""
         names = self.names[lo:hi]
         pieces = []
         for table, order, sorted_code in self._parts:
@@ -353,7 +390,7 @@ class ReadingsSource:
         else:
             code, ts = np.zeros(0, np.int64), np.zeros(0, np.int64)
             values = {m: np.zeros(0) for m in METRICS}
-        return build_frame(names, code, ts, values, params, intervals)
+        return build_frame(names, code, ts, values, params, intervals, registry)
 
 
 def _sort_unique(code: np.ndarray, ts: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -403,15 +440,33 @@ def build_frame(
     values: dict[str, np.ndarray],
     params: WindowParams,
     intervals: pa.Table | None = None,
+    registry=None,
 ) -> ReadingsFrame:
     order = _sort_unique(code, ts, values)
     if order is not None:
         code, ts = code[order], ts[order]
         values = {m: v[order] for m, v in values.items()}
     offsets = np.searchsorted(code, np.arange(len(names) + 1)).astype(np.int64)
+    lo = hi = None
+    if registry is not None:
+        intervals = registry_intervals(registry, names, intervals)
+        res = registry.resolve(names)
+        lo, hi = res.valid_lo, res.valid_hi
     interval = _intervals_us(names, ts, offsets, params, intervals)
     hop, length = geometry(interval, params)
-    return ReadingsFrame(names, code, ts, values, offsets, interval, hop, length)
+    return ReadingsFrame(names, code, ts, values, offsets, interval, hop, length, lo, hi)
+
+
+def registry_intervals(registry, names: np.ndarray, intervals: pa.Table | None) -> pa.Table | None:
+    """``intervals`` plus the registry's expected intervals of sensors it does not list."""
+    given = set() if intervals is None else set(intervals.column("sensor_id").to_pylist())
+    extra = [(str(n), registry.spec(str(n)).interval_s) for n in names if str(n) not in given]
+    extra = [(n, iv) for n, iv in extra if iv is not None]
+    if not extra:
+        return intervals
+    t = pa.table({"sensor_id": pa.array([n for n, _ in extra], pa.string()),
+                  "interval_s": pa.array([iv for _, iv in extra], pa.float64())}, schema=INTERVALS)  # fmt: skip
+    return t if intervals is None else pa.concat_tables([intervals.select(["sensor_id", "interval_s"]).cast(INTERVALS), t])
 
 
 def round_interval_us(median_us: float) -> int:
@@ -593,8 +648,9 @@ def window_arrays(frame: ReadingsFrame, panes: Panes, emit_start: int, emit_end:
             d = p_mean[pos] - t_mean
             m2 += np.where(use, panes.temp_m2[pos] + panes.count["temperature"][pos] * d * d, 0.0)
         t_std = np.where(cnt["temperature"] > 0, np.sqrt(m2 / np.maximum(cnt["temperature"], 1)), np.nan)
-        expected = frame.length_us[w_code] / frame.interval_us[w_code]
-        missing = np.clip(1.0 - n_rows / expected, 0.0, 1.0)
+        # integers first: a complete hourly window is 0 missing of 4, never 1 - 3 / 3.33
+        expected = expected_readings(frame.length_us[w_code], frame.interval_us[w_code])
+        missing = np.maximum(expected - n_rows, 0) / expected
     return {
         "code": w_code,
         "window_start": w_end - frame.length_us[w_code],
@@ -659,6 +715,7 @@ def compute_window_stats(
     emit_end: dt.datetime | int,
     intervals: pa.Table | None = None,
     chunk_rows: int = 1_000_000,
+    registry=None,
 ) -> pa.Table:
     """WINDOW_STATS of the windows whose ``window_end`` is in ``(emit_start, emit_end]``.
 
@@ -667,7 +724,8 @@ def compute_window_stats(
     ``emit_start``. ``intervals`` (sensor_id, interval_s) overrides the
     estimated sample intervals. Sensors are processed about ``chunk_rows``
     readings at a time (it bounds memory, not the result). Rows are sorted by
-    (sensor_id, window_end).
+    (sensor_id, window_end). ``registry`` (``DetectionParams.registry``): per-sensor valid ranges and
+    expected intervals; pass the same one to the detectors.
 
     >>> import pyarrow as pa
     >>> from iot_platform.core.schemas import TS_TYPE
@@ -681,6 +739,6 @@ def compute_window_stats(
     source = ReadingsSource([readings])
     parts = []
     for lo, hi in source.chunks(chunk_rows):
-        frame = source.frame(lo, hi, params, intervals)
+        frame = source.frame(lo, hi, params, intervals, registry)
         parts.append(window_table(frame.names, window_arrays(frame, aggregate_panes(frame), a, b)))
     return pa.concat_tables(parts) if parts else WINDOW_STATS.empty_table()

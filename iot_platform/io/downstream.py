@@ -140,6 +140,15 @@ def sensor_day(lake: Lake, day: dt.date, sensor_id: str) -> pa.Table:
     return _sensor_rows(lake, day, [sensor_id], a, a + DAY_US)
 
 
+def _known_interval_s(lake: Lake, day: dt.date, settings: DownstreamSettings) -> float | None:
+    """The slowest interval a day's sensors can have: the fleet's when it holds only simulated sensors.
+
+    Then the context read before a slice is that of the fleet's rate, not of
+    the slowest rate a sensor may have (an hourly sensor needs a day of it).
+    """
+    return settings.fleet_interval_s if not lake.exists("raw_readings", day) and not lake.exists("raw_readings", day - dt.timedelta(days=1)) else None
+
+
 def iter_day_chunks(lake: Lake, day: dt.date, settings: DownstreamSettings) -> Iterator[tuple[pa.Table, pa.Table]]:
     """(readings of ``day``, previous day's tail) for chunks of sensors, in sensor order.
 
@@ -147,7 +156,7 @@ def iter_day_chunks(lake: Lake, day: dt.date, settings: DownstreamSettings) -> I
     releases the GIL, so reading overlaps the NumPy work on the other core.
     """
     a = _day_start(day)
-    ctx = context_seconds(settings.params).readings_s * US
+    ctx = context_seconds(settings.params, max_interval_s=_known_interval_s(lake, day, settings)).readings_s * US
     prev = day - dt.timedelta(days=1)
     sensors = day_sensors(lake, day)
     n = settings.sensors_per_chunk
@@ -338,11 +347,10 @@ def _update_day_locked(lake: Lake, state: State, batch_id: str, day: dt.date, st
     if end <= prev:
         return "current", 0
     p = settings.params
-    only_simulated = not lake.exists("raw_readings", day)
-    ctx = context_seconds(p, max_interval_s=settings.fleet_interval_s if only_simulated else None)
+    ctx = context_seconds(p, max_interval_s=_known_interval_s(lake, day, settings))
     readings = _context_readings(lake, state, day, staged, prev - ctx.readings_s * US, end)
     intervals = settings.intervals()
-    new_ws = compute_window_stats(readings, p.windows, emit_start=prev, emit_end=end, intervals=intervals)
+    new_ws = compute_window_stats(readings, p.windows, emit_start=prev, emit_end=end, intervals=intervals, registry=p.registry)
     ws_ctx = _context_window_stats(lake, state, day, prev - ctx.window_stats_s * US, prev)
     points = detect_points(readings, pa.concat_tables([ws_ctx, new_ws]), baseline_for(lake, day, settings), p,
                            emit_start=prev, emit_end=end, intervals=intervals)  # fmt: skip

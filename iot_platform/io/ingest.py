@@ -27,6 +27,7 @@ from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import FAULT_LABELS, READINGS, conform
 from iot_platform.core.validation import NO_PARTITION, REJECTED, Validated, validate_readings
 from iot_platform.io.lake import Lake, read_metadata
+from iot_platform.io.registry import fleet_registry
 
 SIM_UNTIL_KEY = "iot.sim_until_us"
 RAW_PARTS_KEY = "iot.raw_parts"
@@ -102,6 +103,7 @@ def _build_locked(
     start = sim.day_start_us(day)
     until = sim_end_us(day, now_us) if fleet is not None else start
     raw_files = lake.files("raw_readings", day)
+    registry = fleet_registry(lake.root, fleet)  # per-sensor valid ranges (sensors.yaml)
     raw = conform(lake.read("raw_readings", [day]), READINGS) if raw_files else READINGS.empty_table()
     fleet_ids = fleet.sensor_ids if fleet is not None else []
     raw_ids = pc.unique(raw["sensor_id"]).to_pylist() if raw.num_rows else []
@@ -123,7 +125,7 @@ def _build_locked(
         if raw.num_rows:
             parts.append(raw.filter(pc.is_in(raw["sensor_id"], pa.array(ids, pa.string()))))
         table = pa.concat_tables(parts) if parts else READINGS.empty_table()
-        v = validate_readings(table, start, start + sim.DAY_US)
+        v = validate_readings(table, start, start + sim.DAY_US, registry=registry)
         expected += _expected_raw(v.good, set(ids) - set(index_of))
         return v, expected, lab
 

@@ -45,6 +45,7 @@ from iot_platform.core.validation import NO_PARTITION, REJECTED, validate_readin
 from iot_platform.io.commit import PartInfo, State, batch_lock, commit_state, committed_files, day_lock, load_state, part_file, remove_uncommitted_parts
 from iot_platform.io.ingest import SIM_SENSORS_KEY, SIM_UNTIL_KEY, build_readings_day
 from iot_platform.io.lake import COMPACTED, Lake, read_metadata
+from iot_platform.io.registry import fleet_registry
 
 INGESTED_DIR = "_ingested"
 # A batch simulates at most this many readings; a run that starts far behind
@@ -229,11 +230,12 @@ def ingest_readings(
 
     t0 = time.perf_counter()
     staged: dict[dt.date, pa.Table] = {}
+    registry = fleet_registry(lake.root, fleet)  # per-sensor valid ranges (sensors.yaml)
     if refused:
         new_rows.setdefault(batch_day, [])
     for day, pieces in sorted(new_rows.items()):
         start = sim.day_start_us(day)
-        v = validate_readings(pa.concat_tables(pieces) if pieces else READINGS.empty_table(), start, start + sim.DAY_US)
+        v = validate_readings(pa.concat_tables(pieces) if pieces else READINGS.empty_table(), start, start + sim.DAY_US, registry=registry)
         good = v.good
         with lake.lock("readings", day):
             result.removed_orphans += remove_uncommitted_parts(lake, state, "readings", day)

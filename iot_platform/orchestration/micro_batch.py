@@ -41,7 +41,7 @@ def micro_batch(
         fleet=fleet.params(),
         landing=landing_dir(root.root),
         first_day=first_day,
-        downstream=make_update_downstream(detection.settings(fleet.params()), first_day),
+        downstream=make_update_downstream(detection.settings(fleet.params(), root.root), first_day),
     )
     duration = time.monotonic() - started
     lag = (time.time_ns() // 1000 - result.newest_ts) / 1e6 if result.newest_ts is not None else None

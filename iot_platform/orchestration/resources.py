@@ -78,13 +78,17 @@ class DetectionResource(dg.ConfigurableResource):
     min_readings: int = 30
     allowed_lateness_s: int = 30
 
-    def settings(self, fleet: FleetParams | None):
+    def settings(self, fleet: FleetParams | None, data_dir: str | os.PathLike[str] | None = None):
+        """The detection settings; with ``data_dir``, sensors are judged by its registry (sensors.yaml)."""
         import dataclasses
 
         from iot_platform.core.detectors.params import DetectionParams
         from iot_platform.io.downstream import DownstreamSettings
+        from iot_platform.io.registry import fleet_registry
 
         base = DetectionParams()
+        if data_dir is not None:
+            base = dataclasses.replace(base, registry=fleet_registry(data_dir, fleet))
         windows = dataclasses.replace(
             base.windows, length_s=self.window_length_s, hop_s=self.window_hop_s, min_readings=self.min_readings
         )

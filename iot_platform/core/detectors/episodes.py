@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 
 from iot_platform.core.detectors.params import DetectionParams
 from iot_platform.core.detectors.points import POINTS
+from iot_platform.core.detectors.systemic import sensor_groups
 from iot_platform.core.schemas import ANOMALIES, FLEET_ID, TS_TYPE, conform
 
 US = 1_000_000
@@ -130,12 +131,16 @@ def to_episodes(points: pa.Table, params: DetectionParams = DetectionParams()) -
     if is_sys.any():
         sc = {k: v[is_sys] for k, v in c.items()}
         sys_ep, sys_episode, sys_order = _merge(sc, gap)
-        sys_ticks = np.unique(sc["tick_ts"])
         sys_ep_of_tick = sys_episode[np.argsort(sys_order)]  # episode index of each systemic point
-        tick_to_ep = dict(zip(sc["tick_ts"].tolist(), sys_ep_of_tick.tolist()))
-        member = ~is_sys & np.isin(c["anomaly_type"], list(params.systemic.types)) & np.isin(c["tick_ts"], sys_ticks)
+        # a systemic point's metric is its group; its members are that group's alerts in its tick
+        tick_to_ep = dict(zip(zip(sc["metric"].tolist(), sc["tick_ts"].tolist()), sys_ep_of_tick.tolist()))
+        group = sensor_groups(c["sensor_id"], params.registry)
+        counted = ~is_sys & np.isin(c["anomaly_type"], list(params.systemic.types))
+        eps = [tick_to_ep.get((g, t)) if k else None
+               for g, t, k in zip(group.tolist(), c["tick_ts"].tolist(), counted.tolist())]  # fmt: skip
+        member = np.array([e is not None for e in eps], dtype=bool)
         ids = sys_ep.column("anomaly_id").to_numpy(zero_copy_only=False)
-        linked_id[member] = [ids[tick_to_ep[t]] for t in c["tick_ts"][member].tolist()]
+        linked_id[member] = [ids[e] for e in eps if e is not None]
         keep = ~is_sys & ~(member if params.systemic.mode == "suppress" else np.zeros_like(member))
     else:
         keep = ~is_sys

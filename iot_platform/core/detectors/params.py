@@ -16,10 +16,13 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from iot_platform.core.schemas import ANOMALY_TYPES, METRICS
-from iot_platform.core.windows import US, WindowParams, geometry
+import numpy as np
 
-READING_TYPES = ("spike", "sensor_fault")  # detected per reading; all other types per window or tick
+from iot_platform.core.registry import SensorRegistry
+from iot_platform.core.schemas import ANOMALY_TYPES, METRICS
+from iot_platform.core.windows import US, WindowParams, expected_readings, geometry
+
+READING_TYPES = ("spike", "level_shift", "sensor_fault", "multivariate")  # detected per reading; all other types per window or tick
 
 
 def _fail(obj: object, name: str, value: object, expected: str) -> None:
@@ -44,41 +47,171 @@ def _integer(obj: object, name: str, lo: int) -> None:
         _fail(obj, name, v, f"an integer >= {lo}")
 
 
+SPIKE_METRICS = ("temperature", "humidity", "pressure", "vibration")
+
+
+def _floors(obj: object, name: str) -> None:
+    v = getattr(obj, name)
+    ok = isinstance(v, tuple) and all(
+        isinstance(p, tuple) and len(p) == 2 and p[0] in METRICS and _num(p[1]) and p[1] >= 0 for p in v
+    )
+    if not ok:
+        _fail(obj, name, v, "a tuple of (metric, floor >= 0) pairs, e.g. (('temperature', 0.5),)")
+
+
 @dataclasses.dataclass(frozen=True)
 class SpikeParams:
-    """Robust z-score of each reading against the trailing window of its own sensor.
+    """Robust z-score of each reading of every metric against the trailing window of its own sensor.
 
     Trailing window: the sensor's window that ended where the reading's
     sub-window (pane, one hop long) begins. Location: the median of the means of
     the last ``location_subwindows`` panes; scale: the median over the window's
     panes of the mean absolute successive difference (times sqrt(pi)/2, an
     estimate of the noise sd that slow trends such as the diurnal cycle do not
-    inflate), floored at ``min_scale``. A spike or two inside the window moves
-    neither median. No evaluation when the window holds fewer than
-    ``WindowParams.min_readings`` valid values (warm-up, also after gaps);
-    panes whose value mostly did not change (a stuck sensor) are left out of it.
+    inflate), floored at the metric's resolution (the smallest step between
+    its readings in the window, times ``resolution_floor``: a count or a
+    value reported to 0.1 cannot be judged on a finer scale) and at its
+    ``floors`` entry if any. A spike or two inside the window moves neither
+    median. Every scale is the sensor's own: no unit is assumed.
 
-    min_scale: the smallest deviation unit, in the metric's units. 0.5 C is the
-        accuracy of common temperature probes (DS18B20: +-0.5 C); without a
-        floor, a z of 3 on a quiet 0.15 C-noise sensor alerts 0.27 % of all
-        readings (230 a day at 1 Hz), which is noise, not spikes.
+    metrics: the metrics analysed (battery_level is left out by default: a
+        battery drains without noise and is judged by its thresholds).
+    warning_z, critical_z: z above which a reading alerts (warning /
+        critical), at least; the threshold actually used also follows the
+        sample rate (``false_alerts_per_day``), and critical keeps its ratio to
+        warning (5 / 3).
+    false_alerts_per_day: the warning threshold is at least the z that
+        Gaussian noise exceeds this often per metric and day at the sensor's
+        rate (5.7 at 1 Hz, 4.6 every 5 min, 4.1 hourly): a z of 3 on 86,400
+        readings a day alerts 233 times a day on pure noise. The reference's
+        own estimation error fattens the tails, hence 0.001 rather than 0.01
+        (on the simulator, 0.01 gives 0.1 false spikes per sensor-day).
+    floors: optional per-metric absolute floors of the scale, in the metric's
+        units (e.g. ``(("temperature", 0.5),)`` for a +-0.5 C probe).
+    resolution_floor: the scale is at least this many resolution steps.
+    max_spike_readings: a deviation lasting more readings than this is a
+        level shift (``level_shift``), not a spike.
+    variance_ratio, variance_min_diffs: a completed pane whose noise sd (from
+        at least ``variance_min_diffs`` successive differences) is this many
+        times above or below the trailing window's is a ``variance_change``
+        (panes holding spikes excluded). Needs several readings per pane:
+        sensors sampling at least every few seconds.
     """
 
-    metric: str = "temperature"
+    metrics: tuple[str, ...] = SPIKE_METRICS
     warning_z: float = 3.0
     critical_z: float = 5.0
-    min_scale: float = 0.5
+    false_alerts_per_day: float = 0.001
+    floors: tuple[tuple[str, float], ...] = ()
+    resolution_floor: float = 1.0
     location_subwindows: int = 5
     max_gap_intervals: float = 3.0  # successive differences only between readings this close (in intervals)
+    max_spike_readings: int = 3
+    variance_ratio: float = 3.0
+    variance_min_diffs: int = 20
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            _fail(self, "metric", self.metric, f"one of {', '.join(METRICS)}")
+        _number(self, "variance_ratio", lo=1, lo_open=True)
+        _integer(self, "variance_min_diffs", 2)
+        if not isinstance(self.metrics, tuple) or any(m not in METRICS for m in self.metrics):
+            _fail(self, "metrics", self.metrics, f"a tuple of {', '.join(METRICS)}")
         _number(self, "warning_z", lo=0, lo_open=True)
         _number(self, "critical_z", lo=self.warning_z if isinstance(self.warning_z, (int, float)) else 0)
-        _number(self, "min_scale", lo=0, lo_open=True)
+        _number(self, "false_alerts_per_day", lo=0, lo_open=True)
+        _floors(self, "floors")
+        _number(self, "resolution_floor", lo=0)
         _integer(self, "location_subwindows", 1)
         _number(self, "max_gap_intervals", lo=1)
+        _integer(self, "max_spike_readings", 1)
+
+    def floor(self, metric: str) -> float:
+        return dict(self.floors).get(metric, 0.0)
+
+    def warning_at(self, interval_us: np.ndarray, sensitivity: np.ndarray | float = 1.0) -> np.ndarray:
+        """The warning z per sensor: at least ``warning_z``, and the Gaussian z exceeded
+        ``false_alerts_per_day`` (times the sensor's registry sensitivity) times a day at each sample interval."""
+        per_day = np.maximum(86_400 * US / np.asarray(interval_us, dtype=np.float64), 1.0)
+        p = np.minimum(self.false_alerts_per_day * np.asarray(sensitivity, dtype=np.float64) / per_day, 0.5)  # two-sided tail probability per reading
+        return np.maximum(self.warning_z, gaussian_isf(p / 2))
+
+
+def gaussian_isf(p: np.ndarray) -> np.ndarray:
+    """z with P(Z > z) = p for a standard normal Z (p in (0, 0.5]), to about 1e-4 (bisection on erfc)."""
+    p = np.asarray(p, dtype=np.float64)
+    lo, hi = np.zeros_like(p), np.full_like(p, 40.0)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        tail = 0.5 * np.vectorize(math.erfc)(mid / math.sqrt(2)) if mid.size else mid
+        lo, hi = np.where(tail > p, mid, lo), np.where(tail > p, hi, mid)
+    return (lo + hi) / 2
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryParams:
+    """Slow sensors (windows that cannot pass the warm-up) judged against their own trailing readings.
+
+    See :mod:`iot_platform.core.detectors.history`. ``history_s`` bounds the
+    look-back (and the context a slice needs: a day, 24 readings of an
+    hourly sensor); at most ``max_readings`` of them are
+    used, at least ``min_readings`` are needed (warm-up); the location is the
+    Theil-Sen line through the latest ``location_readings``.
+    """
+
+    history_s: int = 24 * 3600
+    max_readings: int = 24
+    min_readings: int = 8
+    location_readings: int = 8
+
+    def __post_init__(self) -> None:
+        _integer(self, "history_s", 1)
+        _integer(self, "max_readings", 2)
+        _integer(self, "min_readings", 2)
+        _integer(self, "location_readings", 2)
+        if self.min_readings > self.max_readings:
+            _fail(self, "min_readings", self.min_readings, f"at most max_readings={self.max_readings}")
+        if self.location_readings > self.max_readings:
+            _fail(self, "location_readings", self.location_readings, f"at most max_readings={self.max_readings}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MultivariateParams:
+    """PCA of a sensor's metrics with Hotelling T^2 and Q (:mod:`iot_platform.core.detectors.multivariate`).
+
+    block_s, fit_blocks: each block of ``block_s`` is scored by a model fitted on the sensor's previous
+        ``fit_blocks`` blocks (15 min at the defaults: 900 readings at 1 Hz; sensors slower than
+        ``fit_blocks * block_s / min_fit_readings`` are not modelled). It sets the context a slice needs.
+    min_corr: only sensors with some pair of metrics correlated at least this much in the fit are modelled.
+    variance_kept: principal components kept (at least one, at most all but one).
+    false_alerts_per_day: tail probability of the T^2 and Q limits, per sensor-day at its rate.
+    critical_ratio: critical above this multiple of the limit.
+    t2_alerts: alert on T^2 too (off: a 15-minute fit has not seen every duty point; Q, the broken relation,
+        is what the short fit judges well).
+    """
+
+    metrics: tuple[str, ...] = SPIKE_METRICS
+    block_s: int = 300
+    fit_blocks: int = 3
+    min_fit_readings: int = 60
+    min_corr: float = 0.5
+    variance_kept: float = 0.9
+    false_alerts_per_day: float = 0.001
+    critical_ratio: float = 3.0
+    enabled: bool = True
+    t2_alerts: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metrics, tuple) or any(m not in METRICS for m in self.metrics):
+            _fail(self, "metrics", self.metrics, f"a tuple of {', '.join(METRICS)}")
+        _integer(self, "block_s", 1)
+        _integer(self, "fit_blocks", 1)
+        _integer(self, "min_fit_readings", 3)
+        _number(self, "min_corr", lo=0, hi=1)
+        _number(self, "variance_kept", lo=0, lo_open=True, hi=1)
+        _number(self, "false_alerts_per_day", lo=0, lo_open=True)
+        _number(self, "critical_ratio", lo=1)
+        for name in ("enabled", "t2_alerts"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(self, name, getattr(self, name), "True or False")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +314,9 @@ class ThresholdParams:
 
     vibration_max above ``vibration_warning`` / ``vibration_critical`` (g);
     battery_level (last in window) below ``battery_warning`` /
-    ``battery_critical`` (%); missing_rate above ``missing_rate_warning``.
+    ``battery_critical`` (%); missing_rate above ``missing_rate_warning``
+    with at least ``missing_min_count`` readings missing, in windows of a
+    sensor that was reporting before the window began.
     The warm-up applies to vibration and battery; not to the missing rate,
     which is the count of readings itself rather than a statistic estimated
     from too few of them (a window with 20 of 300 expected readings is the
@@ -193,8 +328,10 @@ class ThresholdParams:
     battery_warning: float = 20.0
     battery_critical: float = 5.0
     missing_rate_warning: float = 0.1
+    missing_min_count: int = 2
 
     def __post_init__(self) -> None:
+        _integer(self, "missing_min_count", 1)
         _number(self, "vibration_warning", lo=0)
         _number(self, "vibration_critical", lo=self.vibration_warning if _num(self.vibration_warning) else 0)
         _number(self, "battery_warning", lo=0, hi=100)
@@ -287,6 +424,8 @@ class DetectionParams:
 
     windows: WindowParams = WindowParams()
     spike: SpikeParams = SpikeParams()
+    history: HistoryParams = HistoryParams()
+    multivariate: MultivariateParams = MultivariateParams()
     sensor_fault: SensorFaultParams = SensorFaultParams()
     drift: DriftParams = DriftParams()
     flatline: FlatlineParams = FlatlineParams()
@@ -294,6 +433,8 @@ class DetectionParams:
     silence: SilenceParams = SilenceParams()
     systemic: SystemicParams = SystemicParams()
     episodes: EpisodeParams = EpisodeParams()
+    # what each sensor is (ranges, alarms, interval, group); the default treats every sensor as the simulator's
+    registry: SensorRegistry = SensorRegistry()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -329,7 +470,12 @@ def context_seconds(params: DetectionParams = DetectionParams(), max_interval_s:
         params.spike.max_gap_intervals * iv
     )
     silence = max(round(params.silence.min_silence_s * US), params.silence.missed_samples * iv)
-    readings_us = max(length, spike, silence)
+    # slow sensors' trailing history (only needed when the fleet has sensors too slow for the window warm-up)
+    slow = int(expected_readings(length, iv)) < w.min_readings
+    history = (params.history.history_s * US + w.hop_us) if slow else 0
+    mv = params.multivariate
+    multivariate = (mv.fit_blocks + 1) * mv.block_s * US if mv.enabled else 0
+    readings_us = max(length, spike, silence, history, multivariate)
     return Context(
         readings_s=-(-readings_us // US),
         window_stats_s=max(params.drift.memory_s, params.silence.horizon_s, params.silence.critical_after_s)

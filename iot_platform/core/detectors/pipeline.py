@@ -31,11 +31,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from iot_platform.core.detectors import drift, flatline, sensor_fault, silence, spike, systemic, thresholds
+from iot_platform.core.detectors import (
+    drift,
+    flatline,
+    history,
+    multivariate,
+    sensor_fault,
+    silence,
+    spike,
+    systemic,
+    thresholds,
+)
 from iot_platform.core.detectors.episodes import to_episodes
 from iot_platform.core.detectors.inputs import BaselineFrame, WindowFrame
 from iot_platform.core.detectors.params import READING_TYPES, DetectionParams, context_seconds
-from iot_platform.core.detectors.points import concat_points
+from iot_platform.core.detectors.points import POINTS, concat_points
+from iot_platform.core.registry import Resolved
 from iot_platform.core.schemas import WINDOW_STATS
 from iot_platform.core.windows import (
     DAY_US,
@@ -61,14 +72,28 @@ def _sensor_points(
     reading_start: int,
     start: int,
     end: int,
+    res: Resolved,
 ) -> pa.Table:
     w = params.windows
+    univariate = concat_points(
+        [
+            spike.detect_frame(frame, panes, params.spike, w, reading_start, end, res, start),
+            history.detect_frame(frame, params.history, params.spike, w, reading_start, end, res),
+        ]
+    )
+    mv = POINTS.empty_table()
+    if params.multivariate.enabled:
+        explained: list = []
+        mv = multivariate.detect_frame(frame, params.multivariate, w, reading_start, end, res, explained)
+        univariate = _not_explained(univariate, frame.names, explained)
+        mv = _not_flagged(mv, univariate)
+    univariate = concat_points([sensor_fault.detect_frame(frame, params.sensor_fault, w, reading_start, end), univariate])
     return concat_points(
         [
-            sensor_fault.detect_frame(frame, params.sensor_fault, w, reading_start, end),
-            spike.detect_frame(frame, panes, params.spike, w, reading_start, end),
+            univariate,
+            mv,
             flatline.detect_frame(wf, params.flatline, w, start, end),
-            thresholds.detect_frame(wf, params.thresholds, w, start, end),
+            thresholds.detect_frame(wf, params.thresholds, w, start, end, bf.known, res.alarms(params.thresholds)),
             drift.detect_frame(wf, bf, params.drift, w, start, end),
             silence.detect_frame(frame, wf, bf, params.silence, w, start, end),
         ]
@@ -76,26 +101,61 @@ def _sensor_points(
 
 
 class _Fleet:
-    """Fleet size per tick, summed over sensor chunks."""
+    """Group sizes per tick, summed over sensor chunks."""
 
     def __init__(self) -> None:
         self.ticks: list[np.ndarray] = []
         self.counts: list[np.ndarray] = []
+        self.groups: list[np.ndarray] = []
 
-    def add(self, tick: np.ndarray, count: np.ndarray) -> None:
+    def add(self, tick: np.ndarray, count: np.ndarray, group: np.ndarray) -> None:
         self.ticks.append(tick)
         self.counts.append(count)
+        self.groups.append(group)
 
     def table(self) -> pa.Table:
         if not self.ticks:
             return systemic.fleet_table(np.zeros(0, np.int64), np.zeros(0, np.int64))
-        return systemic.fleet_table(np.concatenate(self.ticks), np.concatenate(self.counts))
+        return systemic.fleet_table(np.concatenate(self.ticks), np.concatenate(self.counts), np.concatenate(self.groups))
+
+
+def _not_flagged(points: pa.Table, flagged: pa.Table) -> pa.Table:
+    """``points`` of readings (sensor, ts) that no point of ``flagged`` is about: one alert per cause."""
+    if points.num_rows == 0 or flagged.num_rows == 0:
+        return points
+    key = lambda t: pc.binary_join_element_wise(t.column("sensor_id"), pc.cast(pc.cast(t.column("ts"), pa.int64()),
+                                                                                 pa.string()), "|")  # noqa: E731
+    return points.filter(pc.invert(pc.is_in(key(points), value_set=key(flagged))))
+
+
+def _not_explained(points: pa.Table, names: np.ndarray, explained: list) -> pa.Table:
+    """Drop spike and level_shift points of readings the multivariate model explains (all metrics of the model
+    moved together as usual: a duty-point change, not a fault of one metric). Vectorized: the explained
+    readings are looked up by one sorted (sensor, ts) key per model."""
+    if points.num_rows == 0 or not explained:
+        return points
+    code = np.searchsorted(names, np.asarray(points.column("sensor_id").to_numpy(zero_copy_only=False), dtype=object))
+    ts = pc.cast(points.column("ts"), pa.int64()).to_numpy()
+    metric = np.asarray(pc.fill_null(points.column("metric"), "").to_numpy(zero_copy_only=False), dtype=object)
+    kind = np.asarray(points.column("anomaly_type").to_numpy(zero_copy_only=False), dtype=object)
+    drop = np.zeros(points.num_rows, dtype=bool)
+    for e_code, e_ts, metrics in explained:
+        if len(e_code) == 0:
+            continue
+        t0 = min(int(e_ts.min()), int(ts.min()))
+        span = max(int(e_ts.max()), int(ts.max())) - t0 + 1
+        e_key = np.sort(e_code.astype(np.int64) * span + (e_ts - t0))
+        key = code.astype(np.int64) * span + (ts - t0)
+        pos = np.minimum(np.searchsorted(e_key, key), len(e_key) - 1)
+        drop |= (e_key[pos] == key) & np.isin(metric, list(metrics)) & np.isin(kind, ["spike", "level_shift"])
+    return points.filter(pa.array(~drop))
 
 
 def _finish(points: pa.Table, fleet: _Fleet, params: DetectionParams, start: int, end: int) -> pa.Table:
     """Systemic points from all sensors' points, then drop the per-reading look-back before ``start``."""
     sys_points = systemic.detect(
-        points, fleet.table(), params.systemic, windows=params.windows, emit_start=start, emit_end=end
+        points, fleet.table(), params.systemic, windows=params.windows, emit_start=start, emit_end=end,
+        registry=params.registry,
     )
     if points.num_rows:
         ts = pc.cast(points.column("ts"), pa.int64()).to_numpy()
@@ -122,11 +182,12 @@ def _detect(
     bf_all = BaselineFrame.from_table(baseline, names)
     parts, fleet = [], _Fleet()
     for lo, hi in source.chunks(chunk_rows):
-        frame = source.frame(lo, hi, w, intervals)
+        frame = source.frame(lo, hi, w, intervals, params.registry)
+        res = params.registry.resolve(frame.names)
         wf = wf_all.for_names(frame.names, frame.hop_us)
         bf = bf_all.for_names(frame.names, names)
-        parts.append(_sensor_points(frame, aggregate_panes(frame), wf, bf, params, start - w.hop_us, start, end))
-        fleet.add(*silence.known_counts(wf, bf, params.silence, w, start, end))
+        parts.append(_sensor_points(frame, aggregate_panes(frame), wf, bf, params, start - w.hop_us, start, end, res))
+        fleet.add(*silence.known_counts(wf, bf, params.silence, w, start, end, res.group))
     return concat_points(parts), fleet
 
 
@@ -240,16 +301,17 @@ def run_day_chunked(
                 WindowFrame.from_arrays(frame.names, arrays, frame.hop_us),
             ]
         )
+        res = params.registry.resolve(frame.names)
         return (
             window_table(frame.names, arrays),
-            _sensor_points(frame, panes, wf, bf, params, a - w.hop_us, a, b),
-            silence.known_counts(wf, bf, params.silence, w, a, b),
+            _sensor_points(frame, panes, wf, bf, params, a - w.hop_us, a, b, res),
+            silence.known_counts(wf, bf, params.silence, w, a, b, res.group),
             frame.names.tolist(),
         )
 
     def chunk(readings: pa.Table, prev_tail: pa.Table | None) -> list[tuple]:
         source = ReadingsSource([prev_tail, readings])
-        return [process(source.frame(lo, hi, w, intervals)) for lo, hi in source.chunks(chunk_rows)]
+        return [process(source.frame(lo, hi, w, intervals, params.registry)) for lo, hi in source.chunks(chunk_rows)]
 
     def collect(results: list[tuple]) -> None:
         # in chunk order, whichever worker finished first: the output does not depend on the workers
@@ -271,7 +333,7 @@ def run_day_chunked(
     absent = np.array([n for n in history.names if n not in seen], dtype=object)
     for lo in range(0, len(absent), 1_000):  # known sensors without a reading: silent all day
         names = absent[lo : lo + 1_000]
-        collect([process(ReadingsSource([], names).frame(0, len(names), w))])
+        collect([process(ReadingsSource([], names).frame(0, len(names), w, registry=params.registry))])
 
     points = _finish(concat_points(pt_parts), fleet, params, a, b)
     window_stats = pa.concat_tables(ws_parts) if ws_parts else WINDOW_STATS.empty_table()
@@ -379,9 +441,17 @@ def _systemic_only(r, ws, bl, p, a, b):
 
 DETECTORS: dict[str, Detector] = {
     "sensor_fault": lambda r, ws, bl, p, a, b: sensor_fault.detect(
-        r, p.sensor_fault, windows=p.windows, emit_start=a, emit_end=b
+        r, p.sensor_fault, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry
     ),
-    "spike": lambda r, ws, bl, p, a, b: spike.detect(r, p.spike, windows=p.windows, emit_start=a, emit_end=b),
+    "spike": lambda r, ws, bl, p, a, b: spike.detect(
+        r, p.spike, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry
+    ),
+    "history": lambda r, ws, bl, p, a, b: history.detect(
+        r, p.history, p.spike, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry
+    ),
+    "multivariate": lambda r, ws, bl, p, a, b: multivariate.detect(
+        r, p.multivariate, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry
+    ),
     "flatline": lambda r, ws, bl, p, a, b: flatline.detect(ws, p.flatline, windows=p.windows, emit_start=a, emit_end=b),
     "thresholds": lambda r, ws, bl, p, a, b: thresholds.detect(
         ws, p.thresholds, windows=p.windows, emit_start=a, emit_end=b

@@ -16,7 +16,6 @@ import pyarrow as pa
 
 from iot_platform.core.detectors.params import SensorFaultParams
 from iot_platform.core.detectors.points import POINTS, concat_points, fmt, join, make_points, reading_tick
-from iot_platform.core.schemas import VALID_RANGE
 from iot_platform.core.windows import US, ReadingsFrame, ReadingsSource, WindowParams, to_us
 
 
@@ -30,11 +29,11 @@ def detect_frame(
     parts = []
     for m in params.metrics:
         v = frame.values[m]
-        lo, hi = VALID_RANGE[m]
         bad = np.flatnonzero(in_range & ~np.isnan(v) & ~frame.valid(m))
         if len(bad) == 0:
             continue
         x = v[bad]
+        lo, hi = (np.broadcast_to(b, v.shape)[bad] for b in frame.bounds(m))  # the sensor's own range
         bound = np.where(x < lo, lo, hi)
         code = frame.code[bad]
         parts.append(
@@ -50,7 +49,8 @@ def detect_frame(
                 value=x,
                 threshold=bound,
                 score=np.abs(x - bound),
-                message=join(f"{m} ", fmt(x, 3), f" is outside the valid range [{lo:g}, {hi:g}]: broken sensor"),
+                message=join(f"{m} ", fmt(x, 3), " is outside the valid range [", fmt(lo, 6), ", ", fmt(hi, 6),
+                             "]: broken sensor"),
             )
         )
     return concat_points(parts)
@@ -63,8 +63,10 @@ def detect(
     windows: WindowParams = WindowParams(),
     emit_start: dt.datetime | int | None = None,
     emit_end: dt.datetime | int | None = None,
+    registry=None,
 ) -> pa.Table:
-    """POINTS for the readings (schemas.READINGS columns) with ts in ``[emit_start, emit_end)``.
+    """POINTS for the readings (schemas.READINGS columns) with ts in ``[emit_start, emit_end)``; ``registry``
+    gives each sensor's valid ranges (default: ``schemas.VALID_RANGE``).
 
     >>> import pyarrow as pa
     >>> from iot_platform.core.schemas import TS_TYPE
@@ -78,7 +80,7 @@ def detect(
     source = ReadingsSource([readings])
     parts = []
     for lo, hi in source.chunks():
-        frame = source.frame(lo, hi, windows)
+        frame = source.frame(lo, hi, windows, registry=registry)
         parts.append(
             detect_frame(frame, params, windows, -(2**62) if a is None else a, 2**62 if b is None else b)
         )

@@ -23,7 +23,8 @@ from iot_platform.core.detectors.params import SilenceParams
 from iot_platform.core.detectors.points import POINTS, fmt, join, make_points
 from iot_platform.core.windows import US, ReadingsFrame, ReadingsSource, WindowParams, emit_range, sensor_names
 
-FLEET = pa.schema([pa.field("tick_ts", pa.timestamp("us", tz="UTC"), nullable=False), pa.field("n_sensors", pa.int64())])
+FLEET = pa.schema([pa.field("tick_ts", pa.timestamp("us", tz="UTC"), nullable=False), pa.field("n_sensors", pa.int64()),
+                   pa.field("group", pa.string())])  # fmt: skip
 
 
 def ticks(windows: WindowParams, start_us: int, end_us: int) -> np.ndarray:
@@ -59,11 +60,30 @@ def known_mask(wf: WindowFrame, known: np.ndarray, params: SilenceParams, tick: 
 
 
 def known_counts(
-    wf: WindowFrame, bf: BaselineFrame, params: SilenceParams, windows: WindowParams, start_us: int, end_us: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(ticks in (start, end], number of known sensors at each): the fleet size for the systemic check."""
+    wf: WindowFrame,
+    bf: BaselineFrame,
+    params: SilenceParams,
+    windows: WindowParams,
+    start_us: int,
+    end_us: int,
+    groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ticks, number of known sensors, group) for each group and tick in (start, end]: the group sizes of the
+    systemic check. ``groups`` (per code: group name or None) defaults to one group ``fleet``; sensors of no
+    group are not counted."""
     tick = ticks(windows, start_us, end_us)
-    return tick, known_mask(wf, bf.known, params, tick).sum(axis=0).astype(np.int64)
+    known = known_mask(wf, bf.known, params, tick)
+    if groups is None:
+        groups = np.full(len(wf.names), "fleet", dtype=object)
+    out_t, out_n, out_g = [], [], []
+    for g in sorted({g for g in groups.tolist() if g is not None}):
+        rows = np.flatnonzero(groups == g)
+        out_t.append(tick)
+        out_n.append(known[rows].sum(axis=0).astype(np.int64))
+        out_g.append(np.full(len(tick), g, dtype=object))
+    if not out_t:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object)
+    return np.concatenate(out_t), np.concatenate(out_n), np.concatenate(out_g)
 
 
 def detect_frame(

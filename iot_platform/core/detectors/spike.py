@@ -53,6 +53,7 @@ from iot_platform.core.windows import (
 )
 
 _SD_PER_MASD = math.sqrt(math.pi) / 2  # Gaussian noise: E|x_i - x_{i-1}| = 2 sd / sqrt(pi)
+_SD_PER_MEDIAN_AD = 1 / (0.6744897501960817 * math.sqrt(2))  # ... and median |x_i - x_{i-1}| = 0.6745 sqrt(2) sd
 
 
 def row_nanmedian(m: np.ndarray) -> np.ndarray:
@@ -69,31 +70,59 @@ def row_nanmedian(m: np.ndarray) -> np.ndarray:
         return np.where(c > 0, (s[r, lo] + s[r, hi]) / 2, np.nan)
 
 
+def trend_allowance(ref: np.ndarray, lag: float) -> np.ndarray:
+    """How far a level may have moved since its reference: the robust slope of each row of ``ref`` (newest
+    first) times ``lag`` (in columns). Slope: the median of the newer half minus the median of the older half,
+    over the distance between them; a spike or two in a half moves neither median, a ramp moves both."""
+    h = ref.shape[1] // 2
+    if h == 0 or ref.shape[0] == 0:
+        return np.zeros(ref.shape[0])
+    with np.errstate(invalid="ignore"):
+        slope = (row_nanmedian(ref[:, :h]) - row_nanmedian(ref[:, h : 2 * h])) / h
+    return np.abs(np.nan_to_num(slope, nan=0.0)) * lag
+
+
+def _close_pairs(frame: ReadingsFrame, rows: np.ndarray | None, max_gap: float) -> np.ndarray:
+    """For each of ``rows`` (sorted; None: every row), whether the previous one is the same sensor's and at
+    most ``max_gap`` intervals earlier: a successive difference to count."""
+    code, ts = (frame.code, frame.ts) if rows is None else (frame.code[rows], frame.ts[rows])
+    close = np.zeros(len(ts), dtype=bool)
+    if len(ts) < 2:
+        return close
+    lim = np.floor(max_gap * frame.interval_us).astype(np.int64)
+    if (lim == lim[0]).all() if len(lim) else True:
+        within = (ts[1:] - ts[:-1]) <= (lim[0] if len(lim) else 0)
+    else:
+        within = (ts[1:] - ts[:-1]) <= lim[code[1:]]
+    close[1:] = (code[1:] == code[:-1]) & within
+    return close
+
+
 def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok: np.ndarray, max_gap: float):
     """Per pane: sum, count and zero count of |x_i - x_prev| over valid readings (prev: the sensor's previous
     valid reading, if at most ``max_gap`` intervals earlier). A difference belongs to the later reading's pane."""
     n = frame.n_rows
-    limit = np.repeat(np.floor(max_gap * frame.interval_us).astype(np.int64), np.diff(frame.offsets))
-    if ok.all():  # consecutive rows are consecutive valid readings
+    if ok.all():  # consecutive rows are consecutive valid readings: the same pairs for every metric, cached
         rows = None
-        ts, x, lim = frame.ts, frame.values[metric], limit
-        head = np.zeros(n, dtype=bool)
-        head[frame.offsets[:-1][np.diff(frame.offsets) > 0]] = True  # a sensor's first row: no predecessor
+        x = frame.values[metric]
+        cache = frame.__dict__.setdefault("_close", {})  # frozen, but a memo of a pure function is harmless
+        if max_gap not in cache:
+            cache[max_gap] = _close_pairs(frame, None, max_gap)
+        close = cache[max_gap]
     else:
         rows = np.flatnonzero(ok)
-        ts, x, lim = frame.ts[rows], frame.values[metric][rows], limit[rows]
-        code = frame.code[rows]
-        head = np.ones(len(rows), dtype=bool)
-        head[1:] = code[1:] != code[:-1]
-    if len(ts) < 2:
+        x = frame.values[metric][rows]
+        close = _close_pairs(frame, rows, max_gap)
+    if len(x) < 2:
         z = np.zeros(len(panes.key), np.int64)
-        return z.astype(float), z, z
-    close = np.zeros(len(ts), dtype=bool)
-    close[1:] = ~head[1:] & (ts[1:] - ts[:-1] <= lim[1:])
-    d = np.zeros(len(ts))
-    np.abs(x[1:] - x[:-1], out=d[1:])
-    d[~close] = 0.0
-    zero = close & (d == 0)
+        return z.astype(float), z, z, np.full(len(panes.key), np.inf)
+    d = np.zeros(len(x))
+    np.subtract(x[1:], x[:-1], out=d[1:])
+    np.abs(d, out=d)
+    np.multiply(d, close, out=d)  # differences across a gap or a sensor change do not count
+    positive = d > 0
+    zero = close & ~positive
+    step = np.where(positive, d, np.inf)  # the metric's resolution: its smallest non-zero step
     if rows is not None:  # back onto the frame's rows, where panes are contiguous segments
         full = np.zeros(n)
         full[rows] = d
@@ -104,11 +133,57 @@ def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok:
         zz = np.zeros(n, dtype=bool)
         zz[rows] = zero
         zero = zz
+        st = np.full(n, np.inf)
+        st[rows] = step
+        step = st
+    if rows is None:  # the same pairs for every metric: count them once per frame
+        counts = frame.__dict__.setdefault("_close_counts", {})
+        if max_gap not in counts:
+            counts[max_gap] = np.add.reduceat(close, panes.start, dtype=np.int64)
+        n_close = counts[max_gap]
+    else:
+        n_close = np.add.reduceat(close, panes.start, dtype=np.int64)
     return (
         np.add.reduceat(d, panes.start),
-        np.add.reduceat(close, panes.start, dtype=np.int64),
+        n_close,
         np.add.reduceat(zero, panes.start, dtype=np.int64),
+        np.minimum.reduceat(step, panes.start),
     )
+
+
+def _recent_count(frame: ReadingsFrame, flagged: np.ndarray, hits: np.ndarray) -> np.ndarray:
+    """For each of ``hits`` (row numbers), how many of the ``flagged`` rows (sorted row numbers) of its sensor
+    lie in the window length before it. Rows are sorted by (sensor, ts), so ``ts + code * span`` is one
+    sorted key; only the flagged rows and the hits are keyed (both are few)."""
+    if len(hits) == 0 or len(flagged) == 0:
+        return np.zeros(len(hits), np.int64)
+    t0 = int(frame.ts.min())
+    span = int(frame.ts.max()) - t0 + int(frame.length_us.max()) + 1
+    f_key = (frame.ts[flagged] - t0) + frame.code[flagged] * span
+    h_key = (frame.ts[hits] - t0) + frame.code[hits] * span
+    lo = np.searchsorted(f_key, h_key - frame.length_us[frame.code[hits]])
+    return np.searchsorted(f_key, h_key) - lo
+
+
+def lasting(beyond: np.ndarray, ok: np.ndarray, code: np.ndarray, hits: np.ndarray, max_readings: int) -> np.ndarray:
+    """For each row of ``hits`` (beyond rows): were the ``max_readings`` valid readings of its sensor before it
+    all beyond too? Then the deviation has lasted longer than a spike does (looked up around the hits only)."""
+    rows = np.flatnonzero(ok)
+    pos = np.searchsorted(rows, hits)
+    out = np.ones(len(hits), dtype=bool)
+    for j in range(1, max_readings + 1):
+        p = pos - j
+        inside = p >= 0
+        r = rows[np.maximum(p, 0)]
+        out &= inside & (code[r] == code[hits]) & beyond[r]
+    return out
+
+
+def run_lengths(beyond: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """For each row, how many consecutive rows up to it (same sensor: ``head`` starts one) are ``beyond``."""
+    idx = np.arange(len(beyond))
+    last = np.maximum.accumulate(np.where(~beyond, idx, np.where(head, idx - 1, -1))) if len(idx) else idx
+    return np.where(beyond, idx - last, 0)
 
 
 def detect_frame(
@@ -118,21 +193,57 @@ def detect_frame(
     windows: WindowParams,
     start_us: int,
     end_us: int,
+    resolved=None,
+    window_start_us: int | None = None,
 ) -> pa.Table:
-    """Points for the readings of ``frame`` with ``start_us <= ts < end_us`` (context before them in ``frame``)."""
-    m = params.metric
-    if frame.n_rows == 0:
+    """Points for the readings of ``frame`` with ``start_us <= ts < end_us`` (context before them in ``frame``);
+    ``variance_change`` points (one per completed pane) for panes ending in ``(window_start_us, end_us]``
+    (default ``start_us``).
+
+    ``resolved`` (:class:`~iot_platform.core.registry.Resolved` of ``frame.names``): per sensor, its metrics,
+    scale floors, sensitivity and alarms; readings above an alarm threshold (vibration above 2 g) are that
+    alarm's, left out of the reference and of the evaluation like broken values.
+    """
+    if frame.n_rows == 0 or not ((frame.ts >= start_us) & (frame.ts < end_us)).any():
         return POINTS.empty_table()
-    ok = frame.valid(m)
-    if not ((frame.ts >= start_us) & (frame.ts < end_us)).any():
-        return POINTS.empty_table()
-    dsum, dcount, dzero = _successive_differences(frame, panes, m, ok, params.max_gap_intervals)
+    sens = 1.0 if resolved is None else resolved.sensitivity
+    warn = params.warning_at(frame.interval_us, sens)  # per code
+    parts = []
+    for m in params.metrics:
+        valid = frame.valid(m)
+        ok, ok_is_valid = valid, True
+        floor = np.full(len(frame.names), params.floor(m))
+        if resolved is not None:
+            drop = ~resolved.has[m]
+            upper = resolved.warning_above[m]
+            if drop.any() or np.isfinite(upper).any():
+                with np.errstate(invalid="ignore"):
+                    out = drop[frame.code] | (frame.values[m] > upper[frame.code])
+                if (valid & out).any():
+                    ok, ok_is_valid = valid & ~out, False
+            floor = np.maximum(floor, resolved.floor[m])
+        if not ok.any():
+            continue
+        parts.append(_metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn, floor, ok_is_valid,
+                                    window_start_us))  # fmt: skip
+    return concat_points(parts)
+
+
+def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn, floor_of, ok_is_valid,
+                   window_start_us=None) -> pa.Table:  # fmt: skip
+    dsum, dcount, dzero, res = _successive_differences(frame, panes, m, ok, params.max_gap_intervals)
     # A pane whose value mostly did not change is a stuck sensor's (flatline's case): no reference.
     live = ~((dcount > 0) & (2 * dzero >= dcount))
     with np.errstate(invalid="ignore", divide="ignore"):
         masd = np.where(live & (dcount > 0), dsum / np.maximum(dcount, 1), np.nan)
-    pane_mean = np.where(live, panes.mean(m), np.nan)
-    live_count = np.where(live, panes.count[m], 0)
+        if ok_is_valid:  # the panes' own counts and sums
+            p_count, p_total = panes.count[m], panes.total[m]
+        else:
+            p_count = np.add.reduceat(ok, panes.start, dtype=np.int64)
+            p_total = np.add.reduceat(np.where(ok, frame.values[m], 0.0), panes.start)
+        p_mean = p_total / np.maximum(p_count, 1)
+    pane_mean = np.where(live & (p_count > 0), p_mean, np.nan)
+    live_count = np.where(live, p_count, 0)
 
     # The reference of every pane, from the panes before it (vectorized over panes, not readings).
     k = (frame.length_us // frame.hop_us)[panes.code]
@@ -141,6 +252,7 @@ def detect_frame(
     n_panes = len(panes.key)
     count = np.zeros(n_panes, np.int64)
     spread = np.full((n_panes, k_max), np.nan)
+    step = np.full(n_panes, np.inf)
     level = np.full((n_panes, n_loc), np.nan)
     for j in range(1, max(k_max, n_loc) + 1):
         pos, found = panes.find(panes.key - j)
@@ -148,49 +260,130 @@ def detect_frame(
             in_window = found & (j <= k)
             count += np.where(in_window, live_count[pos], 0)
             spread[:, j - 1] = np.where(in_window, masd[pos], np.nan)
+            step = np.minimum(step, np.where(in_window, res[pos], np.inf))
         if j <= n_loc:
             level[:, j - 1] = np.where(found, pane_mean[pos], np.nan)
     location = row_nanmedian(level)
-    sd = row_nanmedian(spread) * _SD_PER_MASD
-    usable = (count >= windows.min_readings) & np.isfinite(location) & (sd > 0)
-    scale = np.maximum(np.nan_to_num(sd, nan=0.0), params.min_scale)
-    band = np.where(usable, params.warning_z * scale, np.nan)  # NaN: nothing is compared, nothing alerts
-
-    # Readings beyond the band of their pane: one pass over the readings, the rest on the few hits.
+    allowance = trend_allowance(level, (n_loc + 1) / 2)
+    # Noise from successive differences: the mean |difference| of panes holding many (sqrt(pi)/2 of it is the
+    # sd of white noise), the median |difference| where panes hold one (1 / (0.6745 sqrt 2) of it)
+    per_pane = np.median(dcount[dcount > 0]) if (dcount > 0).any() else 0
+    noise_sd = row_nanmedian(spread) * (_SD_PER_MASD if per_pane > 2 else _SD_PER_MEDIAN_AD)
+    # ... and from how far readings actually fall from their pane's location (the same location rule): the
+    # scale of the real prediction errors, which autocorrelated noise (differences understate it) and a
+    # lagging location widen. The larger of the two is the scale.
     x = frame.values[m]
     with np.errstate(invalid="ignore"):
-        beyond = np.abs(x - np.repeat(location, panes.n_rows)) > np.repeat(band, panes.n_rows)
-    sel = np.flatnonzero(beyond & ok)
-    sel = sel[(frame.ts[sel] >= start_us) & (frame.ts[sel] < end_us)]
-    if len(sel) == 0:
-        return POINTS.empty_table()
+        dev_abs = np.abs(x - location[panes.row_pane])  # NaN in panes without a location: their error is NaN
+        all_ok = bool(ok.all())
+        err = np.add.reduceat(dev_abs if all_ok else np.where(ok, dev_abs, 0.0), panes.start)
+        err_n = live_count
+        pane_err = np.where(live & (err_n > 0), err / np.maximum(err_n, 1), np.nan)
+    err_ref = np.full((n_panes, k_max), np.nan)
+    for j in range(1, k_max + 1):
+        pos, found = panes.find(panes.key - j)
+        err_ref[:, j - 1] = np.where(found & (j <= k), pane_err[pos], np.nan)
+    per_err = np.median(err_n[err_n > 0]) if (err_n > 0).any() else 0
+    err_sd = row_nanmedian(err_ref) * (_SD_PER_MASD if per_err > 2 else 1.4826)
+    sd = np.fmax(noise_sd, err_sd)
+    # the level needs most of its panes: right after a stuck spell, one half-stuck pane is no reference
+    usable = (count >= windows.min_readings) & (np.sum(~np.isnan(level), axis=1) > n_loc // 2) & (sd > 0)
+    floor = np.maximum(np.where(np.isfinite(step), step * params.resolution_floor, 0.0), floor_of[panes.code])
+    scale = np.maximum(np.nan_to_num(sd, nan=0.0), floor)
+    z_warn = warn[panes.code]
+    band = np.where(usable, allowance + z_warn * scale, np.nan)  # NaN: nothing is compared, nothing alerts
+
+    # Readings beyond the band of their pane: one pass over the readings, the rest on the few hits.
+    with np.errstate(invalid="ignore"):
+        beyond = dev_abs > band[panes.row_pane]  # NaN (no reference, invalid value) compares False
+    if not all_ok:
+        beyond &= ok
+    noise = np.maximum(np.nan_to_num(noise_sd, nan=0.0), floor)  # variance compares noise with noise
+    variance = _variance_points(frame, panes, params, windows, m, masd, dcount, live, noise, usable, beyond,
+                                window_start_us if window_start_us is not None else start_us, end_us)  # fmt: skip
+    flagged = np.flatnonzero(beyond)  # few rows
+    hits = flagged[(frame.ts[flagged] >= start_us) & (frame.ts[flagged] < end_us)]
+    if len(hits) == 0:
+        return variance
+    sel = hits
     at = panes.row_pane[sel]
-    z = (x[sel] - location[at]) / scale[at]
-    keep = np.abs(z) > params.warning_z  # the same rule as the band, in the units of the message
-    sel, at, z = sel[keep], at[keep], z[keep]
-    x = x[sel]
+    dev = x[sel] - location[at]
+    # a level shift: the deviation has lasted longer than a spike does, or (while the reference catches up
+    # with the new level) most of a spike's worth of readings after it deviated the same way recently
+    f_up = x[flagged] > location[panes.row_pane[flagged]]
+    recent = np.where(dev > 0, _recent_count(frame, flagged[f_up], sel), _recent_count(frame, flagged[~f_up], sel))
+    shift = lasting(beyond, ok, frame.code, hits, params.max_spike_readings) | (
+        recent > 2 * params.max_spike_readings
+    )
+    z = np.sign(dev) * (np.abs(dev) - allowance[at]) / scale[at]
+    zw = z_warn[at]
+    crit = zw * params.critical_z / params.warning_z
     codes = frame.code[sel]
     loc, sc = location[at], scale[at]
-    return concat_points(
-        [
+    out = []
+    for kind, mask in (("spike", ~shift), ("level_shift", shift)):
+        i = np.flatnonzero(mask)
+        if len(i) == 0:
+            continue
+        xi, zi = x[sel[i]], z[i]
+        what = " robust sd from the trailing level " if kind == "spike" else " robust sd from the level before it "
+        out.append(
             make_points(
                 frame.names,
-                codes,
-                anomaly_type="spike",
-                severity=np.where(np.abs(z) > params.critical_z, "critical", "warning").astype(object),
+                codes[i],
+                anomaly_type=kind,
+                severity=np.where(np.abs(zi) > crit[i], "critical", "warning").astype(object),
                 metric=m,
-                ts=frame.ts[sel],
-                tick_ts=reading_tick(frame.ts[sel], windows.hop_us),
-                step_s=frame.interval_us[codes] / US,
-                value=x,
-                threshold=loc + np.sign(z) * params.warning_z * sc,
-                score=np.abs(z),
+                ts=frame.ts[sel[i]],
+                tick_ts=reading_tick(frame.ts[sel[i]], windows.hop_us),
+                step_s=frame.interval_us[codes[i]] / US,
+                value=xi,
+                threshold=loc[i] + np.sign(zi) * (allowance[at[i]] + zw[i] * sc[i]),
+                score=np.abs(zi),
                 message=join(
-                    f"{m} ", fmt(x, 3), " is ", fmt(z, 1), " robust sd from the trailing level ", fmt(loc, 3),
-                    " (sd ", fmt(sc, 3), ")",
+                    f"{m} ", fmt(xi, 3), " is ", fmt(zi, 1), what, fmt(loc[i], 3), " (sd ", fmt(sc[i], 3),
+                    ", alert above ", fmt(zw[i], 1), ")",
                 ),
             )
-        ]
+        )
+    return concat_points([*out, variance])
+
+
+def _variance_points(frame, panes, params, windows, m, masd, dcount, live, scale, usable, beyond, start_us, end_us):
+    """variance_change points at the end of each completed pane whose noise (its successive differences) is
+    ``variance_ratio`` times above or below the trailing window's; panes holding beyond-band readings are
+    the spike detector's (one spike inflates a pane's differences)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pane_sd = masd * _SD_PER_MASD
+        ratio = np.where(pane_sd >= scale, pane_sd / scale, scale / pane_sd)
+    n_beyond = np.add.reduceat(beyond, panes.start, dtype=np.int64) if len(panes.start) else np.zeros(0, np.int64)
+    end = (panes.idx + 1) * frame.hop_us[panes.code]
+    hit = (
+        usable & live & (dcount >= params.variance_min_diffs) & (n_beyond == 0) & (pane_sd > 0)
+        & (ratio > params.variance_ratio) & (end > start_us) & (end <= end_us)
+    )  # fmt: skip
+    i = np.flatnonzero(hit)
+    if len(i) == 0:
+        return POINTS.empty_table()
+    c = panes.code[i]
+    up = pane_sd[i] > scale[i]
+    return make_points(
+        frame.names,
+        c,
+        anomaly_type="variance_change",
+        severity=np.where(ratio[i] > 2 * params.variance_ratio, "critical", "warning").astype(object),
+        metric=m,
+        ts=end[i],
+        tick_ts=end[i],
+        step_s=frame.hop_us[c] / US,
+        value=pane_sd[i],
+        threshold=np.where(up, scale[i] * params.variance_ratio, scale[i] / params.variance_ratio),
+        score=ratio[i],
+        message=join(
+            f"{m} noise sd ", fmt(pane_sd[i], 4), " is ", fmt(ratio[i], 1),
+            pa.array(np.where(up, " times the trailing window's ", " times below the trailing window's "), pa.string()),
+            fmt(scale[i], 4),
+        ),
     )
 
 
@@ -202,17 +395,21 @@ def detect(
     emit_start: dt.datetime | int | None = None,
     emit_end: dt.datetime | int | None = None,
     intervals: pa.Table | None = None,
+    registry=None,
 ) -> pa.Table:
-    """POINTS for the readings with ts in ``[emit_start, emit_end)``; earlier readings serve as context."""
+    """POINTS for the readings with ts in ``[emit_start, emit_end)``; earlier readings serve as context.
+    ``registry``: each sensor's ranges, metrics, floors and alarms (default: every sensor the simulator's)."""
     a = to_us(emit_start, "emit_start")
     b = to_us(emit_end, "emit_end")
     source = ReadingsSource([readings])
     parts = []
     for lo, hi in source.chunks():
-        frame = source.frame(lo, hi, windows, intervals)
+        frame = source.frame(lo, hi, windows, intervals, registry)
+        res = registry.resolve(frame.names) if registry is not None else None
         parts.append(
             detect_frame(
-                frame, aggregate_panes(frame), params, windows, -(2**62) if a is None else a, 2**62 if b is None else b
+                frame, aggregate_panes(frame), params, windows, -(2**62) if a is None else a,
+                2**62 if b is None else b, res,
             )
         )
     return concat_points(parts)

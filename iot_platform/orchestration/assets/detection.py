@@ -70,7 +70,7 @@ def _schema(table) -> dict:
 )
 def window_stats_and_anomalies(context: AssetExecutionContext, lake: LakeResource, fleet: FleetResource,
                                detection: DetectionResource):  # fmt: skip
-    settings = detection.settings(fleet.params())
+    settings = detection.settings(fleet.params(), lake.lake.root)
     for day in days_of(context):  # streamed: memory follows one day
         out = build_day(lake.lake, day, settings, now_us=_now_us())
         context.log.info(f"{day}: {out.window_stats.num_rows} windows, {out.anomalies.num_rows} episodes from {out.points.num_rows} points")

@@ -57,7 +57,7 @@ def _drain_landing(context: AssetExecutionContext, lake: LakeResource, fleet: Fl
     """
     days = frozenset(days_of(context))
     first_day = dt.date.fromisoformat(start_date())
-    downstream = make_update_downstream(detection.settings(fleet.params()), first_day, skip_days=days)
+    downstream = make_update_downstream(detection.settings(fleet.params(), lake.lake.root), first_day, skip_days=days)
     r = drain_landing(lake.lake, time.time_ns() // 1000, fleet=fleet.params(), landing=landing_dir(lake.lake.root),
                       first_day=first_day, downstream=downstream)  # fmt: skip
     if r is not None:
