@@ -101,7 +101,7 @@ def test_materialize_one_partition_then_the_warehouse(tmp_path: Path):
         (["backfill", "2023-12-25", "2024-01-02"], f"partition key '2023-12-25' is outside the partitions; expected a day from 2024-01-01 to {TODAY}"),
         (["backfill", "2024-01-03", "2024-01-02"], f"START 2024-01-03 is after END 2024-01-02; expected START <= END within 2024-01-01 to {TODAY}"),
         (["backfill", "2024-01-01", "2024-01-02", "--select", "open_alerts"], "--select 'open_alerts' has no daily partitions; use `iot-platform materialize` for it"),
-        (["materialize", "--select", "anomalies"], f"anomalies are partitioned by day; pass --partition YYYY-MM-DD from 2024-01-01 to {TODAY}"),
+        (["materialize", "--select", "anomalies"], f"anomalies, window_stats are partitioned by day; pass --partition YYYY-MM-DD from 2024-01-01 to {TODAY}"),
         (["materialize", "--select", "readings+"], "the selection mixes daily-partitioned assets"),
     ],
 )

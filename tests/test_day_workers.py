@@ -25,7 +25,7 @@ def test_two_workers_give_the_same_day_as_one(lake: Lake):
         assert run.window_stats.equals(runs[0].window_stats)
         assert run.points.equals(runs[0].points)  # in the same order, not only the same set
         assert run.anomalies.equals(runs[0].anomalies)
-    assert (runs[0].window_stats.num_rows, runs[0].points.num_rows, runs[0].anomalies.num_rows) == (7037, 337, 43)
+    assert (runs[0].window_stats.num_rows, runs[0].points.num_rows, runs[0].anomalies.num_rows) == (7037, 338, 44)
 
 
 def test_workers_must_be_a_positive_integer():
