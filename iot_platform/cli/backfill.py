@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 
 from iot_platform.cli import CliError
-from iot_platform.cli.dagster_home import open_instance, use_dagster_home
+from iot_platform.cli.dagster_home import use_dagster_home
 
 DEFAULT_SELECT = "group:lake"
 
@@ -29,15 +29,7 @@ def run(args: argparse.Namespace) -> int:
     plan = runs.Plan(keys=keys, first=first, last=last)
     days = (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days + 1
     print(f"backfill {first}..{last} ({days} days) of {', '.join(k.to_user_string() for k in keys)}", flush=True)
-    with open_instance(home) as instance:
-        outcome = runs.execute(
-            defs, plan, instance, tags={"iot/started_by": "iot-platform backfill"}, data_root=str(data_dir()),
-            echo=lambda line: print(line, flush=True), debug=args.debug,
-        )  # fmt: skip
-    if not outcome.success:
-        print(f"failed: {outcome.failure}", flush=True)
-    print(runs.summary_line("backfill", plan, outcome), flush=True)
-    return 0 if outcome.success else 1
+    return runs.run_and_report("backfill", defs, plan, home, data_root=str(data_dir()), debug=args.debug)
 
 
 def register(sub) -> None:

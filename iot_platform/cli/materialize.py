@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from iot_platform.cli import CliError
-from iot_platform.cli.dagster_home import open_instance, use_dagster_home
+from iot_platform.cli.dagster_home import use_dagster_home
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,15 +28,7 @@ def run(args: argparse.Namespace) -> int:
     key = runs.check_partition_key(args.partition, partitions) if partitions is not None else None
     plan = runs.Plan(keys=keys, first=key, last=key)
     print(f"materialize {names}" + (f" for {key}" if key else ""), flush=True)
-    with open_instance(home) as instance:
-        outcome = runs.execute(
-            defs, plan, instance, tags={"iot/started_by": "iot-platform materialize"}, data_root=str(data_dir()),
-            echo=lambda line: print(line, flush=True), debug=args.debug,
-        )  # fmt: skip
-    if not outcome.success:
-        print(f"failed: {outcome.failure}", flush=True)
-    print(runs.summary_line("materialize", plan, outcome), flush=True)
-    return 0 if outcome.success else 1
+    return runs.run_and_report("materialize", defs, plan, home, data_root=str(data_dir()), debug=args.debug)
 
 
 def register(sub) -> None:

@@ -21,6 +21,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from iot_platform.cli import CliError
+from iot_platform.cli.dagster_home import open_instance
 
 # Dagster's run tags for a run over a range of partitions (what a single-run backfill sets).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -201,3 +202,19 @@ def summary_line(verb: str, plan: Plan, outcome: Outcome) -> str:
     rows = ", ".join(f"{name} {n:,}" for name, n in sorted(outcome.rows.items())) or "-"
     state = "done" if outcome.success else "FAILED"
     return f"{verb} {state}: {span}, {len(plan.keys)} assets, rows: {rows}; {outcome.seconds:.1f} s; run {outcome.run_id}"
+
+
+def run_and_report(command: str, defs: dg.Definitions, plan: Plan, home, *, data_root: str, debug: bool) -> int:
+    """Execute ``plan`` in the Dagster home ``home``, echo its progress, end with the summary line.
+
+    Returns the exit code: 0 when the run succeeded, 1 when it failed.
+    """
+    with open_instance(home) as instance:
+        outcome = execute(
+            defs, plan, instance, tags={"iot/started_by": f"iot-platform {command}"}, data_root=data_root,
+            echo=lambda line: print(line, flush=True), debug=debug,
+        )  # fmt: skip
+    if not outcome.success:
+        print(f"failed: {outcome.failure}", flush=True)
+    print(summary_line(command, plan, outcome), flush=True)
+    return 0 if outcome.success else 1
