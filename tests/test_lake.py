@@ -71,23 +71,7 @@ def test_an_exception_mid_write_leaves_the_old_partition(lake: Lake):
 def test_a_killed_writer_leaves_the_old_partition(lake: Lake):
     """SIGKILL a real process while it streams a new version of the partition."""
     lake.replace_partition("readings", "2024-01-01", _t([1.0, 2.0]))
-    script = textwrap.dedent(
-        f"""
-        import time, pyarrow as pa
-        from iot_platform.io.lake import Lake
-        def chunks():
-            for i in range(1000):
-                yield pa.table({{"sensor_id": ["s"] * 1000, "ts": pa.array(range(i * 1000, (i + 1) * 1000), pa.timestamp("us", tz="UTC")), "temperature": [float(i)] * 1000}})
-                print("chunk", flush=True)
-                time.sleep(0.01)
-        Lake({str(lake.root)!r}).replace_partition("readings", "2024-01-01", chunks())
-        """
-    )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    for _ in range(5):
-        proc.stdout.readline()  # the new file is half written now
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _kill_mid_write(lake, 'lake.replace_partition("readings", "2024-01-01", chunks())')  # half written now
     assert lake.read("readings", ["2024-01-01"])["temperature"].to_pylist() == [1.0, 2.0]
     assert [f.name for f in lake.files("readings", "2024-01-01")] == ["data.parquet"]
 
