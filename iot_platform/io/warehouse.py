@@ -51,6 +51,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from iot_platform.core.alarm_schemas import ALARM_TABLES
 from iot_platform.core.sqlmodels import DataTest, Model, Project, ProjectError, Relation, quote_ident
 from iot_platform.io.lake import TABLES, Lake
 
@@ -59,7 +60,7 @@ WAREHOUSE_FILE = "warehouse.duckdb"
 _ATTACHED = "warehouse"  # the alias a query session attaches the warehouse under
 
 # Every table the lake writes (its schema is what a lake view looks like before the first file).
-LAKE_SCHEMAS: dict[str, pa.Schema] = TABLES
+LAKE_SCHEMAS: dict[str, pa.Schema] = {**TABLES, **ALARM_TABLES}  # + the alert store's exported history
 
 _BASE_CONFIG = {
     # Never fetch or load an extension behind the user's back (httpfs for an http:// path, ...).
