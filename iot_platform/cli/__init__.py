@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-SUBCOMMANDS = ("ui", "capture", "import_cmd", "sql")
+SUBCOMMANDS = ("ui", "capture", "import_cmd", "sql", "alerts")
 
 
 class CliError(Exception):

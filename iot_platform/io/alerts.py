@@ -14,9 +14,13 @@ after each pass as two lake tables, ``alarm_log`` (one row per alarm) and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
+import hashlib
 import os
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,7 +32,7 @@ from iot_platform.core.alarm_schemas import ALARM_DELIVERIES, ALARM_LOG
 from iot_platform.core.alarms import US, Evaluation, Notification, evaluate
 from iot_platform.core.alert_config import AlertConfig, ConfigError, matches, parse_config
 from iot_platform.io.alert_delivery import DeliveryReport, deliver_due
-from iot_platform.io.alert_store import AlertStore
+from iot_platform.io.alert_store import STORE_FILE, AlertStore
 from iot_platform.io.lake import Lake, read_metadata, write_parquet_atomic
 
 CONFIG_FILE = "alerts.yaml"
@@ -111,8 +115,32 @@ class PassResult:
     open_alarms: int
 
 
-def run_pass(root: Path, config: AlertConfig, now_us: int, *, deliver: bool = True) -> PassResult:
-    """Evaluate, queue (one transaction), deliver what is due, export the history."""
+@contextlib.contextmanager
+def pass_lock(root: Path, *, wait: bool = False):
+    """Held during a pass; yields False when another pass holds it. Two passes at once would
+    each take the other's in-flight (``sending``) rows for interrupted ones and resend them."""
+    path = Path(root) / STORE_FILE.parent / ".pass.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_pass(root: Path, config: AlertConfig, now_us: int, *, deliver: bool = True) -> PassResult | None:
+    """Evaluate, queue (one transaction), deliver what is due, export the history.
+    None when another pass is running (it will do the work)."""
+    with pass_lock(root) as got:
+        return _run_pass(Path(root), config, now_us, deliver) if got else None
+
+
+def _run_pass(root: Path, config: AlertConfig, now_us: int, deliver: bool) -> PassResult:
     lake = Lake(root)
     view = read_lake(lake)
     with AlertStore.at(root) as store:
@@ -125,6 +153,33 @@ def run_pass(root: Path, config: AlertConfig, now_us: int, *, deliver: bool = Tr
         export_history(lake, store)
         n_open = len(store.alarms(status=("active", "acknowledged")))
     return PassResult(ev, report, view.data_until_us, view.last_batch_us, n_open)
+
+
+def lake_signature(root: Path) -> str:
+    """What detection last wrote, from file times only (cheap enough for a sensor tick)."""
+    lake = Lake(root)
+    parts = []
+    state = lake.lake_dir / MICRO_BATCH_STATE
+    if state.exists():
+        parts.append(f"state:{state.stat().st_mtime_ns}")
+    for day in lake.days("anomalies")[-1:]:
+        parts += [f"{f.name}:{f.stat().st_mtime_ns}" for f in lake.files("anomalies", day)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16] if parts else ""
+
+
+def due_keys(root: Path, now_us: int) -> list[str]:
+    """Idempotency keys and attempt counts of the outbox rows due now (read-only; [] with no store)."""
+    path = Path(root) / STORE_FILE
+    if not path.exists():
+        return []
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    try:
+        rows = con.execute(
+            "SELECT notification_id, channel, attempts FROM outbox WHERE (status = 'pending' AND next_attempt_us <= ?) "
+            "OR status = 'sending'", [now_us]).fetchall()  # fmt: skip
+    finally:
+        con.close()
+    return [f"{n}@{c}#{a}" for n, c, a in rows]
 
 
 def _ts(values: list) -> pa.Array:
