@@ -81,11 +81,14 @@ def _change(args: argparse.Namespace, action: str) -> int:
         if alarm is None:
             raise CliError(f"no alarm with id {args.alarm_id!r}; `iot-platform alerts list --all` shows them")
         now = _now_us()
-        if action == "ack":
-            store.put_alarm(acknowledge(alarm, now, by=args.by))
-            print(f"acknowledged {alarm.alarm_id} ({alarm.alarm_type} on {alarm.sensor_id})")
-            return 0
-        cleared, note = clear_by_hand(alarm, now, by=args.by)
+        try:
+            if action == "ack":
+                store.put_alarm(acknowledge(alarm, now, by=args.by))
+                print(f"acknowledged {alarm.alarm_id} ({alarm.alarm_type} on {alarm.sensor_id})")
+                return 0
+            cleared, note = clear_by_hand(alarm, now, by=args.by)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
         channels = routes(config)(note) if note is not None else []
         store.put_alarm(cleared, note, channels)
         queued = f"; notification queued for {', '.join(channels)}" if channels else ""
