@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-SUBCOMMANDS = ("ui", "capture", "import_cmd", "sql", "alerts")
+SUBCOMMANDS = ("ui", "capture", "import_cmd", "sql", "alerts", "dashboard")
 
 
 class CliError(Exception):

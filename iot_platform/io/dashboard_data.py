@@ -1,0 +1,194 @@
+"""What the dashboard shows, read from the lake with DuckDB: never a write, never a lock.
+
+Everything here is a read of Parquet files (and of two small JSON/SQLite files
+for freshness and capture health). The fleet overview needs each sensor's latest
+reading; rescanning a day of 1,000 sensors every few seconds would cost seconds,
+so per-file aggregates are cached by (path, size, mtime): a refresh reads only
+the micro-batch parts written since the previous one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from iot_platform.core.schemas import METRICS
+from iot_platform.io.alert_store import STORE_FILE
+from iot_platform.io.lake import Lake, read_metadata
+
+US = 1_000_000
+DAY_US = 86_400 * US
+UNTIL_KEY = "iot.until_us"
+MICRO_BATCH_STATE = Path("_state") / "micro_batch.json"
+# up to this span the chart shows raw readings; longer spans show readings averaged into
+# at most MAX_POINTS buckets (window statistics are drawn over any span)
+RAW_SPAN_US = 2 * 3600 * US
+MAX_POINTS = 2000
+
+
+def _files_sql(files: list[Path]) -> str:
+    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+
+
+@dataclasses.dataclass(frozen=True)
+class Freshness:
+    newest_reading_us: int | None
+    last_batch_us: int | None  # when the last micro-batch committed (file time of its state)
+    batches: int | None
+    detection_until_us: int | None  # how far window statistics and anomalies are computed
+    open_alarms: int | None  # None: alerting never ran
+
+
+class DashboardData:
+    """Read access to one data root; safe to share between the web server's threads."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.lake = Lake(self.root)
+        self._con = duckdb.connect()
+        self._con.execute("SET threads TO 2")
+        self._lock = threading.Lock()
+        self._last_cache: dict[str, tuple[str, pa.Table]] = {}
+
+    def _sql(self, sql: str, params: list | None = None) -> pa.Table:
+        with self._lock:  # one connection, many threads: a cursor each
+            cur = self._con.cursor()
+        try:
+            return cur.sql(sql, params=params or None).to_arrow_table()
+        finally:
+            cur.close()
+
+    # -- the fleet -----------------------------------------------------------------------------
+    def reading_days(self) -> list[dt.date]:
+        return self.lake.days("readings")
+
+    def last_readings(self) -> pa.Table:
+        """One row per sensor seen in the newest two days: ``sensor_id``, ``last_ts`` (µs) and
+        the metrics of that reading."""
+        files = [f for d in self.reading_days()[-2:] for f in self.lake.files("readings", d)]
+        cols = ", ".join(f"arg_max({m}, ts) AS {m}" for m in METRICS)
+        parts = []
+        live = set()
+        for f in files:
+            st = f.stat()
+            ident = f"{st.st_size}:{st.st_mtime_ns}"
+            live.add(str(f))
+            hit = self._last_cache.get(str(f))
+            if hit is None or hit[0] != ident:
+                t = self._sql(f"SELECT sensor_id, max(epoch_us(ts)) AS last_ts, {cols} FROM read_parquet({_files_sql([f])}) GROUP BY 1")
+                self._last_cache[str(f)] = hit = (ident, t)
+            parts.append(hit[1])
+        for gone in set(self._last_cache) - live:
+            del self._last_cache[gone]
+        if not parts:
+            return pa.table({"sensor_id": pa.array([], pa.string()), "last_ts": pa.array([], pa.int64()),
+                             **{m: pa.array([], pa.float64()) for m in METRICS}})  # fmt: skip
+        both = pa.concat_tables(parts)
+        with self._lock:
+            cur = self._con.cursor()
+        try:
+            cur.register("parts", both)
+            agg = ", ".join(f"arg_max({m}, last_ts) AS {m}" for m in METRICS)
+            return cur.sql(f"SELECT sensor_id, max(last_ts) AS last_ts, {agg} FROM parts GROUP BY 1 ORDER BY 1").to_arrow_table()
+        finally:
+            cur.close()
+
+    def recent_episodes(self) -> pa.Table:
+        """Anomaly episodes of the newest two days (sensor_id, severity, end_ts µs, ...)."""
+        days = self.lake.days("anomalies")[-2:]
+        files = [f for d in days for f in self.lake.files("anomalies", d)]
+        if not files:
+            return pa.table({"sensor_id": pa.array([], pa.string()), "severity": pa.array([], pa.string()),
+                             "end_ts": pa.array([], pa.int64())})  # fmt: skip
+        return self._sql(f"SELECT sensor_id, severity, anomaly_type, epoch_us(end_ts) AS end_ts FROM read_parquet({_files_sql(files)})")
+
+    def freshness(self, newest_reading_us: int | None) -> Freshness:
+        state = self.lake.lake_dir / MICRO_BATCH_STATE
+        last_batch = batches = None
+        if state.exists():
+            last_batch = state.stat().st_mtime_ns // 1000
+            try:
+                batches = int(json.loads(state.read_text()).get("batches", 0))
+            except (ValueError, OSError):
+                batches = None
+        until = None
+        for day in self.lake.days("anomalies")[-1:]:
+            for f in self.lake.files("anomalies", day):
+                raw = read_metadata(f).get(UNTIL_KEY)
+                if raw is not None:
+                    until = max(until or 0, int(raw))
+        return Freshness(newest_reading_us, last_batch, batches, until, self.open_alarms())
+
+    def open_alarms(self) -> int | None:
+        path = self.root / STORE_FILE
+        if not path.exists():
+            return None
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+        try:
+            return int(con.execute("SELECT count(*) FROM alarms WHERE status <> 'cleared'").fetchone()[0])
+        except sqlite3.Error:
+            return None
+        finally:
+            con.close()
+
+    def capture_health(self) -> list[dict]:
+        """The captures' latest periodic metrics (``landing/_metrics/<stream>.json``)."""
+        d = self.root / "landing" / "_metrics"
+        out = []
+        for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+            try:
+                out.append(json.loads(p.read_text()))
+            except (ValueError, OSError):
+                continue  # being replaced right now: the next refresh reads it
+        return out
+
+    # -- one sensor -----------------------------------------------------------------------------
+    def _day_files(self, table: str, start_us: int, end_us: int) -> list[Path]:
+        first = dt.datetime.fromtimestamp(start_us / US, dt.UTC).date()
+        last = dt.datetime.fromtimestamp((end_us - 1) / US, dt.UTC).date()
+        return [f for d in self.lake.days(table) if first <= d <= last for f in self.lake.files(table, d)]
+
+    def sensor_readings(self, sensor: str, start_us: int, end_us: int) -> pa.Table:
+        """Readings of ``sensor`` in ``[start, end)``: raw up to two hours, else averaged into buckets."""
+        files = self._day_files("readings", start_us, end_us)
+        if not files:
+            return pa.table({"ts": pa.array([], pa.int64()), **{m: pa.array([], pa.float64()) for m in METRICS}})
+        src = f"read_parquet({_files_sql(files)}, union_by_name=true)"
+        where = "sensor_id = ? AND epoch_us(ts) >= ? AND epoch_us(ts) < ?"
+        if end_us - start_us <= RAW_SPAN_US:
+            return self._sql(f"SELECT epoch_us(ts) AS ts, {', '.join(METRICS)} FROM {src} WHERE {where} ORDER BY ts", [sensor, start_us, end_us])
+        bucket = -(-(end_us - start_us) // MAX_POINTS)
+        avg = ", ".join(f"avg({m}) AS {m}" for m in METRICS)
+        return self._sql(
+            f"SELECT epoch_us(ts) // {bucket} * {bucket} AS ts, {avg} FROM {src} WHERE {where} GROUP BY 1 ORDER BY 1",
+            [sensor, start_us, end_us],
+        )
+
+    def sensor_windows(self, sensor: str, start_us: int, end_us: int) -> pa.Table:
+        files = self._day_files("window_stats", start_us, end_us + DAY_US)
+        cols = "temp_mean, temp_std, temp_min, temp_max, humidity_mean, pressure_mean, vibration_mean, vibration_max, battery_level"
+        if not files:
+            return pa.table({"window_end": pa.array([], pa.int64())})
+        return self._sql(
+            f"SELECT epoch_us(window_end) AS window_end, n_readings, {cols} FROM read_parquet({_files_sql(files)}, union_by_name=true) "
+            "WHERE sensor_id = ? AND epoch_us(window_end) > ? AND epoch_us(window_end) <= ? ORDER BY window_end",
+            [sensor, start_us, end_us],
+        )
+
+    def sensor_episodes(self, sensor: str, start_us: int, end_us: int) -> pa.Table:
+        files = self._day_files("anomalies", start_us, end_us + DAY_US)
+        if not files:
+            return pa.table({"anomaly_id": pa.array([], pa.string())})
+        return self._sql(
+            "SELECT anomaly_id, anomaly_type, severity, metric, epoch_us(start_ts) AS start_ts, epoch_us(end_ts) AS end_ts, "
+            f"value, score, message FROM read_parquet({_files_sql(files)}, union_by_name=true) "
+            "WHERE sensor_id IN (?, '__fleet__') AND epoch_us(end_ts) >= ? AND epoch_us(start_ts) < ? ORDER BY start_ts",
+            [sensor, start_us, end_us],
+        )
