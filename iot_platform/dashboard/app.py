@@ -24,7 +24,7 @@ from pathlib import Path
 import dash
 import pyarrow as pa
 import pyarrow.compute as pc
-from dash import Input, Output, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from iot_platform.core.alert_config import sensor_groups
 from iot_platform.core.fleet_state import STATES, StateParams, classify
@@ -99,6 +99,7 @@ def create_app(root: str | Path, *, refresh_s: float = 5.0, groups: tuple = (), 
                 html.Label("day"),
                 dcc.DatePickerSingle(id="day", date=None, clearable=True, placeholder="live", display_format="YYYY-MM-DD"),
             ]),  # fmt: skip
+            dcc.Store(id="day-store", data=None),
             dcc.Graph(id="chart", config={"displaylogo": False}),
         ],
     )
@@ -107,8 +108,9 @@ def create_app(root: str | Path, *, refresh_s: float = 5.0, groups: tuple = (), 
         Output("tiles", "children"), Output("page-info", "children"), Output("freshness", "children"),
         Output("captures", "children"), Output("group", "options"), Output("sensor", "options"),
         Input("tick", "n_intervals"), Input("group", "value"), Input("states", "value"), Input("page", "value"),
+        State("sensor", "options"), State("group", "options"),
     )  # fmt: skip
-    def update_fleet(_n, group, states, page):
+    def update_fleet(_n, group, states, page, sensor_options, group_options):
         now = clock()
         fleet = fleet_table(data, now, params)
         ids = fleet["sensor_id"].to_pylist()
@@ -145,16 +147,24 @@ def create_app(root: str | Path, *, refresh_s: float = 5.0, groups: tuple = (), 
                 f"updated {age_text(age)} ago", className="capture",
                 style={"color": "#c62828" if iv.get("drop_rate", 0) > 0 or age > 120 else "inherit"},
             ))  # fmt: skip
-        return [_tile(r) for r in rows], info, fresh, caps, all_groups, ids
+        # options only when they change: a new options list makes the dropdowns re-render (and the chart re-fetch)
+        return ([_tile(r) for r in rows], info, fresh, caps, all_groups if all_groups != group_options else dash.no_update,
+                ids if ids != sensor_options else dash.no_update)  # fmt: skip
 
     @app.callback(Output("sensor", "value"), Input("url", "search"), prevent_initial_call=True)
     def pick_sensor(search):
         picked = urllib.parse.parse_qs((search or "").lstrip("?")).get("sensor")
         return picked[0] if picked else dash.no_update
 
+    @app.callback(Output("day-store", "data"), Input("day", "date"), State("day-store", "data"), prevent_initial_call=True)
+    def pick_day(date, current):
+        # the date picker reports its (empty) date once its code has loaded: that is no change,
+        # and must not make the chart be computed twice on the first paint
+        return dash.no_update if date == current else date
+
     @app.callback(
         Output("chart", "figure"),
-        Input("tick", "n_intervals"), Input("sensor", "value"), Input("span", "value"), Input("day", "date"),
+        Input("tick", "n_intervals"), Input("sensor", "value"), Input("span", "value"), Input("day-store", "data"),
     )  # fmt: skip
     def update_chart(_n, sensor, span, day):
         if not sensor:

@@ -71,7 +71,7 @@ def sensor_figure(sensor: str, readings: pa.Table, windows: pa.Table, episodes: 
                                      fill="tonexty", fillcolor="rgba(21,101,192,0.15)", name=f"{metric} window spread",
                                      showlegend=False, hoverinfo="skip"), row=i, col=1)  # fmt: skip
         if rt is not None and metric in readings.column_names:
-            fig.add_trace(go.Scattergl(x=rt, y=readings[metric].to_numpy(zero_copy_only=False), mode="lines", name=metric,
+            fig.add_trace(go.Scatter(x=rt, y=readings[metric].to_numpy(zero_copy_only=False), mode="lines", name=metric,
                                        line={"width": 1, "color": "#455a64"}, showlegend=False), row=i, col=1)  # fmt: skip
         if wt is not None and mean_col in windows.column_names:
             fig.add_trace(go.Scatter(x=wt, y=windows[mean_col].to_numpy(zero_copy_only=False), mode="lines",

@@ -27,9 +27,11 @@ US = 1_000_000
 DAY_US = 86_400 * US
 UNTIL_KEY = "iot.until_us"
 MICRO_BATCH_STATE = Path("_state") / "micro_batch.json"
-# up to this span the chart shows raw readings; longer spans show readings averaged into
-# at most MAX_POINTS buckets (window statistics are drawn over any span)
+# up to RAW_SPAN_US the chart shows raw readings; up to READINGS_SPAN_US readings averaged into
+# at most MAX_POINTS buckets; beyond, window statistics alone (10,080 windows a week at a 60 s hop:
+# scanning a week of raw readings for one sensor would cost a second or more)
 RAW_SPAN_US = 2 * 3600 * US
+READINGS_SPAN_US = 86_400 * US
 MAX_POINTS = 2000
 
 
@@ -156,8 +158,9 @@ class DashboardData:
         return [f for d in self.lake.days(table) if first <= d <= last for f in self.lake.files(table, d)]
 
     def sensor_readings(self, sensor: str, start_us: int, end_us: int) -> pa.Table:
-        """Readings of ``sensor`` in ``[start, end)``: raw up to two hours, else averaged into buckets."""
-        files = self._day_files("readings", start_us, end_us)
+        """Readings of ``sensor`` in ``[start, end)``: raw up to two hours, averaged into buckets up to a
+        day, none beyond (the chart then draws window statistics only)."""
+        files = self._day_files("readings", start_us, end_us) if end_us - start_us <= READINGS_SPAN_US else []
         if not files:
             return pa.table({"ts": pa.array([], pa.int64()), **{m: pa.array([], pa.float64()) for m in METRICS}})
         src = f"read_parquet({_files_sql(files)}, union_by_name=true)"
@@ -172,13 +175,24 @@ class DashboardData:
         )
 
     def sensor_windows(self, sensor: str, start_us: int, end_us: int) -> pa.Table:
+        """Window statistics of ``sensor`` ending in ``(start, end]``; over long spans merged into at
+        most MAX_POINTS buckets (mean of the means, lowest minimum, highest maximum)."""
         files = self._day_files("window_stats", start_us, end_us + DAY_US)
-        cols = "temp_mean, temp_std, temp_min, temp_max, humidity_mean, pressure_mean, vibration_mean, vibration_max, battery_level"
         if not files:
             return pa.table({"window_end": pa.array([], pa.int64())})
+        src = f"read_parquet({_files_sql(files)}, union_by_name=true)"
+        where = "sensor_id = ? AND epoch_us(window_end) > ? AND epoch_us(window_end) <= ?"
+        means = ("temp_mean", "temp_std", "humidity_mean", "pressure_mean", "vibration_mean", "battery_level")
+        if (end_us - start_us) // (60 * US) <= MAX_POINTS:
+            cols = ", ".join((*means, "temp_min", "temp_max", "vibration_max"))
+            return self._sql(f"SELECT epoch_us(window_end) AS window_end, n_readings, {cols} FROM {src} WHERE {where} ORDER BY 1",
+                             [sensor, start_us, end_us])  # fmt: skip
+        bucket = -(-(end_us - start_us) // MAX_POINTS)
+        agg = ", ".join([*(f"avg({c}) AS {c}" for c in means), "min(temp_min) AS temp_min", "max(temp_max) AS temp_max",
+                         "max(vibration_max) AS vibration_max"])  # fmt: skip
         return self._sql(
-            f"SELECT epoch_us(window_end) AS window_end, n_readings, {cols} FROM read_parquet({_files_sql(files)}, union_by_name=true) "
-            "WHERE sensor_id = ? AND epoch_us(window_end) > ? AND epoch_us(window_end) <= ? ORDER BY window_end",
+            f"SELECT max(epoch_us(window_end)) AS window_end, sum(n_readings) AS n_readings, {agg} FROM {src} WHERE {where} "
+            f"GROUP BY epoch_us(window_end) // {bucket} ORDER BY 1",
             [sensor, start_us, end_us],
         )
 
