@@ -112,7 +112,7 @@ def test_page_shows_the_fleet_and_an_injected_anomaly_appears_without_reload(chr
 
         # pick the target sensor by clicking its tile
         driver.execute_script("document.getElementById(arguments[0]).click();", f"tile-{target}")
-        wait_for(lambda: driver.execute_script("const g=document.querySelector('#chart .js-plotly-plot'); return g && g.layout.title.text") == target,
+        wait_for(lambda: driver.execute_script("const g=document.querySelector('#chart .js-plotly-plot'); return g && g.layout && g.layout.title && g.layout.title.text") == target,
                  "the chart to show the clicked sensor")  # fmt: skip
 
         # inject a critical anomaly ending 10 s before the newest reading
