@@ -262,3 +262,34 @@ def test_a_rerun_evaluation_queues_nothing_twice(data_dir, hook):
         store.con.execute("UPDATE alarms SET last_notified_us = NULL")
     run_pass(data_dir, config, NOON + 91 * US)
     assert sorted(hook.keys()) == ["a1:opened@hook", "a1:opened@slack"]
+
+
+def test_deadman_for_a_quiet_sensor_and_a_stalled_pipeline(data_dir, hook):
+    from test_dashboard_data import readings as make_readings
+
+    (data_dir / "alerts.yaml").write_text(
+        "policy: {sensor_silence_s: 300, pipeline_silence_s: 300}\nchannels:\n  hook: {type: webhook, url: '" + hook.url + "'}\n"
+    )
+    lake = Lake(data_dir)
+    noon_s = 12 * 3600
+    lake.replace_partition("readings", DAY, pa.concat_tables([make_readings("a", noon_s, 700), make_readings("b", noon_s, 100)]))
+    write_anomalies(data_dir, [], until_s=700)
+    state = lake.lake_dir / "_state" / "micro_batch.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{}")
+    os.utime(state, ns=(NOON * 1000 + 690 * 10**9, NOON * 1000 + 690 * 10**9))  # the last batch committed at 12:11:30
+    config = load_config(data_dir)
+    first = run_pass(data_dir, config, NOON + 800 * US)
+    quiet = f"nodata-b-{NOON + 99 * US}"
+    assert [n.notification_id for n in first.evaluation.notifications] == [f"{quiet}:opened"]
+    assert first.evaluation.alarms[quiet].message == "no reading from b for 601 s"
+    stalled = run_pass(data_dir, config, NOON + 990 * US)
+    assert [n.notification_id for n in stalled.evaluation.notifications] == [f"pipeline-{NOON + 690 * US}:opened"]
+    # b reports again in a new micro-batch part, which also moves the pipeline on
+    lake.write_part("readings", DAY, "mb-2", make_readings("b", noon_s + 695, 5))
+    write_anomalies(data_dir, [], until_s=710)
+    os.utime(state, ns=(NOON * 1000 + 1000 * 10**9, NOON * 1000 + 1000 * 10**9))
+    back = run_pass(data_dir, config, NOON + 1005 * US)
+    assert sorted(n.notification_id for n in back.evaluation.notifications) == [f"pipeline-{NOON + 690 * US}:cleared", f"{quiet}:cleared"]
+    assert hook.keys() == [f"{quiet}:opened@hook", f"pipeline-{NOON + 690 * US}:opened@hook",
+                           f"{quiet}:cleared@hook", f"pipeline-{NOON + 690 * US}:cleared@hook"]  # fmt: skip

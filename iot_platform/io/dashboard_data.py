@@ -170,8 +170,8 @@ class DashboardData:
         bucket = -(-(end_us - start_us) // MAX_POINTS)
         avg = ", ".join(f"avg({m}) AS {m}" for m in METRICS)
         return self._sql(
-            f"SELECT epoch_us(ts) // {bucket} * {bucket} AS ts, {avg} FROM {src} WHERE {where} GROUP BY 1 ORDER BY 1",
-            [sensor, start_us, end_us],
+            f"SELECT (epoch_us(ts) - ?) // {bucket} * {bucket} + ? AS ts, {avg} FROM {src} WHERE {where} GROUP BY 1 ORDER BY 1",
+            [start_us, start_us, sensor, start_us, end_us],
         )
 
     def sensor_windows(self, sensor: str, start_us: int, end_us: int) -> pa.Table:
@@ -191,9 +191,9 @@ class DashboardData:
         agg = ", ".join([*(f"avg({c}) AS {c}" for c in means), "min(temp_min) AS temp_min", "max(temp_max) AS temp_max",
                          "max(vibration_max) AS vibration_max"])  # fmt: skip
         return self._sql(
-            f"SELECT max(epoch_us(window_end)) AS window_end, sum(n_readings) AS n_readings, {agg} FROM {src} WHERE {where} "
-            f"GROUP BY epoch_us(window_end) // {bucket} ORDER BY 1",
-            [sensor, start_us, end_us],
+            f"SELECT max(epoch_us(window_end)) AS window_end, sum(n_readings)::BIGINT AS n_readings, {agg} FROM {src} "
+            f"WHERE {where} GROUP BY (epoch_us(window_end) - ? - 1) // {bucket} ORDER BY 1",
+            [sensor, start_us, end_us, start_us],
         )
 
     def sensor_episodes(self, sensor: str, start_us: int, end_us: int) -> pa.Table:
