@@ -290,6 +290,6 @@ def test_deadman_for_a_quiet_sensor_and_a_stalled_pipeline(data_dir, hook):
     write_anomalies(data_dir, [], until_s=710)
     os.utime(state, ns=(NOON * 1000 + 1000 * 10**9, NOON * 1000 + 1000 * 10**9))
     back = run_pass(data_dir, config, NOON + 1005 * US)
-    assert sorted(n.notification_id for n in back.evaluation.notifications) == [f"pipeline-{NOON + 690 * US}:cleared", f"{quiet}:cleared"]
+    assert sorted(n.notification_id for n in back.evaluation.notifications) == [f"{quiet}:cleared", f"pipeline-{NOON + 690 * US}:cleared"]
     assert hook.keys() == [f"{quiet}:opened@hook", f"pipeline-{NOON + 690 * US}:opened@hook",
                            f"{quiet}:cleared@hook", f"pipeline-{NOON + 690 * US}:cleared@hook"]  # fmt: skip
