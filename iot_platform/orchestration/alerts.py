@@ -10,6 +10,7 @@ served and ingestion (its own job) never waits for it.
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
+import os
 import time
 
 import dagster as dg
@@ -39,6 +40,8 @@ def evaluate_and_deliver_alerts(context: OpExecutionContext, lake: LakeResource,
         "open_alarms": result.open_alarms,
         "channels_failing": ", ".join(f"{c}: {e}" for c, e in sorted(rep.failed.items())) or "-",
         "duration_seconds": round(time.monotonic() - started, 3),
+        # where to look at the fleet live (`iot-platform dashboard`; IOT_DASHBOARD_URL if served elsewhere)
+        "dashboard": dg.MetadataValue.url(os.environ.get("IOT_DASHBOARD_URL") or "http://127.0.0.1:8050"),
     }
     context.log.info(f"alerts: {meta}")
     if rep.failed:
