@@ -117,3 +117,25 @@ def test_cli_refuses_a_bad_refresh_and_serves_the_page(data_dir, capsys):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_an_empty_data_root_renders(data_dir):
+    from iot_platform.dashboard.app import create_app
+
+    outs = [("tiles", "children"), ("page-info", "children"), ("freshness", "children"), ("captures", "children"),
+            ("group", "options"), ("sensor", "options")]  # fmt: skip
+    fleet = {"output": ".." + "...".join(f"{i}.{p}" for i, p in outs) + "..", "outputs": [{"id": i, "property": p} for i, p in outs],
+             "inputs": [{"id": "tick", "property": "n_intervals", "value": 1}, {"id": "group", "property": "value", "value": None},
+                        {"id": "states", "property": "value", "value": ["ok"]}, {"id": "page", "property": "value", "value": 1}],
+             "state": [{"id": "sensor", "property": "options", "value": None}, {"id": "group", "property": "options", "value": None}]}  # fmt: skip
+    chart = {"output": "chart.figure", "outputs": {"id": "chart", "property": "figure"},
+             "inputs": [{"id": "tick", "property": "n_intervals", "value": 1}, {"id": "sensor", "property": "value", "value": None},
+                        {"id": "span", "property": "value", "value": "7 days"}, {"id": "day-store", "property": "data", "value": None}]}  # fmt: skip
+    client = create_app(data_dir).server.test_client()
+    r = client.post("/_dash-update-component", json=fleet)
+    assert r.status_code == 200
+    got = r.get_json()["response"]
+    assert got["tiles"]["children"] == []
+    assert got["page-info"]["children"] == "page 1 of 1: 0 of 0 sensors (stale 0, silent 0, critical 0, warning 0, ok 0)"
+    r = client.post("/_dash-update-component", json=chart)
+    assert r.status_code == 200 and r.get_json()["response"]["chart"]["figure"]["data"] == []

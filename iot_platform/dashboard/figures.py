@@ -58,6 +58,7 @@ def sensor_figure(sensor: str, readings: pa.Table, windows: pa.Table, episodes: 
     """Every metric of one sensor over ``[start, end)``: readings, window mean and spread band,
     anomaly episodes as shaded spans and as markers with type, severity and score on hover."""
     rows = [(m, title) for m, title in METRIC_ROWS if m in readings.column_names or WINDOW_COLUMNS[m][0] in windows.column_names]
+    rows = rows or list(METRIC_ROWS[:1])  # nothing in the lake yet: one empty chart
     fig = make_subplots(rows=len(rows), cols=1, shared_xaxes=True, vertical_spacing=0.03, subplot_titles=[t for _, t in rows])
     rt = times(readings["ts"].to_numpy()) if readings.num_rows else None
     wt = times(windows["window_end"].to_numpy()) if windows.num_rows else None
