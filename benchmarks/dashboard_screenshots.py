@@ -4,9 +4,9 @@
     python benchmarks/dashboard_screenshots.py --data-dir DIR  # an existing data root
 
 A demo day is materialized with the real assets (readings, window_stats, anomalies) into a
-temporary data root, and one alerting pass runs so the alarm count is real. The app's clock
-is pinned to the newest reading plus 5 s, so that a historical day shows as live instead of
-"stale". Needs Debian's chromium and chromedriver (`apt-get install -y chromium chromium-driver`).
+temporary data root, and one alerting pass runs so the alarm count is real. For a historical
+day (the demo) the app's clock is pinned to the newest reading plus 5 s, so that it shows as live
+instead of "stale"; a live data root keeps the real clock. Needs Debian's chromium and chromedriver (`apt-get install -y chromium chromium-driver`).
 """
 
 from __future__ import annotations
@@ -52,14 +52,16 @@ def main() -> int:
         demo_lake(root)
     data = DashboardData(root)
     newest = max(data.last_readings()["last_ts"].to_pylist())
-    run_pass(root, load_config(root), newest + 5 * US)
+    if not args.data_dir:  # the demo's alarms; a live data root has its own alert sensor
+        run_pass(root, load_config(root), newest + 5 * US)
     # the sensor with the most anomaly episodes makes the most telling chart
     eps = data.recent_episodes()
     counts: dict[str, int] = {}
     for s in eps["sensor_id"].to_pylist():
         counts[s] = counts.get(s, 0) + 1
     sensor = max((s for s in counts if not s.startswith("__")), key=lambda s: counts[s])
-    app = create_app(root, refresh_s=5.0, clock=lambda: newest + 5 * US)
+    live = time.time_ns() // 1000 - newest < 300 * US
+    app = create_app(root, refresh_s=5.0, clock=None if live else (lambda: newest + 5 * US))
     served = Served(app)
     driver = browser(tmp)
     out = Path(args.out)

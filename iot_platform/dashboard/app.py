@@ -66,8 +66,10 @@ def fleet_table(data: DashboardData, now_us: int, params: StateParams) -> pa.Tab
 
 
 def create_app(root: str | Path, *, refresh_s: float = 5.0, groups: tuple = (), params: StateParams = StateParams(),
-               clock=_now_us) -> dash.Dash:  # fmt: skip
-    """The app over the data root ``root``; ``groups`` are the alert configuration's sensor groups."""
+               clock=None) -> dash.Dash:  # fmt: skip
+    """The app over the data root ``root``; ``groups`` are the alert configuration's sensor groups;
+    ``clock`` (µs, default the wall clock) lets screenshots and tests show a historical day as live."""
+    clock = clock or _now_us
     data = DashboardData(root)
     app = dash.Dash(__name__, title="iot-platform dashboard", update_title=None)
     first = fleet_table(data, clock(), params)

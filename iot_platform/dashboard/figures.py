@@ -44,7 +44,7 @@ def ts_text(us: int | None) -> str:
 def age_text(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    s = int(seconds)
+    s = max(0, int(seconds))  # a clock a little behind the data's own times
     if s < 120:
         return f"{s} s"
     if s < 7200:
@@ -52,6 +52,32 @@ def age_text(seconds: float | None) -> str:
     if s < 172_800:
         return f"{s // 3600} h"
     return f"{s // 86400} d"
+
+
+def _bounds(readings: pa.Table, windows: pa.Table, metric: str) -> tuple[float, float] | None:
+    """The range of the values drawn on a metric's row (readings and window columns)."""
+    vals = []
+    if metric in readings.column_names and readings.num_rows:
+        vals.append(readings[metric].to_numpy(zero_copy_only=False).astype(float))
+    for col in WINDOW_COLUMNS[metric]:
+        if col and col in windows.column_names and windows.num_rows:
+            vals.append(windows[col].to_numpy(zero_copy_only=False).astype(float))
+    v = np.concatenate(vals) if vals else np.array([])
+    v = v[np.isfinite(v)]
+    return (float(v.min()), float(v.max())) if v.size else None
+
+
+def _marker_y(e: dict, metric: str, bounds: tuple[float, float] | None) -> float | None:
+    """Where an episode's marker goes: at its value, kept within the row's data range (plus a margin)
+    so that one 500 °C sensor fault does not flatten the day's curve; the hover text has the value.
+    Episodes without a value of this metric go at the top."""
+    if bounds is None:
+        return e["value"] if e["metric"] == metric else None
+    lo, hi = bounds
+    pad = max(hi - lo, 1e-9) * 0.15
+    if e["metric"] != metric or e["value"] is None:
+        return hi + pad
+    return min(max(e["value"], lo - pad), hi + pad)
 
 
 def sensor_figure(sensor: str, readings: pa.Table, windows: pa.Table, episodes: pa.Table, start_us: int, end_us: int) -> go.Figure:
@@ -63,6 +89,7 @@ def sensor_figure(sensor: str, readings: pa.Table, windows: pa.Table, episodes: 
     rt = times(readings["ts"].to_numpy()) if readings.num_rows else None
     wt = times(windows["window_end"].to_numpy()) if windows.num_rows else None
     ep = episodes.to_pylist() if episodes.num_rows else []
+    names = {m for m, _ in rows}
     for i, (metric, title) in enumerate(rows, start=1):
         mean_col, lo_col, hi_col = WINDOW_COLUMNS[metric]
         if wt is not None and hi_col is not None:
@@ -78,12 +105,14 @@ def sensor_figure(sensor: str, readings: pa.Table, windows: pa.Table, episodes: 
             fig.add_trace(go.Scatter(x=wt, y=windows[mean_col].to_numpy(zero_copy_only=False), mode="lines",
                                      name=f"{metric} window mean", line={"width": 2, "color": "#1565c0"}, showlegend=False),
                           row=i, col=1)  # fmt: skip
-        mine = [e for e in ep if (e["metric"] or "temperature") == metric]
+        # episodes of a metric without a chart row (missing_rate, silence: no metric) go on the first row
+        mine = [e for e in ep if (e["metric"] if e["metric"] in names else rows[0][0]) == metric]
         for e in mine[:MAX_SPANS]:
             fig.add_vrect(x0=times([e["start_ts"]])[0], x1=times([max(e["end_ts"], e["start_ts"] + US)])[0], row=i, col=1,
                           fillcolor=SEVERITY_COLORS.get(e["severity"], "rgba(0,0,0,0.1)"), line_width=0, layer="below")  # fmt: skip
         if mine:
-            y = [e["value"] if e["metric"] == metric else None for e in mine]
+            bounds = _bounds(readings, windows, metric)
+            y = [_marker_y(e, metric, bounds) for e in mine]
             fig.add_trace(go.Scatter(
                 x=times([e["start_ts"] for e in mine]), y=y, mode="markers", name="anomalies",
                 marker={"symbol": "x", "size": 10, "color": ["#c62828" if e["severity"] == "critical" else "#f9a825" for e in mine]},
