@@ -84,13 +84,13 @@ def post(url: str, body: dict) -> float:
 
 
 def fleet_body(n: int) -> dict:
-    outs = [("tiles", "children"), ("page-info", "children"), ("freshness", "children"), ("captures", "children"), ("group", "options"), ("sensor", "options")]
+    outs = [("tiles", "children"), ("page-info", "children"), ("freshness", "children"), ("captures", "children"), ("group", "options")]
     return {"output": ".." + "...".join(f"{i}.{p}" for i, p in outs) + "..",
             "outputs": [{"id": i, "property": p} for i, p in outs],
             "inputs": [{"id": "tick", "property": "n_intervals", "value": n}, {"id": "group", "property": "value", "value": None},
                        {"id": "states", "property": "value", "value": ["stale", "silent", "critical", "warning", "ok"]},
                        {"id": "page", "property": "value", "value": 1}],
-            "state": [{"id": "sensor", "property": "options", "value": None}, {"id": "group", "property": "options", "value": None}],
+            "state": [{"id": "group", "property": "options", "value": None}],
             "changedPropIds": ["tick.n_intervals"]}  # fmt: skip
 
 

@@ -79,7 +79,7 @@ def wait_for(fn, what: str, timeout: float = 60.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-TILES_JS = "return Array.from(document.querySelectorAll('.tile')).map(t => [t.firstChild.textContent, t.querySelector('.tile-state').textContent]);"
+TILES_JS = "return Array.from(document.querySelectorAll('.tile')).map(t => t.textContent.split('\\n').slice(0, 2));"
 CHART_ANOMALY_TEXTS = """
 const g = document.querySelector('#chart .js-plotly-plot');
 if (!g || !g.data) return null;

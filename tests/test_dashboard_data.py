@@ -51,9 +51,10 @@ def test_sensor_readings_raw_bucketed_or_none_by_span(lake):
     raw = data.sensor_readings("a", D0 + 10 * US, D0 + 20 * US)
     assert raw["ts"].to_pylist() == [D0 + s * US for s in range(10, 20)]
     assert raw["temperature"].to_pylist() == [20.0 + s for s in range(10, 20)]
-    four_h = data.sensor_readings("a", D0, D0 + 4 * 3600 * US)  # more than 2 h: 2,000 buckets of 7.2 s
-    assert four_h.num_rows == 2000
-    assert four_h["ts"][0].as_py() == D0 and four_h["temperature"][0].as_py() == pytest.approx(20.0 + 3.5)  # mean of s = 0..7
+    four_h = data.sensor_readings("a", D0, D0 + 4 * 3600 * US)  # more than 25 min: 1,500 buckets of 9.6 s
+    assert four_h.num_rows == 1500
+    assert four_h["ts"][0].as_py() == D0 and four_h["temperature"][0].as_py() == pytest.approx(20.0 + 4.5)  # mean of s = 0..9
+    assert four_h["ts"][1].as_py() == D0 + 9_600_000  # the bucket of s = 10..19 (9.6 s .. 19.2 s)
     assert data.sensor_readings("a", D0, D0 + 2 * 86_400 * US).num_rows == 0  # beyond a day: windows only
 
 
@@ -68,9 +69,9 @@ def test_sensor_windows_and_episodes(lake):
     data = DashboardData(lake.root)
     hour = data.sensor_windows("a", D0, D0 + 3600 * US)
     assert hour["window_end"].to_pylist() == [D0 + (i + 1) * 60 * US for i in range(60)]
-    days = data.sensor_windows("a", D0, D0 + 3000 * 60 * US)  # 3,000 windows: merged into 2,000 buckets of 90 s at most
-    assert days.num_rows == 2000
-    assert (days["temp_min"][0].as_py(), days["temp_max"][0].as_py()) == (-1.0, 1.0)  # windows 1 (60 s), none other before 90 s
+    days = data.sensor_windows("a", D0, D0 + 3000 * 60 * US)  # 3,000 windows: merged into 1,500 buckets of 120 s
+    assert days.num_rows == 1500
+    assert (days["temp_min"][0].as_py(), days["temp_max"][0].as_py()) == (-1.0, 2.0)  # the windows ending at 60 s and 120 s
     assert days["window_end"][-1].as_py() == D0 + 3000 * 60 * US
     ep = conform(pa.table({"anomaly_id": ["x", "y"], "sensor_id": ["a", "b"], "anomaly_type": ["spike", "spike"], "severity": ["critical", "warning"],
                            "metric": ["temperature"] * 2, "start_ts": pa.array([D0 + 60 * US] * 2).cast(pa.timestamp("us", tz="UTC")),
@@ -123,11 +124,11 @@ def test_an_empty_data_root_renders(data_dir):
     from iot_platform.dashboard.app import create_app
 
     outs = [("tiles", "children"), ("page-info", "children"), ("freshness", "children"), ("captures", "children"),
-            ("group", "options"), ("sensor", "options")]  # fmt: skip
+            ("group", "options")]  # fmt: skip
     fleet = {"output": ".." + "...".join(f"{i}.{p}" for i, p in outs) + "..", "outputs": [{"id": i, "property": p} for i, p in outs],
              "inputs": [{"id": "tick", "property": "n_intervals", "value": 1}, {"id": "group", "property": "value", "value": None},
                         {"id": "states", "property": "value", "value": ["ok"]}, {"id": "page", "property": "value", "value": 1}],
-             "state": [{"id": "sensor", "property": "options", "value": None}, {"id": "group", "property": "options", "value": None}]}  # fmt: skip
+             "state": [{"id": "group", "property": "options", "value": None}]}  # fmt: skip
     chart = {"output": "chart.figure", "outputs": {"id": "chart", "property": "figure"},
              "inputs": [{"id": "tick", "property": "n_intervals", "value": 1}, {"id": "sensor", "property": "value", "value": None},
                         {"id": "span", "property": "value", "value": "7 days"}, {"id": "day-store", "property": "data", "value": None}]}  # fmt: skip

@@ -33,6 +33,7 @@ from iot_platform.io.dashboard_data import DashboardData
 
 US = 1_000_000
 PAGE_SIZE = 100
+MAX_OPTIONS = 50  # sensors listed in the sensor dropdown (type to search the others)
 SPANS = {"15 min": 900, "1 h": 3600, "6 h": 6 * 3600, "24 h": 86_400, "7 days": 7 * 86_400}
 DEFAULT_SPAN = "1 h"
 
@@ -41,24 +42,30 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _tile(row: dict) -> html.Div:
-    color = STATE_COLORS[row["state"]]
+def _tile(row: dict) -> dcc.Link:
+    """One sensor's tile: one component whose text is the lines (``white-space: pre-line``; the
+    first line, the sensor, is bold by CSS). The renderer's cost grows with the number of
+    components, and a page has 100 tiles: one component each paints 1,000 sensors' first page
+    about twice as fast as a tile of eight."""
     temp = row.get("temperature")
+    text = "\n".join([
+        row["sensor_id"],
+        row["state"],
+        f"{temp:.2f} °C" if temp is not None and math.isfinite(temp) else "-",
+        f"last reading {age_text(row['age_s'])} ago",
+        f"{row['n_open']} open anomal{'y' if row['n_open'] == 1 else 'ies'}",
+    ])  # fmt: skip
     # a link, not a click handler: the tiles are re-rendered at every refresh, a link survives that;
     # dcc.Link changes the URL without reloading the page
-    return dcc.Link(href=f"?sensor={row['sensor_id']}", id=f"tile-{row['sensor_id']}", style={"textDecoration": "none", "color": "inherit"},
-                    children=html.Div(
-        className=f"tile state-{row['state']}",
-        style={"border": f"2px solid {color}", "borderRadius": "6px", "padding": "6px", "width": "150px", "cursor": "pointer",
-               "background": "#fff", "fontSize": "12px"},  # fmt: skip
-        children=[
-            html.Div(row["sensor_id"], style={"fontWeight": "bold"}),
-            html.Div(row["state"], className="tile-state", style={"color": color, "fontWeight": "bold"}),
-            html.Div(f"{temp:.2f} °C" if temp is not None and math.isfinite(temp) else "-"),
-            html.Div(f"last reading {age_text(row['age_s'])} ago"),
-            html.Div(f"{row['n_open']} open anomal{'y' if row['n_open'] == 1 else 'ies'}"),
-        ],
-    ))  # fmt: skip
+    return dcc.Link(text, href=f"?sensor={row['sensor_id']}", id=f"tile-{row['sensor_id']}", className=f"tile state-{row['state']}")
+
+
+# the tiles' look, one rule per state (a stylesheet instead of a style per tile: fewer props to render)
+CSS = "\n".join(
+    [".tile{display:block;border:2px solid;border-radius:6px;padding:6px;width:150px;background:#fff;font-size:12px;"
+     "white-space:pre-line;text-decoration:none;color:inherit}", ".tile::first-line{font-weight:bold}"]
+    + [f".state-{s}{{border-color:{c}}}" for s, c in STATE_COLORS.items()]
+)  # fmt: skip
 
 
 def fleet_table(data: DashboardData, now_us: int, params: StateParams) -> pa.Table:
@@ -72,6 +79,7 @@ def create_app(root: str | Path, *, refresh_s: float = 5.0, groups: tuple = (), 
     clock = clock or _now_us
     data = DashboardData(root)
     app = dash.Dash(__name__, title="iot-platform dashboard", update_title=None)
+    app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + CSS + "</style>")
     first = fleet_table(data, clock(), params)
     sensors = first["sensor_id"].to_pylist()
     app.layout = html.Div(
@@ -95,7 +103,7 @@ def create_app(root: str | Path, *, refresh_s: float = 5.0, groups: tuple = (), 
             html.Hr(),
             html.Div(style={"display": "flex", "gap": "12px", "alignItems": "center", "flexWrap": "wrap"}, children=[
                 html.Label("sensor"),
-                dcc.Dropdown(id="sensor", options=sensors, value=sensors[0] if sensors else None, clearable=False, style={"width": "220px"}),
+                dcc.Dropdown(id="sensor", options=sensors[:MAX_OPTIONS], value=sensors[0] if sensors else None, clearable=False, style={"width": "220px"}),
                 html.Label("span"),
                 dcc.RadioItems(id="span", options=list(SPANS), value=DEFAULT_SPAN, inline=True),
                 html.Label("day"),
@@ -108,11 +116,11 @@ def create_app(root: str | Path, *, refresh_s: float = 5.0, groups: tuple = (), 
 
     @app.callback(
         Output("tiles", "children"), Output("page-info", "children"), Output("freshness", "children"),
-        Output("captures", "children"), Output("group", "options"), Output("sensor", "options"),
+        Output("captures", "children"), Output("group", "options"),
         Input("tick", "n_intervals"), Input("group", "value"), Input("states", "value"), Input("page", "value"),
-        State("sensor", "options"), State("group", "options"),
+        State("group", "options"),
     )  # fmt: skip
-    def update_fleet(_n, group, states, page, sensor_options, group_options):
+    def update_fleet(_n, group, states, page, group_options):
         now = clock()
         fleet = fleet_table(data, now, params)
         ids = fleet["sensor_id"].to_pylist()
@@ -149,9 +157,15 @@ def create_app(root: str | Path, *, refresh_s: float = 5.0, groups: tuple = (), 
                 f"updated {age_text(age)} ago", className="capture",
                 style={"color": "#c62828" if iv.get("drop_rate", 0) > 0 or age > 120 else "inherit"},
             ))  # fmt: skip
-        # options only when they change: a new options list makes the dropdowns re-render (and the chart re-fetch)
-        return ([_tile(r) for r in rows], info, fresh, caps, all_groups if all_groups != group_options else dash.no_update,
-                ids if ids != sensor_options else dash.no_update)  # fmt: skip
+        # options only when they change: a new options list makes the dropdown re-render
+        return [_tile(r) for r in rows], info, fresh, caps, all_groups if all_groups != group_options else dash.no_update
+
+    @app.callback(Output("sensor", "options"), Input("sensor", "search_value"), State("sensor", "value"))
+    def sensor_options(search, current):
+        # at most MAX_OPTIONS, matching what is typed: a dropdown of 1,000 entries costs the first paint ~0.7 s
+        ids = data.last_readings()["sensor_id"].to_pylist()
+        found = [s for s in ids if (search or "").lower() in s.lower()][:MAX_OPTIONS]
+        return found if current is None or current in found else [current, *found]
 
     @app.callback(Output("sensor", "value"), Input("url", "search"), prevent_initial_call=True)
     def pick_sensor(search):

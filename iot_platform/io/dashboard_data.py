@@ -27,12 +27,14 @@ US = 1_000_000
 DAY_US = 86_400 * US
 UNTIL_KEY = "iot.until_us"
 MICRO_BATCH_STATE = Path("_state") / "micro_batch.json"
-# up to RAW_SPAN_US the chart shows raw readings; up to READINGS_SPAN_US readings averaged into
-# at most MAX_POINTS buckets; beyond, window statistics alone (10,080 windows a week at a 60 s hop:
-# scanning a week of raw readings for one sensor would cost a second or more)
-RAW_SPAN_US = 2 * 3600 * US
+# A chart row draws at most MAX_POINTS readings: raw while a span holds no more at 1 Hz (25 min),
+# averaged into MAX_POINTS buckets up to READINGS_SPAN_US (the window band keeps the extremes, the
+# markers the anomalies), window statistics alone beyond (scanning a week of raw readings for one
+# sensor costs a second or more). More points only cost the browser: 3,600 per row take Plotly
+# about a second longer to draw on a busy 2-core machine.
+MAX_POINTS = 1500
+RAW_SPAN_US = MAX_POINTS * US
 READINGS_SPAN_US = 86_400 * US
-MAX_POINTS = 2000
 
 
 def _files_sql(files: list[Path]) -> str:
@@ -158,8 +160,8 @@ class DashboardData:
         return [f for d in self.lake.days(table) if first <= d <= last for f in self.lake.files(table, d)]
 
     def sensor_readings(self, sensor: str, start_us: int, end_us: int) -> pa.Table:
-        """Readings of ``sensor`` in ``[start, end)``: raw up to two hours, averaged into buckets up to a
-        day, none beyond (the chart then draws window statistics only)."""
+        """Readings of ``sensor`` in ``[start, end)``: raw up to 25 min, averaged into MAX_POINTS buckets up
+        to a day, none beyond (the chart then draws window statistics only)."""
         files = self._day_files("readings", start_us, end_us) if end_us - start_us <= READINGS_SPAN_US else []
         if not files:
             return pa.table({"ts": pa.array([], pa.int64()), **{m: pa.array([], pa.float64()) for m in METRICS}})
