@@ -21,7 +21,10 @@ from iot_platform.io.alerts import due_keys, lake_signature, load_config, run_pa
 from iot_platform.orchestration.resources import ClockResource, LakeResource
 
 
-@dg.op(description="Evaluate alarms from the lake's anomalies, queue their notifications, deliver what is due.")
+@dg.op(
+    description="Evaluate alarms from the lake's anomalies, queue their notifications, deliver what is due.",
+    out=dg.Out(dg.Nothing),  # metadata only: nothing for an IO manager to store at every pass
+)
 def evaluate_and_deliver_alerts(context: OpExecutionContext, lake: LakeResource, clock: ClockResource):
     root = lake.lake.root
     config = load_config(root)
