@@ -48,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise CliError("the `dagster` command is not on PATH; activate the virtualenv the package was installed in")
     target = ["-w", "workspace.yaml"] if Path("workspace.yaml").is_file() else ["-m", "iot_platform.definitions"]
-    print(f"Dagster home: {home}\nData root: {os.environ['IOT_DATA_DIR']}\nUI: http://{args.host}:{args.port}\n"
-          "Live dashboard: run `iot-platform dashboard` in another terminal (http://127.0.0.1:8050)", flush=True)
+    print(f"Dagster home: {home}\nData root: {os.environ['IOT_DATA_DIR']}\nUI: http://{args.host}:{args.port}", flush=True)
     os.execv(dagster, [dagster, "dev", *target, "-h", args.host, "-p", str(args.port)])
     return 0  # pragma: no cover - execv does not return
 
