@@ -270,3 +270,15 @@ def test_order_of_episodes_does_not_matter():
     assert ids(one) == ids(two) == ["a1:opened", "a3:opened", "a2:opened"]
     assert one.alarms == two.alarms
     assert isinstance(one.alarms["a1"], Alarm)
+
+
+def test_a_deadman_alarm_cleared_by_hand_stays_cleared_until_the_next_silence():
+    policy = dataclasses.replace(P, sensor_silence_s=600, pipeline_silence_s=300)
+    ev = run([], NONE, now_s=1000, until_s=1000, policy=policy, last_reading={"s2": T0 + 400 * US}, last_batch_s=600)
+    assert ids(ev) == [f"nodata-s2-{T0 + 400 * US}:opened", f"pipeline-{T0 + 600 * US}:opened"]
+    cleared = [clear_by_hand(a, T0 + 1010 * US)[0] for a in ev.alarms.values()]
+    later = run(cleared, NONE, now_s=2000, until_s=2000, policy=policy, last_reading={"s2": T0 + 400 * US}, last_batch_s=600)
+    assert (ids(later), later.alarms) == ([], {})
+    # it reports, then goes quiet again: a new silence, a new alarm
+    again = run(cleared, NONE, now_s=3000, until_s=3000, policy=policy, last_reading={"s2": T0 + 2100 * US}, last_batch_s=2990)
+    assert ids(again) == [f"nodata-s2-{T0 + 2100 * US}:opened"]

@@ -267,7 +267,8 @@ def _deadman_sensors(cur, open_by_key, last_reading_us: Mapping[str, int], data_
         key = (sensor, NO_DATA, None)
         open_id = open_by_key.get(key)
         silent = data_until_us - last >= policy.sensor_silence_s * US
-        if silent and open_id is None:
+        # the same silence (same last reading) cleared by hand stays cleared
+        if silent and open_id is None and f"nodata-{sensor}-{last}" not in cur:
             silent_s = (data_until_us - last) // US
             a = Alarm(
                 alarm_id=f"nodata-{sensor}-{last}", sensor_id=sensor, alarm_type=NO_DATA, metric=None,
@@ -286,7 +287,7 @@ def _deadman_pipeline(cur, open_by_key, last_batch_us: int, policy: AlarmPolicy,
     key = (PIPELINE_ID, PIPELINE_STALLED, None)
     open_id = open_by_key.get(key)
     stalled = now_us - last_batch_us >= policy.pipeline_silence_s * US
-    if stalled and open_id is None:
+    if stalled and open_id is None and f"pipeline-{last_batch_us}" not in cur:
         quiet_s = (now_us - last_batch_us) // US
         a = Alarm(
             alarm_id=f"pipeline-{last_batch_us}", sensor_id=PIPELINE_ID, alarm_type=PIPELINE_STALLED, metric=None,
