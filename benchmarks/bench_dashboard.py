@@ -84,7 +84,7 @@ def post(url: str, body: dict) -> float:
 
 
 def fleet_body(n: int) -> dict:
-    outs = [("tiles", "children"), ("page-info", "children"), ("freshness", "children"), ("captures", "children"), ("group", "options")]
+    outs = [("tiles", "children"), ("page-info", "children"), ("freshness", "children"), ("captures", "children"), ("alarms", "children"), ("group", "options")]
     return {"output": ".." + "...".join(f"{i}.{p}" for i, p in outs) + "..",
             "outputs": [{"id": i, "property": p} for i, p in outs],
             "inputs": [{"id": "tick", "property": "n_intervals", "value": n}, {"id": "group", "property": "value", "value": None},

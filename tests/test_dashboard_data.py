@@ -124,7 +124,7 @@ def test_an_empty_data_root_renders(data_dir):
     from iot_platform.dashboard.app import create_app
 
     outs = [("tiles", "children"), ("page-info", "children"), ("freshness", "children"), ("captures", "children"),
-            ("group", "options")]  # fmt: skip
+            ("alarms", "children"), ("group", "options")]  # fmt: skip
     fleet = {"output": ".." + "...".join(f"{i}.{p}" for i, p in outs) + "..", "outputs": [{"id": i, "property": p} for i, p in outs],
              "inputs": [{"id": "tick", "property": "n_intervals", "value": 1}, {"id": "group", "property": "value", "value": None},
                         {"id": "states", "property": "value", "value": ["ok"]}, {"id": "page", "property": "value", "value": 1}],
@@ -140,3 +140,20 @@ def test_an_empty_data_root_renders(data_dir):
     assert got["page-info"]["children"] == "page 1 of 1: 0 of 0 sensors (stale 0, silent 0, critical 0, warning 0, ok 0)"
     r = client.post("/_dash-update-component", json=chart)
     assert r.status_code == 200 and r.get_json()["response"]["chart"]["figure"]["data"] == []
+
+
+def test_open_alarms_from_the_alert_store(data_dir):
+    from iot_platform.core.alarms import Alarm
+    from iot_platform.io.alert_store import AlertStore
+
+    def alarm(aid, severity, status, first):
+        return Alarm(aid, "s1", "spike", "temperature", severity, status, first, first, 30.0, 4.0, "m", (aid,), 0, 0)
+
+    data = DashboardData(data_dir)
+    assert (data.open_alarm_list(), data.open_alarms()) == ([], None)
+    with AlertStore.at(data_dir) as store:
+        for a in (alarm("w1", "warning", "active", 1), alarm("c1", "critical", "acknowledged", 2), alarm("c2", "critical", "active", 3),
+                  alarm("x", "critical", "cleared", 4)):  # fmt: skip
+            store.put_alarm(a)
+    assert [(a["alarm_id"], a["status"]) for a in data.open_alarm_list()] == [("c2", "active"), ("c1", "acknowledged"), ("w1", "active")]
+    assert data.open_alarms() == 3

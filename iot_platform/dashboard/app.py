@@ -89,7 +89,8 @@ def create_app(root: str | Path, *, refresh_s: float = 5.0, groups: tuple = (), 
             dcc.Interval(id="tick", interval=int(refresh_s * 1000), n_intervals=0),
             html.H2("iot-platform: the fleet now", style={"margin": "4px 0"}),
             html.Div(id="freshness", style={"fontSize": "13px", "marginBottom": "4px"}),
-            html.Div(id="captures", style={"fontSize": "13px", "marginBottom": "8px"}),
+            html.Div(id="captures", style={"fontSize": "13px", "marginBottom": "4px"}),
+            html.Div(id="alarms", style={"fontSize": "13px", "marginBottom": "8px"}),
             html.Div(style={"display": "flex", "gap": "12px", "alignItems": "center", "flexWrap": "wrap"}, children=[
                 html.Label("group"),
                 dcc.Dropdown(id="group", options=[], value=None, placeholder="all groups", style={"width": "200px"}),
@@ -116,7 +117,7 @@ def create_app(root: str | Path, *, refresh_s: float = 5.0, groups: tuple = (), 
 
     @app.callback(
         Output("tiles", "children"), Output("page-info", "children"), Output("freshness", "children"),
-        Output("captures", "children"), Output("group", "options"),
+        Output("captures", "children"), Output("alarms", "children"), Output("group", "options"),
         Input("tick", "n_intervals"), Input("group", "value"), Input("states", "value"), Input("page", "value"),
         State("group", "options"),
     )  # fmt: skip
@@ -158,7 +159,13 @@ def create_app(root: str | Path, *, refresh_s: float = 5.0, groups: tuple = (), 
                 style={"color": "#c62828" if iv.get("drop_rate", 0) > 0 or age > 120 else "inherit"},
             ))  # fmt: skip
         # options only when they change: a new options list makes the dropdown re-render
-        return [_tile(r) for r in rows], info, fresh, caps, all_groups if all_groups != group_options else dash.no_update
+        alarms = [
+            html.Div(f"{a['severity']} {a['alarm_type']} on {a['sensor_id']}{' (' + a['metric'] + ')' if a['metric'] else ''} "
+                     f"since {ts_text(a['first_seen_us'])}, {a['status']}: {a['message']}  [{a['alarm_id']}]",
+                     className=f"alarm alarm-{a['severity']}", style={"color": "#c62828" if a["severity"] == "critical" else "#8d6e00"})
+            for a in data.open_alarm_list()
+        ]  # fmt: skip
+        return [_tile(r) for r in rows], info, fresh, caps, alarms, all_groups if all_groups != group_options else dash.no_update
 
     @app.callback(Output("sensor", "options"), Input("sensor", "search_value"), State("sensor", "value"))
     def sensor_options(search, current):

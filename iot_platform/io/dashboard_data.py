@@ -130,6 +130,23 @@ class DashboardData:
                     until = max(until or 0, int(raw))
         return Freshness(newest_reading_us, last_batch, batches, until, self.open_alarms())
 
+    def open_alarm_list(self, limit: int = 10) -> list[dict]:
+        """The newest open alarms (critical first): what the alert store is telling people about."""
+        path = self.root / STORE_FILE
+        if not path.exists():
+            return []
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+        con.row_factory = sqlite3.Row
+        try:
+            rows = con.execute(
+                "SELECT alarm_id, sensor_id, alarm_type, metric, severity, status, first_seen_us, message FROM alarms "
+                "WHERE status <> 'cleared' ORDER BY severity = 'critical' DESC, first_seen_us DESC LIMIT ?", [limit])  # fmt: skip
+            return [dict(r) for r in rows]
+        except sqlite3.Error:
+            return []
+        finally:
+            con.close()
+
     def open_alarms(self) -> int | None:
         path = self.root / STORE_FILE
         if not path.exists():
