@@ -20,7 +20,7 @@ D1 = dt.date(2024, 3, 1)
 UTC = dt.timezone.utc
 MODELS = [
     "anomaly_summary_daily", "detection_quality_daily", "window_tiles", "sensor_hourly", "fleet_hourly",
-    "sensor_health_daily", "open_alerts", "sensor_readings_hourly", "sensor_status",
+    "sensor_health_daily", "open_alerts", "sensor_readings_hourly", "sensor_status", "alarms",
 ]
 
 
@@ -64,6 +64,7 @@ def test_lineage_comes_from_ref_and_source(assets, checks):
     assert deps["sensor_readings_hourly"] == ["readings"]
     assert deps["fleet_hourly"] == ["sensor_hourly"]
     assert deps["detection_quality_daily"] == ["anomalies", "fault_labels"]
+    assert deps["alarms"] == ["alarm_deliveries", "alarm_log"]
     # the lake tables are upstream assets of the lead's code location; here they are external
     defs = dg.Definitions(assets=assets, asset_checks=checks, resources={"lake": LakeResource(data_dir="/nonexistent")})
     graph = defs.resolve_asset_graph()
@@ -71,7 +72,7 @@ def test_lineage_comes_from_ref_and_source(assets, checks):
         "anomalies", "window_stats", "window_tiles"
     }
     (check_def,) = checks
-    assert len(list(check_def.check_keys)) == len(load_project(default_project_dir()).tests) == 29
+    assert len(list(check_def.check_keys)) == len(load_project(default_project_dir()).tests) == 32  # 29 + 3 on alarms
     assert dg.AssetCheckKey(dg.AssetKey("open_alerts"), "relationships_anomaly_id__anomalies") in set(check_def.check_keys)
     spec = models.specs_by_key[dg.AssetKey("sensor_health_daily")]
     assert spec.group_name == "warehouse" and spec.kinds == {"duckdb", "sql"}
@@ -93,7 +94,7 @@ def test_materialize_all_models_then_checks_pass(tmp_path, instance, assets, che
     assert schema.columns[0].description == "The sensor."
     assert "| s1 | 2024-03-01 | 30 |" in mats["sensor_health_daily"]["preview"].value
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 29
+    assert len(evaluations) == 32
     assert [(e.asset_key.to_user_string(), e.check_name) for e in evaluations if not e.passed] == []
     assert instance.get_latest_materialization_event(dg.AssetKey("open_alerts")) is not None
     with QuerySession(load_project(default_project_dir()), tmp_path) as s:

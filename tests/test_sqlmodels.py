@@ -223,7 +223,7 @@ def test_the_shipped_project_loads_with_its_lineage():
     assert {m.name: m.materialized for m in p.models.values()} == {
         "window_tiles": "view", "sensor_hourly": "view", "fleet_hourly": "view", "sensor_readings_hourly": "view",
         "sensor_status": "view", "sensor_health_daily": "table", "anomaly_summary_daily": "table",
-        "open_alerts": "table", "detection_quality_daily": "table",
+        "open_alerts": "table", "detection_quality_daily": "table", "alarms": "view",
     }
     for before, after in [
         ("window_tiles", "sensor_hourly"),
@@ -244,6 +244,7 @@ def test_the_shipped_project_loads_with_its_lineage():
         "sensor_status": (["open_alerts", "sensor_health_daily"], []),
         "sensor_readings_hourly": ([], ["readings"]),
         "detection_quality_daily": ([], ["anomalies", "fault_labels"]),
+        "alarms": ([], ["alarm_deliveries", "alarm_log"]),
     }
     assert all(m.header and m.description for m in p.models.values())
     # tests on views over the lake audit recent days only: a full scan at every refresh is too slow

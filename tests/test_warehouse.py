@@ -299,7 +299,7 @@ def test_an_empty_lake_builds_every_model_with_typed_empty_tables(tmp_path, proj
 # -- data tests ------------------------------------------------------------------------------
 def test_the_shipped_tests_pass_on_good_data(built, project):
     outcomes = run_tests(project, built)
-    assert len(outcomes) == len(project.tests) == 29
+    assert len(outcomes) == len(project.tests) == 32  # 29 + the alarms model's 3
     assert [(o.test.model, o.test.name) for o in outcomes if not o.passed] == []
 
 
@@ -472,7 +472,7 @@ def test_session_reads_table_models_from_the_snapshot_and_views_live(tmp_path, p
         assert s.query("SELECT count(*) AS n FROM anomalies").to_pylist() == [{"n": 9}]  # the lake: live
         assert s.query("SELECT count(*) AS n FROM anomaly_summary_daily").to_pylist() == [{"n": 7}]  # last refresh
         assert s.relations == [*sorted(LAKE_SCHEMAS), *project.models]
-        assert s.relations[:7] == ["anomalies", "anomaly_points", "fault_labels", "raw_readings", "readings", "rejected_readings", "window_stats"]
+        assert s.relations[:9] == ["alarm_deliveries", "alarm_log", "anomalies", "anomaly_points", "fault_labels", "raw_readings", "readings", "rejected_readings", "window_stats"]
 
 
 def test_schemas_of_lake_views_match_the_arrow_schemas(tmp_path, project):

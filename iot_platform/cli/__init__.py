@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-SUBCOMMANDS = ("ui", "backfill", "materialize", "capture", "import_cmd", "sql", "doctor")
+SUBCOMMANDS = ("ui", "backfill", "materialize", "capture", "import_cmd", "sql", "doctor", "alerts", "dashboard")
 
 
 class CliError(Exception):

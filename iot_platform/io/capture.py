@@ -471,11 +471,31 @@ class Capture:
                 "and --format matches what it prints",
                 self.config.port, lines, elapsed, codes.most_common(1)[0][0],
             )  # fmt: skip
+        self._write_metrics(bs.capacity)
         self._metrics_at = now
         self._metrics_base = CaptureStats(
             bytes=s.bytes, lines=s.lines, readings=s.readings, rejected=s.rejected,
             rejects_by_code=collections.Counter(s.rejects_by_code), dropped=s.dropped,
         )  # fmt: skip
+
+    def _write_metrics(self, capacity: int) -> None:
+        """The last interval's metrics and the totals, as ``landing/_metrics/<stream>.json`` (temp file
+        + rename: a reader such as ``iot-platform dashboard`` never sees half of it)."""
+        import json
+        import os
+
+        s = self.stats
+        doc = {"stream": self.stream, "port": self.config.port, "written_at": time.time(), "buffer_capacity": capacity,
+               "interval": self.last_metrics, "totals": {"bytes": s.bytes, "lines": s.lines, "readings": s.readings,
+               "rejected": s.rejected, "dropped": s.dropped, "files": s.files, "disconnects": s.disconnects}}  # fmt: skip
+        path = self.landing_root / "_metrics" / f"{self.stream}.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(doc, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError as exc:  # metrics are for display: never stop a capture over them
+            log.warning("%s: cannot write metrics to %s: %s", self.config.port, path, exc)
 
 
 def _close_quietly(port: serial.SerialBase) -> None:

@@ -49,6 +49,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from iot_platform.core.alarm_schemas import ALARM_TABLES
 from iot_platform.core.sqlmodels import DataTest, Model, Project, ProjectError, Relation, quote_ident
 from iot_platform.io.fsutil import exclusive_lock, fsync_path
 from iot_platform.io.lake import TABLES, Lake, write_parquet_atomic
@@ -60,7 +61,7 @@ LAKE_SCHEMA_DIR = "lake_schemas"  # beside the warehouse file: its lake views re
 _ATTACHED = "warehouse"  # the alias a query session attaches the warehouse under
 
 # Every table the lake writes (its schema is what a lake view looks like before the first file).
-LAKE_SCHEMAS: dict[str, pa.Schema] = TABLES
+LAKE_SCHEMAS: dict[str, pa.Schema] = {**TABLES, **ALARM_TABLES}  # + the alert store's exported history
 
 _BASE_CONFIG = {
     # Never fetch or load an extension behind the user's back (httpfs for an http:// path, ...).

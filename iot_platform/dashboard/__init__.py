@@ -1,0 +1,1 @@
+"""The live dashboard (`iot-platform dashboard`): a Plotly Dash app over the lake, read-only."""
