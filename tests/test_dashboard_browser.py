@@ -15,12 +15,11 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import ANOMALIES
 from iot_platform.dashboard.app import create_app
 from iot_platform.definitions import defs
 from iot_platform.io.dashboard_data import DashboardData
-from iot_platform.io.lake import Lake, read_metadata
+from iot_platform.io.lake import read_metadata
 
 DAY = dt.date(2024, 1, 3)
 INSTALL = "apt-get install -y chromium chromium-driver"

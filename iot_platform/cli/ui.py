@@ -48,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
     target = code_target()
     webserver = [_executable("dagster-webserver"), *target, "-h", args.host, "-p", str(args.port)]
     daemon = [_executable("dagster-daemon"), "run", *target]
-    print(f"Dagster home: {home}\nData root: {os.environ['IOT_DATA_DIR']}\nUI: http://{args.host}:{args.port}", flush=True)
+    print(
+        f"Dagster home: {home}\nData root: {os.environ['IOT_DATA_DIR']}\nUI: http://{args.host}:{args.port}\n"
+        "Live dashboard: run `iot-platform dashboard` in another terminal (http://127.0.0.1:8050)",
+        flush=True,
+    )
     procs: list[subprocess.Popen] = []
     stopping = False
 

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from iot_platform.core.alarms import US
 from iot_platform.core.alert_config import AlertConfig, Channel, email_message, payload_bytes, redact
 from iot_platform.core.alarms import Notification
-from iot_platform.io.alert_store import AlertStore, OutboxRow
+from iot_platform.io.alert_store import AlertStore
 
 USER_AGENT = "iot-platform-alerts/1"
 
