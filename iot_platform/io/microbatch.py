@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import datetime as dt
+import hashlib
 import os
 import time
 from pathlib import Path
