@@ -146,7 +146,8 @@ def _known_interval_s(lake: Lake, day: dt.date, settings: DownstreamSettings) ->
     Then the context read before a slice is that of the fleet's rate, not of
     the slowest rate a sensor may have (an hourly sensor needs a day of it).
     """
-    return settings.fleet_interval_s if not lake.exists("raw_readings", day) and not lake.exists("raw_readings", day - dt.timedelta(days=1)) else None
+    imported = lake.exists("raw_readings", day) or lake.exists("raw_readings", day - dt.timedelta(days=1))
+    return None if imported else settings.fleet_interval_s
 
 
 def iter_day_chunks(lake: Lake, day: dt.date, settings: DownstreamSettings) -> Iterator[tuple[pa.Table, pa.Table]]:
