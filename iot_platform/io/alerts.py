@@ -14,10 +14,8 @@ after each pass as two lake tables, ``alarm_log`` (one row per alarm) and
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import hashlib
 import os
 import sqlite3
@@ -33,6 +31,7 @@ from iot_platform.core.alarms import US, Evaluation, Notification, evaluate
 from iot_platform.core.alert_config import AlertConfig, ConfigError, matches, parse_config
 from iot_platform.io.alert_delivery import DeliveryReport, deliver_due
 from iot_platform.io.alert_store import STORE_FILE, AlertStore
+from iot_platform.io.fsutil import exclusive_lock
 from iot_platform.io.lake import Lake, read_metadata, write_parquet_atomic
 
 CONFIG_FILE = "alerts.yaml"
@@ -115,22 +114,10 @@ class PassResult:
     open_alarms: int
 
 
-@contextlib.contextmanager
 def pass_lock(root: Path, *, wait: bool = False):
     """Held during a pass; yields False when another pass holds it. Two passes at once would
     each take the other's in-flight (``sending``) rows for interrupted ones and resend them."""
-    path = Path(root) / STORE_FILE.parent / ".pass.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return exclusive_lock(Path(root) / STORE_FILE.parent / ".pass.lock", blocking=wait)
 
 
 def run_pass(root: Path, config: AlertConfig, now_us: int, *, deliver: bool = True) -> PassResult | None:
