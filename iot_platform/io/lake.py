@@ -241,9 +241,9 @@ class Lake:
             shutil.rmtree(self.partition_dir(table, day), ignore_errors=True)
 
     # -- damage ----------------------------------------------------------------
-    def damaged_files(self, table: str, day: dt.date | str) -> list[tuple[Path, str]]:
-        """Files of a partition that are not readable Parquet, with the reason (footer checks only)."""
-        return [(f, why) for f in self.files(table, day) if (why := parquet_damage(f, TABLES[table])) is not None]
+    def damaged_files(self, table: str, day: dt.date | str, *, quick: bool = False) -> list[tuple[Path, str]]:
+        """Files of a partition that are not readable Parquet, with the reason (see :func:`parquet_damage`)."""
+        return [(f, why) for f in self.files(table, day) if (why := parquet_damage(f, TABLES[table], quick=quick)) is not None]
 
     def quarantine_file(self, path: Path, reason: str, rel: Path | None = None) -> Path:
         """Move a damaged file out of the lake, keeping its bytes and the reason beside it.
@@ -284,11 +284,15 @@ def _kind(t: pa.DataType) -> str:
     return str(t)
 
 
-def parquet_damage(path: Path, schema: pa.Schema, *, all_columns: bool = True, deep: bool = False) -> str | None:
+def parquet_damage(
+    path: Path, schema: pa.Schema, *, all_columns: bool = True, deep: bool = False, quick: bool = False
+) -> str | None:
     """Why ``path`` is not a readable Parquet file of ``schema`` (None: it is).
 
     ``all_columns`` False: only non-nullable columns are required (a landing
     file may carry a subset of the metrics). ``deep``: decode every row group.
+    ``quick``: the size and the magic bytes at both ends only (two small reads,
+    no footer parse): finds empty, foreign and truncated files, not a wrong schema.
     """
     try:
         size = path.stat().st_size
@@ -304,6 +308,8 @@ def parquet_damage(path: Path, schema: pa.Schema, *, all_columns: bool = True, d
         return f"not a Parquet file (no PAR1 magic at its start; {size} bytes)"
     if tail != _MAGIC or size < 12:
         return f"truncated (no Parquet footer at its end; {size} bytes)"
+    if quick:
+        return None
     try:
         pf = pq.ParquetFile(path)
         found = pf.schema_arrow
