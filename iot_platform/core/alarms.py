@@ -261,6 +261,17 @@ def _clear(a: Alarm, now_us: int, reason: str, notify) -> Alarm:
     return notify(a, "cleared") if notify is not None else a
 
 
+def _deadman_alarm(alarm_id: str, sensor_id: str, alarm_type: str, since_us: int, until_us: int, message: str,
+                   now_us: int) -> Alarm:  # fmt: skip
+    """A critical silence alarm (a quiet sensor, a stalled pipeline): quiet from ``since_us`` to ``until_us``."""
+    return Alarm(
+        alarm_id=alarm_id, sensor_id=sensor_id, alarm_type=alarm_type, metric=None,
+        severity="critical", status="active", first_seen_us=since_us, last_seen_us=until_us,
+        value=float((until_us - since_us) // US), score=None, message=message,
+        anomaly_ids=(), created_us=now_us, updated_us=now_us,
+    )  # fmt: skip
+
+
 def _deadman_sensors(cur, open_by_key, last_reading_us: Mapping[str, int], data_until_us: int, policy: AlarmPolicy,
                      now_us: int, put, notify) -> None:  # fmt: skip
     for sensor, last in sorted(last_reading_us.items()):
@@ -270,12 +281,8 @@ def _deadman_sensors(cur, open_by_key, last_reading_us: Mapping[str, int], data_
         # the same silence (same last reading) cleared by hand stays cleared
         if silent and open_id is None and f"nodata-{sensor}-{last}" not in cur:
             silent_s = (data_until_us - last) // US
-            a = Alarm(
-                alarm_id=f"nodata-{sensor}-{last}", sensor_id=sensor, alarm_type=NO_DATA, metric=None,
-                severity="critical", status="active", first_seen_us=last, last_seen_us=data_until_us,
-                value=float(silent_s), score=None, message=f"no reading from {sensor} for {silent_s} s",
-                anomaly_ids=(), created_us=now_us, updated_us=now_us,
-            )  # fmt: skip
+            a = _deadman_alarm(f"nodata-{sensor}-{last}", sensor, NO_DATA, last, data_until_us,
+                               f"no reading from {sensor} for {silent_s} s", now_us)  # fmt: skip
             open_by_key[key] = a.alarm_id
             put(notify(a, "opened"))
         elif not silent and open_id is not None and last > cur[open_id].first_seen_us:
@@ -289,12 +296,8 @@ def _deadman_pipeline(cur, open_by_key, last_batch_us: int, policy: AlarmPolicy,
     stalled = now_us - last_batch_us >= policy.pipeline_silence_s * US
     if stalled and open_id is None and f"pipeline-{last_batch_us}" not in cur:
         quiet_s = (now_us - last_batch_us) // US
-        a = Alarm(
-            alarm_id=f"pipeline-{last_batch_us}", sensor_id=PIPELINE_ID, alarm_type=PIPELINE_STALLED, metric=None,
-            severity="critical", status="active", first_seen_us=last_batch_us, last_seen_us=now_us,
-            value=float(quiet_s), score=None, message=f"no micro-batch committed for {quiet_s} s",
-            anomaly_ids=(), created_us=now_us, updated_us=now_us,
-        )  # fmt: skip
+        a = _deadman_alarm(f"pipeline-{last_batch_us}", PIPELINE_ID, PIPELINE_STALLED, last_batch_us, now_us,
+                           f"no micro-batch committed for {quiet_s} s", now_us)  # fmt: skip
         open_by_key[key] = a.alarm_id
         put(notify(a, "opened"))
     elif open_id is not None and last_batch_us > cur[open_id].first_seen_us:
