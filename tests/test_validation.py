@@ -97,3 +97,24 @@ def test_the_registry_gives_each_sensor_its_own_ingest_limits():
     assert v.rejected.select(["sensor_id", "reason"]).to_pylist() == [
         dict(sensor_id="sensor_001", reason="pressure outside the ingest limits [0.0, 100000.0]")
     ]
+
+
+def test_a_row_refused_whole_is_quarantined_as_received_even_with_a_bad_metric():
+    t = pa.table({"sensor_id": ["a", "a", None], "ts": pa.array([1, 99, 2], pa.timestamp("us", tz="UTC")),
+                  "pressure": [1.2, -0.3, -0.5], "vibration": [0.1, 0.2, 0.3]})  # fmt: skip
+    v = validate_readings(t, 0, 50)
+    assert v.good.select(["pressure", "vibration"]).to_pylist() == [dict(pressure=1.2, vibration=0.1)]
+    # the row outside the partition and the row without a sensor keep the pressure they arrived with
+    assert sorted(v.rejected.select(["pressure", "vibration", "reason"]).to_pylist(), key=lambda r: r["vibration"]) == [
+        dict(pressure=-0.3, vibration=0.2, reason="ts outside the partition [0, 50) us"),
+        dict(pressure=-0.5, vibration=0.3, reason="sensor_id is null"),
+    ]
+
+
+def test_rows_already_in_key_order_come_back_unchanged():
+    rows = [("a", 1, 1.0), ("a", 2, 2.0), ("b", 1, 3.0)]
+    v = validate_readings(_t(rows))
+    assert v.good.select(["sensor_id", "temperature"]).to_pylist() == [
+        dict(sensor_id=s, temperature=x) for s, _, x in rows
+    ]
+    assert (v.duplicates, v.rejected.num_rows) == (0, 0)

@@ -79,7 +79,8 @@ def validate_readings(
         flag((ts < start_us) | (ts >= end_us), f"ts outside the partition [{start_us}, {end_us}) us")
 
     # metric by metric: a bad value is nulled and quarantined, the row's other values stay
-    limits = _ingest_limits(table, registry)
+    enc = EncodedSensors(table.column("sensor_id"))
+    limits = _ingest_limits(enc, registry)
     metric_rejects: list[pa.Table] = []
     nulled: dict[str, np.ndarray] = {}
     left = np.zeros(n, dtype=bool)  # the row still has a value
@@ -116,7 +117,7 @@ def validate_readings(
     if nulled:
         for m, mask in nulled.items():
             col = table[m].to_numpy(zero_copy_only=False).astype(np.float64)
-            keep = ~(mask & ~whole)
+            keep = ~(mask & ~whole & (code == 0))  # a refused row goes to quarantine as received
             table = table.set_column(table.schema.get_field_index(m), READINGS.field(m),
                                      pa.array(np.where(keep, col, np.nan), pa.float64(),
                                               mask=~keep | _is_null(table[m])))  # fmt: skip
@@ -125,58 +126,67 @@ def validate_readings(
     ok = table.filter(pa.array(~bad)) if reasons else table
 
     # Sort by (sensor, ts), ties by arrival, then keep the first of each key.
-    sensors = pc.dictionary_encode(ok["sensor_id"]).combine_chunks()
-    order_of_code = np.argsort(np.argsort(sensors.dictionary.to_numpy(zero_copy_only=False)))
-    sensor_code = order_of_code[sensors.indices.to_numpy()].astype(np.int64)
-    ts_ok = ok["ts"].cast(pa.int64()).to_numpy()
+    rank = np.append(np.argsort(np.argsort(enc.dictionary)), 0)  # sensor code in id order; nulls were refused
+    sensor_code = rank[enc.indices[~bad] if reasons else enc.indices]
+    ts_ok = ts[~bad] if reasons else ts
     order = _sort_order(sensor_code, ts_ok)
-    sc, st = sensor_code[order], ts_ok[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = (sc[1:] != sc[:-1]) | (st[1:] != st[:-1])
-    sorted_ok = ok.take(pa.array(order))
-    dup_mask = ~first
-    identical = np.zeros(len(order), dtype=bool)
-    if dup_mask.any():
-        # compare each repeated row with the kept row of its key
-        keep_pos = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
-        identical = dup_mask.copy()
-        for m in METRICS:
-            v = sorted_ok[m].to_numpy(zero_copy_only=False)
-            same = (v == v[keep_pos]) | (np.isnan(v) & np.isnan(v[keep_pos]))
-            identical &= same
-    conflicting = dup_mask & ~identical
-
-    good = sorted_ok.filter(pa.array(first))
+    duplicates = 0
+    conflicting = REJECTED.empty_table()
+    if order is None:  # already in (sensor, ts) order with unique keys, as a simulator or a sorted file gives them
+        good = ok
+    else:
+        sc, st = sensor_code[order], ts_ok[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (sc[1:] != sc[:-1]) | (st[1:] != st[:-1])
+        dup_mask = ~first
+        if dup_mask.any():
+            # compare each repeated row with the kept row of its key
+            keep_pos = np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))
+            identical = dup_mask.copy()
+            for m in METRICS:
+                v = ok[m].to_numpy(zero_copy_only=False)[order]
+                identical &= (v == v[keep_pos]) | (np.isnan(v) & np.isnan(v[keep_pos]))
+            duplicates = int(identical.sum())
+            clash = order[dup_mask & ~identical]
+            conflicting = _rejected(ok.take(pa.array(clash)), np.ones(len(clash), dtype=bool),
+                                    "conflicting duplicate: another reading for this (sensor_id, ts) arrived first")  # fmt: skip
+        # one gather of the kept rows in key order (a take then a filter copies the day twice)
+        good = ok.take(pa.array(order[first]))
     rejected = pa.concat_tables(
-        [
-            _rejected(table, bad, reason) if reason is not None else REJECTED.empty_table(),
-            *partial,
-            _rejected(sorted_ok, conflicting, "conflicting duplicate: another reading for this (sensor_id, ts) arrived first"),
-        ]
+        [_rejected(table, bad, reason) if reason is not None else REJECTED.empty_table(), *partial, conflicting]
     )
-    return Validated(good=good, rejected=rejected, duplicates=int(identical.sum()))
+    return Validated(good=good, rejected=rejected, duplicates=duplicates)
 
 
-def _ingest_limits(table: pa.Table, registry) -> dict[str, tuple]:
-    """Per metric (low, high): scalars from ``schemas.INGEST_LIMITS``, or per row from the registry."""
+def _ingest_limits(enc: EncodedSensors, registry) -> dict[str, tuple]:
+    """Per metric (low, high): scalars from ``schemas.INGEST_LIMITS``, or from the registry.
+
+    Scalars where every sensor of the batch has the same limits, else one value per row.
+    """
     if registry is None:
         return dict(INGEST_LIMITS)
-    enc = EncodedSensors(table.column("sensor_id"))
     names = np.array(sorted(enc.used()), dtype=object)
     code = enc.codes(names)
     res = registry.resolve(names)
     out = {}
     for m in METRICS:
-        lo = np.append(res.ingest_lo[m], -np.inf)[code]  # code -1 (null sensor_id): no limit (rejected anyway)
-        hi = np.append(res.ingest_hi[m], np.inf)[code]
-        out[m] = (lo, hi)
+        lo, hi = res.ingest_lo[m], res.ingest_hi[m]
+        if len(lo) and (lo == lo[0]).all() and (hi == hi[0]).all():
+            out[m] = (lo[0], hi[0])  # rows of unknown or null sensors are refused before the limits matter
+            continue
+        # code -1 (null sensor_id): no limit (rejected anyway)
+        out[m] = (np.append(lo, -np.inf)[code], np.append(hi, np.inf)[code])
     return out
 
 
-def _sort_order(sensor_code: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Stable order by (sensor, ts): ties keep arrival order."""
+def _sort_order(sensor_code: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+    """Stable order by (sensor, ts), ties keeping arrival order; None when the rows are already in it, unique."""
     if len(ts) == 0:
-        return np.zeros(0, dtype=np.int64)
+        return None
+    if len(ts) > 1:
+        sc_step, ts_step = np.diff(sensor_code), np.diff(ts)
+        if ((sc_step > 0) | ((sc_step == 0) & (ts_step > 0))).all():
+            return None
     lo = int(ts.min())
     span = int(ts.max()) - lo + 1
     if span * (int(sensor_code.max()) + 1) < 2**62:
