@@ -204,11 +204,55 @@ def micro_batch_1000(url: str) -> dict:
     return {"rows": t.num_rows, "simulate_s": sim_s, "append_commit_s": commit_s, "retry_s": time.perf_counter() - t0, "retry_wrote": again}
 
 
+def local_disk(sensors: int, parts: int) -> dict:
+    """The same day on local disk: today's lake (renameat2 + state file) vs a Delta table (what migrating costs)."""
+    from deltalake import CommitProperties, Transaction, write_deltalake
+
+    from iot_platform.io.lake import Lake
+
+    fleet = sim.FleetParams(seed=7, n_sensors=sensors)
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
+        lake = Lake(tmp)
+        t0 = time.perf_counter()
+        lake.replace_partition("readings", DAY, day_chunks(fleet))
+        out["lake_write_day_s"] = time.perf_counter() - t0
+        lat = []
+        for i in range(parts):
+            t = batch(fleet, i)
+            t0 = time.perf_counter()
+            lake.write_part("readings", DAY, f"b{i}", t)
+            lat.append(time.perf_counter() - t0)
+        out["lake_append_part_median_s"] = statistics.median(lat)
+        uri = f"{tmp}/delta_readings"
+        schema = READINGS.append(pa.field("date", pa.date32(), nullable=False))
+
+        def with_date(t: pa.Table) -> pa.Table:
+            return t.cast(READINGS).append_column(schema.field("date"), pa.array([DAY] * t.num_rows, pa.date32()))
+
+        reader = pa.RecordBatchReader.from_batches(schema, (b for c in day_chunks(fleet) for b in with_date(c).to_batches()))
+        t0 = time.perf_counter()
+        write_deltalake(uri, reader, partition_by=["date"], mode="overwrite")
+        out["delta_write_day_s"] = time.perf_counter() - t0
+        lat = []
+        for i in range(parts):
+            t = with_date(batch(fleet, i))
+            t0 = time.perf_counter()
+            write_deltalake(uri, t, mode="append", commit_properties=CommitProperties(app_transactions=[Transaction("mb", i)]))
+            lat.append(time.perf_counter() - t0)
+        out["delta_append_part_median_s"] = statistics.median(lat)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sensors", type=int, default=100)
     ap.add_argument("--parts", type=int, default=20)
+    ap.add_argument("--local-only", action="store_true", help="only the local-disk comparison")
     args = ap.parse_args()
+    print("local_disk", json.dumps(local_disk(args.sensors, args.parts), indent=1), flush=True)
+    if args.local_only:
+        return
     with tempfile.TemporaryDirectory(prefix="bench-s3-") as tmp, run_seaweedfs(Path(tmp)) as server:
         os.environ.update(server.env())
         out = {}
