@@ -6,7 +6,10 @@
     iot-platform sql                      # an interactive prompt
 
 The session is sandboxed (see ``iot_platform.io.warehouse.QuerySession``): it
-reads files under the data root only and writes nothing; ``--output`` is
+reads files under the data root only and writes nothing; with
+``IOT_LAKE_URL=s3://bucket/prefix`` the lake tables are the Delta tables under
+that prefix, handed to DuckDB as Arrow datasets (DuckDB itself still opens no
+URL and no file outside the data root); ``--output`` is
 written here, from the Arrow result, not by the SQL connection. Every query
 runs under a timeout and a memory limit and stops on Ctrl-C
 (``iot_platform.io.query_limits``); SIGTERM is handled like Ctrl-C, so the
@@ -36,6 +39,7 @@ import pyarrow as pa
 from iot_platform.cli import CliError
 from iot_platform.core.sqlmodels import ProjectError, load_project
 from iot_platform.io.lake import write_parquet_atomic
+from iot_platform.io.objstore import LakeUrlError, lake_store_from_env
 from iot_platform.io.query_limits import DEFAULT_TIMEOUT_S, QueryLimits, default_memory_limit, format_size, parse_size
 from iot_platform.io.warehouse import QueryError, QuerySession, WarehouseError, default_project_dir
 from iot_platform.settings import DATA_DIR_ENV, data_dir
@@ -126,8 +130,12 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"data directory {root} does not exist; set {DATA_DIR_ENV} or pass --data-dir")
     project_dir = args.project_dir or default_project_dir()
     try:
+        store = lake_store_from_env()
+    except LakeUrlError as exc:
+        raise CliError(str(exc)) from None
+    try:
         project = load_project(project_dir)
-        session = QuerySession(project, root, limits)
+        session = QuerySession(project, root, limits, remote=_remote_lake(store))
     except (ProjectError, WarehouseError) as exc:
         raise CliError(str(exc)) from None
     code = 0
@@ -158,6 +166,15 @@ def _run(args: argparse.Namespace) -> int:
             sys.stderr.flush()
             os._exit(code or 2)
     return 0
+
+
+def _remote_lake(store):
+    """The lake on the object store IOT_LAKE_URL names (None: the local lake under the data root)."""
+    if store is None:
+        return None
+    from iot_platform.io.remote_lake import DeltaLake  # deltalake loads only for a remote lake
+
+    return DeltaLake(store)
 
 
 def _read_sql(args: argparse.Namespace) -> str | None:

@@ -44,7 +44,7 @@ import uuid
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -54,6 +54,9 @@ from iot_platform.core.sqlmodels import DataTest, Model, Project, ProjectError, 
 from iot_platform.io.fsutil import exclusive_lock, fsync_path
 from iot_platform.io.lake import TABLES, Lake, write_parquet_atomic
 from iot_platform.io.query_limits import LimitExceeded, QueryLimits, format_size, run_limited, session_temp_dir
+
+if TYPE_CHECKING:  # deltalake is imported only when a lake on an object store is configured
+    from iot_platform.io.remote_lake import DeltaLake
 
 WAREHOUSE_DIR = "warehouse"
 WAREHOUSE_FILE = "warehouse.duckdb"
@@ -248,27 +251,57 @@ def lake_tables(project: Project) -> list[str]:
     return sorted(set(LAKE_SCHEMAS) | {t.name for t in project.source_tables()})
 
 
-def _install_lake_views(conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, schema_dir: Path) -> list[str]:
-    """A view per lake table; their empty schema files are written under ``schema_dir``."""
+def _install_lake_views(
+    conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, schema_dir: Path, remote: DeltaLake | None = None
+) -> list[str]:
+    """A view per lake table; their empty schema files are written under ``schema_dir``.
+
+    With ``remote`` (the lake on an object store), a lake table's view reads the
+    Arrow dataset :func:`register_remote_lake` registers on the connection: the
+    view binds to it at query time, so a catalog built here is reused by a
+    connection that registers the datasets anew.
+    """
     names = []
     write_lake_schemas(schema_dir, lake_tables(project))
+    if remote is not None:
+        register_remote_lake(conn, remote)
     for table in lake_tables(project):
-        conn.execute(f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {lake_select(data_dir, table, schema_dir)}")
+        if remote is not None and table in TABLES:
+            select = f"SELECT * FROM {quote_ident(_remote_name(table))}"
+        else:
+            select = lake_select(data_dir, table, schema_dir)
+        conn.execute(f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {select}")
         names.append(table)
     return names
 
 
-def latest_date(project: Project, data_dir: Path) -> dt.date | None:
-    """The newest day partition of the project's lake tables (from directory names: no file is read)."""
+def _remote_name(table: str) -> str:
+    return f"__lake_{table}"
+
+
+def register_remote_lake(conn: duckdb.DuckDBPyConnection, remote: DeltaLake) -> None:
+    """Register each lake table's current snapshot (a pyarrow dataset over the object store).
+
+    DuckDB reads these as Arrow scans through pyarrow's S3 filesystem: DuckDB itself
+    opens no file and no URL (its external access stays off), and a dataset holds
+    only the files of its table's snapshot under the configured bucket/prefix.
+    """
+    for table in TABLES:
+        conn.register(_remote_name(table), remote.dataset(table))
+
+
+def latest_date(project: Project, data_dir: Path, remote: DeltaLake | None = None) -> dt.date | None:
+    """The newest day partition of the project's lake tables (from directory names, or the
+    Delta logs of a remote lake: no data file is read)."""
     lake = Lake(data_dir)
-    days = [d for t in lake_tables(project) for d in lake.days(t)[-1:]]
+    days = [d for t in lake_tables(project) for d in (remote.days(t) if remote and t in TABLES else lake.days(t))[-1:]]
     return max(days, default=None)
 
 
-def _set_latest_date(conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path) -> None:
+def _set_latest_date(conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, remote: DeltaLake | None = None) -> None:
     # A variable, not a subquery: `date >= getvariable('latest_date') - 1` is a constant when
     # the query is planned, so it prunes partitions even through a view's GROUP BY.
-    conn.execute("SET VARIABLE latest_date = ?::DATE", [latest_date(project, data_dir)])
+    conn.execute("SET VARIABLE latest_date = ?::DATE", [latest_date(project, data_dir, remote)])
 
 
 def _check_single_select(conn: duckdb.DuckDBPyConnection, sql: str, model: Model) -> None:
@@ -332,6 +365,7 @@ def refresh(
     select: Iterable[str] | None = None,
     *,
     preview_rows: int = 5,
+    remote: DeltaLake | None = None,
 ) -> list[BuiltModel]:
     """Build the models ``select`` (all when None) into the warehouse, atomically.
 
@@ -351,7 +385,7 @@ def refresh(
                 shutil.copyfile(path, tmp)
             conn = _connect(tmp)
             try:
-                lake_views = _install_lake_views(conn, project, data_dir, path.parent / LAKE_SCHEMA_DIR)
+                lake_views = _install_lake_views(conn, project, data_dir, path.parent / LAKE_SCHEMA_DIR, remote)
                 built = [_build_model(conn, m, preview_rows, data_dir) for m in models]
                 keep = set(lake_views) | set(project.models)
                 for obj, kind in conn.execute(
@@ -450,8 +484,15 @@ class QuerySession:
     returns an Arrow table.
     """
 
-    def __init__(self, project: Project, data_dir: str | os.PathLike[str], limits: QueryLimits | None = None):
+    def __init__(
+        self,
+        project: Project,
+        data_dir: str | os.PathLike[str],
+        limits: QueryLimits | None = None,
+        remote: DeltaLake | None = None,
+    ):
         self.data_dir = Path(data_dir).resolve()
+        self.remote = remote  # the lake on an object store (IOT_LAKE_URL=s3://...), else the local lake
         if not self.data_dir.is_dir():
             raise WarehouseError(f"data directory {self.data_dir} does not exist")
         self.project = project
@@ -479,7 +520,7 @@ class QuerySession:
         conn = _connect(catalog)
         try:
             attached = self._attach(conn)
-            _install_lake_views(conn, self.project, self.data_dir, self._schema_dir)
+            _install_lake_views(conn, self.project, self.data_dir, self._schema_dir, self.remote)
             from_snapshot = []
             for model in self.project.models.values():
                 name = quote_ident(model.name)
@@ -497,7 +538,9 @@ class QuerySession:
         conn = _connect(catalog, read_only=True)
         try:
             self._attach(conn)
-            _set_latest_date(conn, self.project, self.data_dir)
+            if self.remote is not None:
+                register_remote_lake(conn, self.remote)
+            _set_latest_date(conn, self.project, self.data_dir, self.remote)
             spill = Path(self._tmp.name) / "spill"
             conn.execute("SET temp_directory = ?", [str(spill)])
             conn.execute("SET memory_limit = ?", [f"{self.limits.memory}B"])
