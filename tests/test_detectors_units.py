@@ -45,7 +45,7 @@ from iot_platform.core.schemas import ANOMALIES, FLEET_ID, READINGS, TS_TYPE, WI
 from iot_platform.core.simulator import day_start_us
 from iot_platform.core.detectors.points import concat_points
 from iot_platform.core.detectors.params import MultivariateParams
-from iot_platform.core.registry import SensorRegistry, SensorSpec, platform_registry
+from iot_platform.core.registry import UNKNOWN, SensorRegistry, SensorSpec, platform_registry
 from iot_platform.core.windows import US, WindowParams, compute_window_stats
 
 T0 = day_start_us(dt.date(2024, 1, 3))
@@ -272,17 +272,47 @@ def test_history_counts_and_sensitivity():
 
 
 # -- flatline and thresholds -------------------------------------------------------------------------
-def test_flatline_needs_near_zero_sd_over_enough_readings():
-    ws = window_stats(
-        [dict(end=60, temp_std=0.0, n=300), dict(end=120, temp_std=0.01, n=30), dict(end=180, temp_std=0.02),
-         dict(end=240, temp_std=0.0, n=29), dict(end=300, temp_std=None)]  # fmt: skip
-    )
-    pts = flatline.detect(ws)
-    assert cols(pts, "ts", "severity", "metric", "value", "threshold", "score") == [
-        (at(60), "critical", "temperature", 0.0, 0.01, 1.0),
-        (at(120), "critical", "temperature", 0.01, 0.01, 0.0),
+def _one_hz(values: list[float], sensor: str = "f", metric: str = "humidity") -> pa.Table:
+    return readings([(sensor, i, v) for i, v in enumerate(values)], ("sensor_id", "ts", metric))
+
+
+def test_flatline_on_any_metric_a_run_of_eight_identical_readings_of_a_continuous_metric():
+    # distinct values (a continuous metric), then readings 100..139 stuck on one value, then distinct again
+    vals = [50.0 + 0.01 * i for i in range(100)] + [7.0] * 40 + [60.0 + 0.01 * i for i in range(60)]
+    pts = flatline.detect(_one_hz(vals), registry=SensorRegistry(unknown=UNKNOWN))
+    # first seen at the 8th stuck reading (107 s), then once at the first reading of each later minute (120 s)
+    assert cols(pts, "ts", "anomaly_type", "severity", "metric", "value", "threshold", "score") == [
+        (at(107), "flatline", "critical", "humidity", 7.0, 8.0, 1.0),
+        (at(120), "flatline", "critical", "humidity", 7.0, 8.0, 21 / 8),
     ]
-    assert cols(flatline.detect(ws, FlatlineParams(max_std=0.0)), "ts") == [(at(60),)]
+    # seven identical readings are not stuck; NaN and out-of-range values start no run
+    short = [50.0 + 0.01 * i for i in range(100)] + [7.0] * 7 + [60.0 + 0.01 * i for i in range(60)]
+    assert flatline.detect(_one_hz(short), registry=SensorRegistry(unknown=UNKNOWN)).num_rows == 0
+    nan = [50.0 + 0.01 * i for i in range(100)] + [float("nan")] * 40 + [60.0 + 0.01 * i for i in range(60)]
+    assert flatline.detect(_one_hz(nan), registry=SensorRegistry(unknown=UNKNOWN)).num_rows == 0
+
+
+def test_flatline_learns_how_often_a_quantized_metric_repeats():
+    # a count that is 0 four times out of five (runs of four zeros), then 30 zeros, then 60 zeros (with the
+    # pattern's last four: runs of 34 and 64 zeros from reading 396)
+    unknown = SensorRegistry(unknown=UNKNOWN)
+    pattern = [1.0 if i % 5 == 0 else 0.0 for i in range(400)]
+    assert flatline.detect(_one_hz(pattern + [0.0] * 30 + pattern[:50]), registry=unknown).num_rows == 0
+    pts = flatline.detect(_one_hz(pattern + [0.0] * 60 + pattern[:50]), registry=unknown)
+    # repeats go on 2 times in 3 in the reference (the run's own readings left out): a run of 46 happens by
+    # chance less than once in 1,000 days at 1 Hz (1 + log(0.001 / 86400) / log(c), c = 0.66 with the shrinkage)
+    assert cols(pts, "ts", "value", "threshold") == [(at(396 + 45), 0.0, 46.0)]
+    # the same 30 zeros on a continuous metric are stuck
+    cont = [50.0 + 0.01 * i for i in range(400)] + [0.0] * 30 + [60.0 + 0.01 * i for i in range(50)]
+    assert cols(flatline.detect(_one_hz(cont), registry=unknown), "ts", "threshold") == [(at(407), 8.0), (at(420), 8.0)]
+
+
+def test_flatline_on_an_hourly_sensor_and_sensitivity():
+    vals = [20.0 + 0.1 * (i % 7) + 0.01 * i for i in range(30)] + [21.0] * 10
+    pts = flatline.detect(_hourly(vals))
+    assert cols(pts, "ts", "metric", "threshold", "score") == [(at(37 * 3600), "temperature", 8.0, 1.0),
+                                                                (at(38 * 3600), "temperature", 8.0, 9 / 8),
+                                                                (at(39 * 3600), "temperature", 8.0, 10 / 8)]  # fmt: skip
 
 
 def test_thresholds_exact_limits_warm_up_and_missing_rate_exempt():
@@ -556,6 +586,7 @@ def test_episodes_of_nothing_is_an_empty_anomalies_table():
         (DriftParams, dict(min_days=8), r"DriftParams\.min_days=8 is invalid; expected at most history_days=7"),
         (DriftParams, dict(h=0), r"DriftParams\.h=0 is invalid; expected a number > 0"),
         (FlatlineParams, dict(min_readings=1), r"FlatlineParams\.min_readings=1 is invalid; expected an integer >= 2"),
+        (FlatlineParams, dict(metrics=("co2",)), r"FlatlineParams\.metrics=\('co2',\) is invalid; expected a tuple of "),
         (SilenceParams, dict(horizon_s=60), r"SilenceParams\.horizon_s=60 is invalid; expected at least"),
         (SystemicParams, dict(mode="mute"), r"SystemicParams\.mode='mute' is invalid; expected 'link' or 'suppress'"),
         (SystemicParams, dict(types=("systemic",)), r"SystemicParams\.types="),

@@ -22,7 +22,7 @@ from iot_platform.core.registry import SensorRegistry
 from iot_platform.core.schemas import ANOMALY_TYPES, METRICS
 from iot_platform.core.windows import US, WindowParams, expected_readings, geometry
 
-READING_TYPES = ("spike", "level_shift", "sensor_fault", "multivariate")  # detected per reading; all other types per window or tick
+READING_TYPES = ("spike", "level_shift", "sensor_fault", "multivariate", "flatline")  # detected per reading; all other types per window or tick
 
 
 def _fail(obj: object, name: str, value: object, expected: str) -> None:
@@ -295,17 +295,28 @@ class DriftParams:
 
 @dataclasses.dataclass(frozen=True)
 class FlatlineParams:
-    """A stuck sensor: temp_std of a window at or below ``max_std`` over at least ``min_readings`` readings.
+    """A stuck sensor: a run of identical readings longer than the sensor's own data makes plausible.
 
-    Severity: critical. Defaults from the seed (std < 0.01 over 30 readings).
+    See :mod:`iot_platform.core.detectors.flatline`. metrics: the metrics
+    judged; min_readings: the shortest run that can alert (a continuous metric
+    repeating itself 8 times is stuck); false_alerts_per_day: how often per
+    metric and day a run as long as the threshold may happen by chance, given
+    how often the sensor's readings repeat (times the registry sensitivity);
+    max_gap_intervals: readings further apart (in sample intervals) break a run.
+    Severity: critical.
     """
 
-    max_std: float = 0.01
-    min_readings: int = 30
+    metrics: tuple[str, ...] = SPIKE_METRICS
+    min_readings: int = 8
+    false_alerts_per_day: float = 0.001
+    max_gap_intervals: float = 3.0
 
     def __post_init__(self) -> None:
-        _number(self, "max_std", lo=0)
+        if not isinstance(self.metrics, tuple) or any(m not in METRICS for m in self.metrics):
+            _fail(self, "metrics", self.metrics, f"a tuple of {', '.join(METRICS)}")
         _integer(self, "min_readings", 2)
+        _number(self, "false_alerts_per_day", lo=0, lo_open=True)
+        _number(self, "max_gap_intervals", lo=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -475,7 +486,10 @@ def context_seconds(params: DetectionParams = DetectionParams(), max_interval_s:
     history = (params.history.history_s * US + w.hop_us) if slow else 0
     mv = params.multivariate
     multivariate = (mv.fit_blocks + 1) * mv.block_s * US if mv.enabled else 0
-    readings_us = max(length, spike, silence, history, multivariate)
+    # the flatline's look-back (the window, or half the history for slow sensors) and one run before it
+    slow_look = params.history.history_s * US // 2 if slow else length
+    flat = slow_look + (params.flatline.min_readings + 1) * iv
+    readings_us = max(length, spike, silence, history, multivariate, flat)
     return Context(
         readings_s=-(-readings_us // US),
         window_stats_s=max(params.drift.memory_s, params.silence.horizon_s, params.silence.critical_after_s)

@@ -81,6 +81,7 @@ def _sensor_points(
             history.detect_frame(frame, params.history, params.spike, w, reading_start, end, res),
         ]
     )
+    stuck = flatline.detect_frame(frame, params.flatline, w, reading_start, end, res, params.history)
     mv = POINTS.empty_table()
     if params.multivariate.enabled:
         explained: list = []
@@ -92,7 +93,7 @@ def _sensor_points(
         [
             univariate,
             mv,
-            flatline.detect_frame(wf, params.flatline, w, start, end),
+            stuck,
             thresholds.detect_frame(wf, params.thresholds, w, start, end, bf.known, res.alarms(params.thresholds)),
             drift.detect_frame(wf, bf, params.drift, w, start, end),
             silence.detect_frame(frame, wf, bf, params.silence, w, start, end),
@@ -452,7 +453,9 @@ DETECTORS: dict[str, Detector] = {
     "multivariate": lambda r, ws, bl, p, a, b: multivariate.detect(
         r, p.multivariate, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry
     ),
-    "flatline": lambda r, ws, bl, p, a, b: flatline.detect(ws, p.flatline, windows=p.windows, emit_start=a, emit_end=b),
+    "flatline": lambda r, ws, bl, p, a, b: flatline.detect(
+        r, p.flatline, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry, history=p.history
+    ),
     "thresholds": lambda r, ws, bl, p, a, b: thresholds.detect(
         ws, p.thresholds, windows=p.windows, emit_start=a, emit_end=b
     ),
