@@ -29,13 +29,13 @@ alerting (nothing of the sensor's recent behaviour explains it). Points: the
 first stuck reading of a run and the first of each later pane (hop) it covers,
 so an hour stuck at 1 Hz is 60 points, not 3,600 (critical; ``value`` = the
 stuck value, ``threshold`` = ``L``, ``score`` = run length / ``L``, the run
-counted up to the look-back). Every
-quantity depends only on the look-back plus ``min_readings`` readings, which
+counted up to the look-back). Every quantity depends only on the look-back
+plus ``min_readings`` readings, which
 :func:`~iot_platform.core.detectors.params.context_seconds` provides: slices
-equal the whole day (a run broken only by late readings, a gap of two or three
-intervals, right at the context's edge is the one exception: the margin counts
-``min_readings`` intervals, not three times that). NaN, nulls and out-of-range values are no readings (a
-broken value ends no run and starts none).
+equal the whole day (a run with gaps of two or three intervals right at the
+context's edge is the one exception: the margin counts ``min_readings``
+intervals, not three times that). NaN, nulls and out-of-range values are no
+readings: such a value breaks a run and starts none, and is never flagged.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 
 from iot_platform.core.detectors.params import FlatlineParams, HistoryParams
+from iot_platform.core.detectors.spike import _close_pairs
 from iot_platform.core.detectors.points import POINTS, concat_points, fmt, join, make_points, reading_tick
 from iot_platform.core.windows import US, ReadingsFrame, ReadingsSource, WindowParams, expected_readings, to_us
 
@@ -75,60 +76,85 @@ def detect_frame(
     parts = []
     for m in params.metrics:
         ok = frame.valid(m)
-        if resolved is not None:
+        if resolved is not None and not resolved.has[m].all():
             ok = ok & resolved.has[m][frame.code]
-        if ok.sum() <= params.min_readings:
-            continue
-        parts.append(_metric_points(frame, params, windows, m, np.flatnonzero(ok), log_alpha, look, start_us, end_us))
+        if ok.any():
+            parts.append(_metric_points(frame, params, windows, m, None if ok.all() else ok, log_alpha, look,
+                                        start_us, end_us))  # fmt: skip
     return concat_points(parts)
 
 
-def _metric_points(frame, params, windows, m, rows, log_alpha, look, start_us, end_us) -> pa.Table:
-    k = params.min_readings
-    code, ts, x = frame.code[rows], frame.ts[rows], frame.values[m][rows]
-    n = len(rows)
-    gap = np.floor(params.max_gap_intervals * frame.interval_us[code]).astype(np.int64)
-    close = np.zeros(n, dtype=bool)
-    close[1:] = (code[1:] == code[:-1]) & (ts[1:] - ts[:-1] <= gap[1:])
-    same = np.zeros(n, dtype=bool)
-    same[1:] = close[1:] & (x[1:] == x[:-1])
-    # run[i]: how many repeats in a row end at i (0: i differs from the reading before it)
-    idx = np.arange(n)
-    run = idx - np.maximum.accumulate(np.where(same, -1, idx))
-    cand = np.flatnonzero((run >= k - 1) & (ts >= start_us) & (ts < end_us))
-    if len(cand) == 0:
-        return POINTS.empty_table()
+def _count_in(sorted_rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """How many of ``sorted_rows`` lie in ``[lo, hi)`` (per pair)."""
+    return np.searchsorted(sorted_rows, hi) - np.searchsorted(sorted_rows, lo)
 
-    # Reference sums over rows (cumulative, so any row range costs two look-ups): differences counted are
-    # those whose previous run was short (not deep in a stuck stretch); repeats among them; and among those
-    # following a repeat, the repeats again.
-    prev_run = np.zeros(n, np.int64)
-    prev_run[1:] = run[:-1]
-    learn = close & (prev_run < k - 1)
-    after_repeat = np.zeros(n, dtype=bool)
-    after_repeat[1:] = same[:-1]
-    cums = [np.r_[0, np.cumsum(a, dtype=np.int64)] for a in (learn, learn & same, learn & after_repeat,
-                                                              learn & after_repeat & same)]  # fmt: skip
-    t0 = int(ts.min())
-    span = int(ts.max()) - t0 + int(look.max()) + 1
-    key = (ts - t0) + code * span
+
+def _metric_points(frame, params, windows, m, ok, log_alpha, look, start_us, end_us) -> pa.Table:
+    # Only the repeats are handled row by row (few for a continuous metric); every count over a look-back is a
+    # difference of positions in sorted arrays of such rows, never a pass over all readings.
+    k = params.min_readings
+    code, ts, x = frame.code, frame.ts, frame.values[m]
+    n = len(ts)
+    cache = frame.__dict__.setdefault("_close", {})  # frozen, but a memo of a pure function is harmless
+    gap = params.max_gap_intervals
+    if gap not in cache:
+        cache[gap] = _close_pairs(frame, None, gap)  # the successive pairs the spike detector uses
+    close = cache[gap]
+    if ok is None:  # every value valid: the pairs are the frame's, and so are the rows without one
+        broken_cache = frame.__dict__.setdefault("_broken", {})
+        if gap not in broken_cache:
+            broken_cache[gap] = np.flatnonzero(~close)
+        pair, broken = close, broken_cache[gap]
+    else:  # a broken value (null, NaN, out of range) is no reading: it breaks a run and starts none
+        pair = close.copy()
+        pair[1:] &= ok[1:] & ok[:-1]
+        pair[0] = False
+        broken = np.flatnonzero(~pair)
+    eq = np.equal(x[1:], x[:-1])
+    eq &= pair[1:]
+    same_rows = np.flatnonzero(eq) + 1  # rows repeating the reading before them
+    if len(same_rows) < k - 1:
+        return POINTS.empty_table()
+    # run length (repeats in a row ending at each repeat): consecutive repeat rows form one run
+    new_run = np.r_[True, same_rows[1:] != same_rows[:-1] + 1]
+    first_of_run = np.maximum.accumulate(np.where(new_run, np.arange(len(same_rows)), 0))
+    run_s = np.arange(len(same_rows)) - first_of_run + 1
+    pick = (run_s >= k - 1) & (ts[same_rows] >= start_us) & (ts[same_rows] < end_us)
+    if not pick.any():
+        return POINTS.empty_table()
+    cand, run_c = same_rows[pick], run_s[pick]
+
+    # Reference: differences (close pairs) whose previous run was short (not deep in a stuck stretch); the
+    # repeats among them; and among those following a repeat, the repeats again.
+    deep = same_rows[run_s >= k - 1] + 1  # rows after the (k-1)th repeat of a run: not learned from
+    deep = deep[deep < n]
+    after = same_rows + 1
+    after = after[after < n]
+    after = np.setdiff1d(np.setdiff1d(after, broken, assume_unique=True), deep, assume_unique=True)
+    same_learn = np.setdiff1d(same_rows, deep, assume_unique=True)
+    after_same = np.intersect1d(after, same_rows, assume_unique=True)
+    close_deep = np.setdiff1d(deep, broken, assume_unique=True)
+
     c_code, c_ts = code[cand], ts[cand]
-    w0 = np.searchsorted(key, (c_ts - t0) + c_code * span - look[c_code])  # first row of the look-back
-    run_start = cand - run[cand]
+    first = frame.offsets[c_code]  # the sensor's first row
+    # first row of the look-back: per sensor, ts is sorted
+    w0 = first + _searchsorted_within(ts, first, cand, c_ts - look[c_code])
+    run_start = cand - run_c
     # rows of the current run counted above: [run_start + 1, run_start + k) (differences), of which
     # [run_start + 2, run_start + k) follow a repeat; only those inside [w0, cand)
     in_diff = np.maximum(np.minimum(run_start + k, cand) - np.maximum(run_start + 1, w0), 0)
     in_after = np.maximum(np.minimum(run_start + k, cand) - np.maximum(run_start + 2, w0), 0)
-    diffs, zeros, den, num = (c[cand] - c[w0] for c in cums)
-    diffs, zeros = diffs - in_diff, zeros - in_diff
-    den, num = den - in_after, num - in_after
+    diffs = (cand - w0) - _count_in(broken, w0, cand) - _count_in(close_deep, w0, cand) - in_diff
+    zeros = _count_in(same_learn, w0, cand) - in_diff
+    den = _count_in(after, w0, cand) - in_after
+    num = _count_in(after_same, w0, cand) - in_after
     with np.errstate(divide="ignore", invalid="ignore"):
         p0 = np.where(diffs > 0, zeros / np.maximum(diffs, 1), 0.0)  # no reference left: nothing explains a run
         c = (num + 2.0 * p0) / (den + 2.0)
         needed = np.where(c > 0, 1.0 + log_alpha[c_code] / np.log(np.minimum(c, 1 - 1e-12)), k)
     needed = np.maximum(np.ceil(needed), k)
     visible = expected_readings(look[c_code], frame.interval_us[c_code])
-    stuck = (run[cand] + 1 >= needed) & (needed <= np.maximum(visible, k))
+    stuck = (run_c + 1 >= needed) & (needed <= np.maximum(visible, k))
     hits = cand[stuck]
     if len(hits) == 0:
         return POINTS.empty_table()
@@ -139,7 +165,7 @@ def _metric_points(frame, params, windows, m, rows, log_alpha, look, start_us, e
     first = ~prev_flagged | (ts[hits] // hop != prev_pane)
     sel, l_sel = hits[first], needed[stuck][first]
     # a run is counted up to the look-back (a slice sees no further back): the score stays slice-independent
-    r = np.minimum(run[sel] + 1, np.maximum(visible[stuck][first], k))
+    r = np.minimum(run_c[stuck][first] + 1, np.maximum(visible[stuck][first], k))
     return make_points(
         frame.names,
         code[sel],
@@ -187,3 +213,17 @@ def detect(
         parts.append(detect_frame(frame, params, windows, -(2**62) if a is None else a, 2**62 if b is None else b,
                                   res, history))  # fmt: skip
     return concat_points(parts)
+
+
+def _searchsorted_within(ts: np.ndarray, first: np.ndarray, rows: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """For each of ``rows``, the position (from ``first``, its sensor's first row) of the first row of that
+    sensor with ts >= value; ts is sorted within a sensor. A binary search per row over [first, row]."""
+    lo, hi = first.copy(), rows.copy()
+    while True:
+        active = lo < hi
+        if not active.any():
+            return lo - first
+        mid = (lo + hi) // 2
+        below = active & (ts[np.minimum(mid, len(ts) - 1)] < value)
+        lo = np.where(below, mid + 1, lo)
+        hi = np.where(active & ~below, mid, hi)
