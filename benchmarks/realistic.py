@@ -270,4 +270,30 @@ def stuck(seed: int, days: int = 5) -> Case:
                 pa.concat_tables(parts), labels, entries, history_days=2, days=days - 2)  # fmt: skip
 
 
-CASES = (cpu_5min, flow_30min, pressure_bar_1h, seasonal_hourly, noisy_1hz, pump_1hz, quiet, stuck)
+def drifting(seed: int, days: int = 6) -> Case:
+    """Slow sensor drift on metrics other than temperature: a hygrometer every minute drifting +6 %RH over 12 h,
+    a pressure transmitter in bar every 10 s drifting -0.08 bar over a day, a flow every 5 min drifting +25 %
+    over 18 h (each then stays off); daily cycles and noise as usual."""
+    rng = np.random.default_rng(seed)
+    labels = []
+
+    def ramp(sid: str, t: np.ndarray, size: float, hours: float) -> np.ndarray:
+        a = float(rng.uniform(3.2, 4.2)) * DAY_S
+        labels.append(Label(sid, "drift", int(a), int(t[-1])))
+        return size * np.clip((t - a) / (hours * 3600), 0, 1)
+
+    t60, t10, t5 = np.arange(days * 1440) * 60.0, np.arange(days * 8640) * 10.0, np.arange(days * 288) * 300.0
+    hum = 55 + 6 * _daily(t60, 4) + _ar1(rng, len(t60), 0.8) + ramp("drift-hum-1min", t60, 6.0, 12)
+    bar = 2.5 + 0.03 * _daily(t10, 9) + rng.normal(0, 0.01, len(t10)) + ramp("drift-bar-10s", t10, -0.08, 24)
+    flow = (80 + 30 * _daily(t5, 18) + rng.normal(0, 3, len(t5))) * (1 + ramp("drift-flow-5min", t5, 0.25, 18))
+    parts = [
+        _table("drift-hum-1min", 60, {"humidity": hum}),
+        _table("drift-bar-10s", 10, {"pressure": bar}),
+        _table("drift-flow-5min", 300, {"humidity": flow}),
+    ]
+    entries = (SensorSpec("drift-bar-*", (("pressure", MetricSpec("bar", (-1.0, 16.0))),)),)
+    return Case("slow drift of other metrics (%RH every minute, bar every 10 s, a flow every 5 min)",
+                pa.concat_tables(parts), labels, entries, history_days=3, days=days - 3)  # fmt: skip
+
+
+CASES = (cpu_5min, flow_30min, pressure_bar_1h, seasonal_hourly, noisy_1hz, pump_1hz, quiet, stuck, drifting)

@@ -45,7 +45,7 @@ from iot_platform.core.schemas import ANOMALIES, FLEET_ID, READINGS, TS_TYPE, WI
 from iot_platform.core.simulator import day_start_us
 from iot_platform.core.detectors.points import concat_points
 from iot_platform.core.detectors.params import MultivariateParams
-from iot_platform.core.registry import UNKNOWN, SensorRegistry, SensorSpec, platform_registry
+from iot_platform.core.registry import UNKNOWN, MetricSpec, SensorRegistry, SensorSpec, platform_registry
 from iot_platform.core.windows import US, WindowParams, compute_window_stats
 
 T0 = day_start_us(dt.date(2024, 1, 3))
@@ -363,10 +363,11 @@ def test_thresholds_validate_their_parameters():
 
 
 # -- drift -------------------------------------------------------------------------------------
-def baseline(rows: list[tuple]) -> pa.Table:
+def baseline(rows: list[tuple], metric: str = "temperature") -> pa.Table:
     """(sensor, slot_s, median, n_days, scale) rows; the sensor's windows usually spread 0.2 C."""
     return pa.Table.from_pylist(
-        [dict(sensor_id=s, slot_s=k, temp_median=m, n_days=n, temp_scale=sc, temp_spread=0.2) for s, k, m, n, sc in rows],
+        [dict(sensor_id=s, metric=metric, slot_s=k, median=m, n_days=n, scale=sc, spread=0.2)
+         for s, k, m, n, sc in rows],
         schema=BASELINE,
     )
 
@@ -434,12 +435,53 @@ def test_drift_baseline_exact_median_days_and_robust_scale():
     assert b.schema == BASELINE
     # residuals of the 3-day slot: -1, 0, 2 -> MAD 1 -> 1.4826; the 2-day slot is below min_days
     # usual spread: the median temp_std of the five usable windows (0.1, 0.2, 0.2, 0.2, 0.4)
-    assert cols(b, "sensor_id", "slot_s", "temp_median", "n_days", "temp_scale", "temp_spread") == [
-        ("s1", 60, 21.0, 3, 1.4826, 0.2),
-        ("s1", 120, 30.0, 2, 1.4826, 0.2),
-        ("s1", 180, None, 0, 1.4826, 0.2),
-        ("s2", 60, None, 0, None, None),  # known (for the silence detector), nothing to learn
+    assert cols(b, "sensor_id", "metric", "slot_s", "median", "n_days", "scale", "spread") == [
+        ("s1", "temperature", 60, 21.0, 3, 1.4826, 0.2),
+        ("s1", "temperature", 120, 30.0, 2, 1.4826, 0.2),
+        ("s1", "temperature", 180, None, 0, 1.4826, 0.2),
+        ("s2", "temperature", 60, None, 0, None, None),  # known (for the silence detector), nothing to learn
     ]
+
+
+def _humidity_windows(means: list[float], start_s: int = 60) -> pa.Table:
+    return window_stats([dict(end=start_s + 60 * i, humidity_mean=m, temp_mean=20.0, temp_std=0.2)
+                         for i, m in enumerate(means)])  # fmt: skip
+
+
+DATA = SensorRegistry(unknown=UNKNOWN)
+
+
+def test_drift_on_any_metric_counts_overlapping_windows_once():
+    base = baseline([("s1", k * 60, 50.0, 7, 1.0) for k in range(1440)], metric="humidity")
+    # z = 10 every window; a 300 s window every 60 s adds 60 / 300 of (z - k) = 1.5: S > 20 from the 14th window
+    means = [50.0 + 10 + 0.001 * i for i in range(16)]  # (not exactly equal: a stuck sensor's means are)
+    pts = drift.detect(_humidity_windows(means), base, registry=DATA)
+    assert cols(pts, "ts", "metric", "threshold") == [(at(60 * (i + 1)), "humidity", 52.5) for i in (13, 14, 15)]
+    assert pts.column("message").to_pylist()[0] == (
+        "humidity mean 60.013 is 10 sd from its usual 50 for this time of day (CUSUM 21 > 20)"
+    )
+    # windows whose mean equals the previous one's (a stuck sensor: the flatline's) are no evidence
+    assert drift.detect(_humidity_windows([60.0] * 16), base, registry=DATA).num_rows == 0
+    # a metric whose drift the registry does not follow (a barometer's weather)
+    no_drift = SensorRegistry(unknown=SensorSpec("*", (("humidity", MetricSpec(drift=False)),)))
+    assert drift.detect(_humidity_windows(means), base, registry=no_drift).num_rows == 0
+
+
+def test_drift_baseline_of_any_metric_floored_by_its_own_day_offsets():
+    # five previous days of two slots: three ordinary days, one 6 above and one 6 below the medians (50, 70)
+    days = ((1, 0.0), (2, 0.1), (3, -0.1), (4, 6.0), (5, -6.0))
+    rows = [dict(end=e - d * 86_400, humidity_mean=base + off, temp_mean=20.0, temp_std=0.2)
+            for d, off in days for e, base in ((60, 50.0), (120, 70.0))]  # fmt: skip
+    b = drift_baseline(window_stats(rows), DetectionParams(registry=DATA))
+    hum = b.filter(pc.equal(b.column("metric"), "humidity"))
+    # 1.4826 MAD of the window residuals is 0.148; but a day 6 off its usual is ordinary here (the second largest
+    # |day offset|: one drifting day allowed for), so the scale is at least 6 / k = 2.4
+    assert cols(hum, "sensor_id", "slot_s", "median", "n_days", "scale", "spread") == [
+        ("s1", 60, 50.0, 5, 2.4, None), ("s1", 120, 70.0, 5, 2.4, None)
+    ]
+    # the simulator's instruments: temperature only (its humidity and pressure are weather, vibration has none
+    # in these windows)
+    assert set(drift_baseline(window_stats(rows)).column("metric").to_pylist()) == {"temperature"}
 
 
 def test_drift_baseline_of_nothing_is_empty():

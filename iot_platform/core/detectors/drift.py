@@ -69,57 +69,114 @@ def _group_median(group: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndar
     return g[start], med, count
 
 
-def usable_windows(wf: WindowFrame, drift: DriftParams, windows: WindowParams) -> np.ndarray:
+def usable_windows(wf: WindowFrame, drift: DriftParams, windows: WindowParams, metric: str = "temperature",
+                   alarm: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Windows that are evidence for ``metric``: past the warm-up, a mean; temperature: not flat; a metric with
+    an upper alarm (per code, NaN: none): no reading above it (the vibration of a simulated sensor above 2 g is
+    ``high_vibration``'s, not a drift)."""
     with np.errstate(invalid="ignore"):
-        return (wf.n >= windows.min_readings) & np.isfinite(wf.temp_mean) & (wf.temp_std > drift.flat_std)
+        use = (wf.n >= windows.min_readings) & np.isfinite(wf.mean(metric))
+        if metric == "temperature":
+            use &= wf.temp_std > drift.flat_std
+        elif wf.n_rows > 1:  # no window sd: a window whose mean equals the one a hop before is a stuck sensor's
+            x = wf.mean(metric)
+            prev = np.r_[False, (wf.code[1:] == wf.code[:-1]) & (wf.end[1:] - wf.end[:-1] == wf.hop_us[1:])]
+            same = np.zeros(wf.n_rows, dtype=bool)
+            same[1:] = np.abs(x[1:] - x[:-1]) <= 1e-9 * np.abs(x[1:])
+            use &= ~(prev & same)
+        if alarm is not None and metric == "vibration" and np.isfinite(alarm).any() and wf.n_rows:
+            use &= ~(wf.vib_max > alarm[wf.code])
+    return use
 
 
 def drift_baseline(previous_window_stats: pa.Table, params: DetectionParams = DetectionParams()) -> pa.Table:
     """The drift baseline (see the module docstring) from previous days' WINDOW_STATS rows.
 
-    Needs the columns sensor_id, window_end, n_readings, temp_mean, temp_std.
-    Every sensor present gets rows (even without usable windows): the baseline
-    is also the list of known sensors for the silence detector.
+    Needs the columns sensor_id, window_end, n_readings, temp_mean, temp_std, and the other metrics' means
+    (humidity_mean, pressure_mean, vibration_mean; a missing column: no baseline for that metric).
+    Every sensor present gets temperature rows (even without usable windows): the baseline is also the list
+    of known sensors for the silence detector.
     """
     wf = WindowFrame.from_table(previous_window_stats, None, params.windows)
     names = wf.names
     if wf.n_rows == 0:
         return BASELINE.empty_table()
+    res = params.registry.resolve(names)
     slot = (wf.end % DAY_US) // US
     key = wf.code * 86_400 + slot
     all_keys = np.unique(key)
-    use = usable_windows(wf, params.drift, params.windows)
-    g, med, cnt = _group_median(key[use], wf.temp_mean[use])
-    pos = np.minimum(np.searchsorted(g, all_keys), max(len(g) - 1, 0))
-    hit = (g[pos] == all_keys) if len(g) else np.zeros(len(all_keys), bool)
-    median = np.where(hit, med[pos], np.nan) if len(g) else np.full(len(all_keys), np.nan)
-    n_days = np.where(hit, cnt[pos], 0) if len(g) else np.zeros(len(all_keys), np.int64)
+    parts = []
+    for m in params.drift.metrics:
+        if m != "temperature" and not res.drift[m].any():
+            continue
+        use = usable_windows(wf, params.drift, params.windows, m, res.warning_above[m])
+        if m != "temperature":
+            use &= res.drift[m][wf.code]
+            if not use.any():
+                continue
+        x = wf.mean(m)
+        g, med, cnt = _group_median(key[use], x[use])
+        keys = all_keys if m == "temperature" else g  # temperature: every sensor seen, for the silence detector
+        pos = np.minimum(np.searchsorted(g, keys), max(len(g) - 1, 0))
+        hit = (g[pos] == keys) if len(g) else np.zeros(len(keys), bool)
+        median = np.where(hit, med[pos], np.nan) if len(g) else np.full(len(keys), np.nan)
+        n_days = np.where(hit, cnt[pos], 0) if len(g) else np.zeros(len(keys), np.int64)
 
-    # Per-sensor scale from usable windows whose slot has enough days.
-    kpos = np.searchsorted(all_keys, key)
-    ok = use & (n_days[kpos] >= params.drift.min_days)
-    resid = wf.temp_mean[ok] - median[kpos[ok]]
-    scale = np.full(len(names), np.nan)
-    spread = np.full(len(names), np.nan)
-    sp_code, sp_med, _ = _group_median(wf.code[use], wf.temp_std[use])
-    spread[sp_code] = sp_med
-    sc_code, sc_med, _ = _group_median(wf.code[ok], resid)
-    if len(sc_code):
-        dev = np.abs(resid - sc_med[np.searchsorted(sc_code, wf.code[ok])])
-        mad_code, mad, _ = _group_median(wf.code[ok], dev)
-        scale[mad_code] = np.maximum(_MAD_TO_SD * mad, params.drift.min_scale)
-    code = all_keys // 86_400
-    return pa.Table.from_arrays(
-        [
-            names_array(names, code),
-            pa.array(all_keys - code * 86_400, pa.int32()),
-            pa.array(median, pa.float64(), from_pandas=True),
-            pa.array(n_days, pa.int32()),
-            pa.array(scale[code], pa.float64(), from_pandas=True),
-            pa.array(spread[code], pa.float64(), from_pandas=True),
-        ],
-        schema=BASELINE,
-    )
+        # Per-sensor scale from usable windows whose slot has enough days.
+        kpos = np.minimum(np.searchsorted(keys, key), max(len(keys) - 1, 0))
+        ok = use & (n_days[kpos] >= params.drift.min_days) & (keys[kpos] == key)
+        resid = x[ok] - median[kpos[ok]]
+        scale = np.full(len(names), np.nan)
+        spread = np.full(len(names), np.nan)
+        if m == "temperature":
+            sp_code, sp_med, _ = _group_median(wf.code[use], wf.temp_std[use])
+            spread[sp_code] = sp_med
+        sc_code, sc_med, _ = _group_median(wf.code[ok], resid)
+        if len(sc_code):
+            dev = np.abs(resid - sc_med[np.searchsorted(sc_code, wf.code[ok])])
+            mad_code, mad, _ = _group_median(wf.code[ok], dev)
+            # The simulator's temperature keeps its floor in C (above its day-to-day weather). Every other
+            # (sensor, metric) is floored by its own days: a previous day's offset from the slot medians is
+            # ordinary, so the second largest |day offset| seen (one drifting day is allowed for) gives z = k
+            # at most; and by the registry's floor.
+            floor = np.maximum(_day_offset_floor(wf.code[ok], wf.end[ok], resid, len(names)) / params.drift.k,
+                               res.floor[m])[mad_code] if params.drift.k > 0 else res.floor[m][mad_code]  # fmt: skip
+            if m == "temperature":
+                floor = np.where(res.simulated[mad_code], params.drift.min_scale, floor)
+            scale[mad_code] = np.maximum(_MAD_TO_SD * mad, floor)
+        code = keys // 86_400
+        parts.append(
+            pa.Table.from_arrays(
+                [
+                    names_array(names, code),
+                    pa.array(np.full(len(keys), m, dtype=object), pa.string()),
+                    pa.array(keys - code * 86_400, pa.int32()),
+                    pa.array(median, pa.float64(), from_pandas=True),
+                    pa.array(n_days, pa.int32()),
+                    pa.array(scale[code], pa.float64(), from_pandas=True),
+                    pa.array(spread[code], pa.float64(), from_pandas=True),
+                ],
+                schema=BASELINE,
+            )
+        )
+    return pa.concat_tables(parts) if parts else BASELINE.empty_table()
+
+
+def _day_offset_floor(code: np.ndarray, end: np.ndarray, resid: np.ndarray, n_names: int) -> np.ndarray:
+    """Per code: the second largest |median residual of a day| over the days seen (the largest if one day)."""
+    out = np.zeros(n_names)
+    if len(code) == 0:
+        return out
+    day = end // DAY_US
+    g, med, _ = _group_median(code * (1 << 24) + (day - day.min()), resid)
+    c = g >> 24
+    a = np.abs(med)
+    order = np.lexsort((a, c))
+    c, a = c[order], a[order]
+    last = np.flatnonzero(np.r_[c[1:] != c[:-1], True])  # the largest of each code
+    second = np.where((last > 0) & (c[np.maximum(last - 1, 0)] == c[last]), last - 1, last)
+    out[c[last]] = a[second]
+    return out
 
 
 def _window_min(values: np.ndarray, lo: np.ndarray) -> np.ndarray:
@@ -147,56 +204,78 @@ def detect_frame(
     windows: WindowParams,
     start_us: int,
     end_us: int,
+    resolved=None,
+    length_us: np.ndarray | None = None,
 ) -> pa.Table:
-    """Points for windows ending in ``(start_us, end_us]``; earlier rows of ``wf`` are the CUSUM's context."""
-    median, n_days = bf.lookup(wf.code, wf.end)
-    scale = bf.scale[wf.code] if len(wf.code) else np.zeros(0)
-    spread = bf.spread[wf.code] if len(wf.code) else np.zeros(0)
+    """Points for windows ending in ``(start_us, end_us]``; earlier rows of ``wf`` are the CUSUM's context.
+    ``resolved``: the sensors' metrics and alarms (default: every metric, the simulator's alarms off);
+    ``length_us``: per code, the window length (default: each row's window_end - window_start)."""
+    parts = []
+    for m in params.metrics:
+        if m not in bf.metrics:
+            continue
+        alarm = resolved.warning_above[m] if resolved is not None else None
+        has = resolved.drift[m] if resolved is not None else None
+        simulated = resolved.simulated if resolved is not None else None
+        parts.append(_metric_points(wf, bf.metric(m), params, windows, start_us, end_us, m, alarm, has, length_us,
+                                    simulated))  # fmt: skip
+    return concat_points(parts)
+
+
+def _metric_points(wf, mb, params, windows, start_us, end_us, m, alarm, has, length_us, simulated) -> pa.Table:
+    median, n_days = mb.lookup(wf.code, wf.end)
+    scale = mb.scale[wf.code] if len(wf.code) else np.zeros(0)
+    x = wf.mean(m)
     with np.errstate(invalid="ignore"):
         use = (
-            usable_windows(wf, params, windows)
-            & (wf.temp_std <= params.max_spread * np.fmax(spread, params.min_scale))
+            usable_windows(wf, params, windows, m, alarm)
             & (wf.end <= end_us)
             & np.isfinite(median)
             & (n_days >= params.min_days)
             & np.isfinite(scale)
             & (scale > 0)
         )
+        if m == "temperature":
+            spread = mb.spread[wf.code] if len(wf.code) else np.zeros(0)
+            use &= wf.temp_std <= params.max_spread * np.fmax(spread, params.min_scale)
+        if has is not None and len(wf.code):
+            use &= has[wf.code]
     u = np.flatnonzero(use)
     if len(u) == 0:
         return POINTS.empty_table()
     code, end = wf.code[u], wf.end[u]
-    z = np.clip((wf.temp_mean[u] - median[u]) / scale[u], -1e6, 1e6)
+    z = np.clip((x[u] - median[u]) / scale[u], -1e6, 1e6)
     lo = _memory_start(code, end, params.memory_s * US)  # first row of each row's memory
-    alerts = []
+    # Overlapping windows share their readings: a window adds hop / length of its evidence, so the CUSUM counts
+    # each reading once; except the simulator's temperature, whose k, h and min_scale were tuned per window.
+    length = length_us[code] if length_us is not None else wf.end[u] - wf.start[u]
+    weight = np.minimum(wf.hop_us[u] / np.maximum(length, 1), 1.0)
+    if m == "temperature":
+        weight = np.where(simulated[code], 1.0, weight) if simulated is not None else 1.0
+    parts = []
     for side in (1, -1):
-        y = np.round((side * z - params.k) * _Q).astype(np.int64)
+        y = np.round((side * z - params.k) * weight * _Q).astype(np.int64)
         c = np.cumsum(y)
         s = c - np.minimum(c, _window_min(c - y, lo))  # max(0, best sum ending here within memory)
-        hit = (s > params.h * _Q) & (side * z > params.release) & (end > start_us)
-        alerts.append((hit, s, side))
-    parts = []
-    for hit, s, side in alerts:
-        i = np.flatnonzero(hit)
+        i = np.flatnonzero((s > params.h * _Q) & (side * z > params.release) & (end > start_us))
         if len(i) == 0:
             continue
         r = u[i]
-        thr = median[r] + side * params.k * scale[r]
         parts.append(
             make_points(
                 wf.names,
                 code[i],
                 anomaly_type="drift",
                 severity="warning",
-                metric="temperature",
+                metric=m,
                 ts=end[i],
                 tick_ts=end[i],
                 step_s=wf.hop_us[r] / US,
-                value=wf.temp_mean[r],
-                threshold=thr,
+                value=x[r],
+                threshold=median[r] + side * params.k * scale[r],
                 score=np.abs(z[i]),
                 message=join(
-                    "temperature mean ", fmt(wf.temp_mean[r], 3), " is ", fmt(z[i], 1),
+                    f"{m} mean ", fmt(x[r], 3), " is ", fmt(z[i], 1),
                     " sd from its usual ", fmt(median[r], 3), " for this time of day (CUSUM ",
                     fmt(s[i] / _Q, 1), f" > {params.h:g})",
                 ),
@@ -222,6 +301,7 @@ def detect(
     windows: WindowParams = WindowParams(),
     emit_start: dt.datetime | int | None = None,
     emit_end: dt.datetime | int | None = None,
+    registry=None,
 ) -> pa.Table:
     """POINTS for the windows ending in ``(emit_start, emit_end]``; ``baseline`` from :func:`drift_baseline`.
 
@@ -232,4 +312,5 @@ def detect(
     wf = WindowFrame.from_table(window_stats, names, windows)
     bf = BaselineFrame.from_table(baseline, names)
     a, b = to_us(emit_start, "emit_start"), to_us(emit_end, "emit_end")
-    return detect_frame(wf, bf, params, windows, -(2**62) if a is None else a, 2**62 if b is None else b)
+    res = registry.resolve(names) if registry is not None else None
+    return detect_frame(wf, bf, params, windows, -(2**62) if a is None else a, 2**62 if b is None else b, res)

@@ -234,7 +234,13 @@ class SensorFaultParams:
 
 @dataclasses.dataclass(frozen=True)
 class DriftParams:
-    """Two-sided CUSUM of window mean temperatures against a baseline from previous days.
+    """Two-sided CUSUM of the window means of each metric against a baseline from previous days.
+
+    metrics: the metrics followed (each sensor's own that it has; the scale
+        of each (sensor, metric) is learned from its window means: the
+        temperature's floor ``min_scale`` is in C, other metrics are floored
+        at their registry ``floor`` only; ``flat_std`` and ``max_spread`` use
+        ``temp_std`` and apply to temperature, the only metric with a window sd).
 
     Baseline (:func:`~iot_platform.core.detectors.drift.drift_baseline`): per
     sensor and time of day (the window end modulo 24 h), the median over the
@@ -269,6 +275,7 @@ class DriftParams:
         drift's direction, so the episode ends soon after the drift does.
     """
 
+    metrics: tuple[str, ...] = SPIKE_METRICS
     k: float = 2.5
     h: float = 20.0
     release: float = 1.5
@@ -280,6 +287,8 @@ class DriftParams:
     max_spread: float = 4.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.metrics, tuple) or any(m not in METRICS for m in self.metrics):
+            _fail(self, "metrics", self.metrics, f"a tuple of {', '.join(METRICS)}")
         _number(self, "k", lo=0)
         _number(self, "max_spread", lo=0, lo_open=True)
         _number(self, "h", lo=0, lo_open=True)
@@ -492,6 +501,7 @@ def context_seconds(params: DetectionParams = DetectionParams(), max_interval_s:
     readings_us = max(length, spike, silence, history, multivariate, flat)
     return Context(
         readings_s=-(-readings_us // US),
+        # one hop of the slowest sensor more: the drift's stuck-window test compares a window with the one before
         window_stats_s=max(params.drift.memory_s, params.silence.horizon_s, params.silence.critical_after_s)
-        + w.hop_s,
+        + w.hop_s + (hop // US),
     )

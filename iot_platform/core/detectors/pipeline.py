@@ -95,7 +95,7 @@ def _sensor_points(
             mv,
             stuck,
             thresholds.detect_frame(wf, params.thresholds, w, start, end, bf.known, res.alarms(params.thresholds)),
-            drift.detect_frame(wf, bf, params.drift, w, start, end),
+            drift.detect_frame(wf, bf, params.drift, w, start, end, res, frame.length_us),
             silence.detect_frame(frame, wf, bf, params.silence, w, start, end),
         ]
     )
@@ -271,8 +271,8 @@ def run_day_chunked(
     the day's readings of some sensors and the previous day's last
     ``context_seconds(params).readings_s`` of readings of the same sensors.
     ``baseline_stats``: WINDOW_STATS of the previous days (the columns
-    sensor_id, window_end, n_readings, temp_mean and temp_std suffice: read
-    only those), the last
+    sensor_id, window_end, n_readings, temp_mean, temp_std, the other metrics'
+    means and vibration_max suffice: read only those), the last
     ``drift.history_days`` of which make the drift baseline and the last
     ``context_seconds(params).window_stats_s`` the drift/silence context.
     Sensors known from it but absent from every chunk are reported silent.
@@ -379,7 +379,8 @@ class _History:
     sensor codes. Rows in any other order are gathered instead. Only rows with window_end in (lo, hi] count.
     """
 
-    COLUMNS = ("sensor_id", "window_end", "n_readings", "temp_mean", "temp_std")  # what drift and silence read
+    COLUMNS = ("sensor_id", "window_end", "n_readings", "temp_mean", "temp_std", "humidity_mean", "pressure_mean",
+               "vibration_mean", "vibration_max")  # what drift and silence read  # fmt: skip
     MAX_RUNS = 64
 
     def __init__(self, table: pa.Table | None, lo: int, hi: int):
@@ -459,7 +460,9 @@ DETECTORS: dict[str, Detector] = {
     "thresholds": lambda r, ws, bl, p, a, b: thresholds.detect(
         ws, p.thresholds, windows=p.windows, emit_start=a, emit_end=b
     ),
-    "drift": lambda r, ws, bl, p, a, b: drift.detect(ws, bl, p.drift, windows=p.windows, emit_start=a, emit_end=b),
+    "drift": lambda r, ws, bl, p, a, b: drift.detect(
+        ws, bl, p.drift, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry
+    ),
     "silence": lambda r, ws, bl, p, a, b: silence.detect(
         r, ws, bl, p.silence, windows=p.windows, emit_start=a, emit_end=b
     ),
