@@ -50,10 +50,12 @@ import duckdb
 import pyarrow as pa
 
 from iot_platform.core.alarm_schemas import ALARM_TABLES
+from iot_platform.core.sensors_table import SENSORS
 from iot_platform.core.sqlmodels import DataTest, Model, Project, ProjectError, Relation, quote_ident
 from iot_platform.io.fsutil import exclusive_lock, fsync_path
 from iot_platform.io.lake import TABLES, Lake, write_parquet_atomic
 from iot_platform.io.query_limits import LimitExceeded, QueryLimits, format_size, run_limited, session_temp_dir
+from iot_platform.io.sensors import SENSORS_FILE
 
 WAREHOUSE_DIR = "warehouse"
 WAREHOUSE_FILE = "warehouse.duckdb"
@@ -62,6 +64,9 @@ _ATTACHED = "warehouse"  # the alias a query session attaches the warehouse unde
 
 # Every table the lake writes (its schema is what a lake view looks like before the first file).
 LAKE_SCHEMAS: dict[str, pa.Schema] = {**TABLES, **ALARM_TABLES}  # + the alert store's exported history
+
+# Tables kept as one file under the data root, replaced whole (no date partitions): a view each.
+SNAPSHOT_TABLES: dict[str, tuple[pa.Schema, Path]] = {"sensors": (SENSORS, SENSORS_FILE)}
 
 _BASE_CONFIG = {
     # Never fetch or load an extension behind the user's back (httpfs for an http:// path, ...).
@@ -249,13 +254,26 @@ def lake_tables(project: Project) -> list[str]:
 
 
 def _install_lake_views(conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, schema_dir: Path) -> list[str]:
-    """A view per lake table; their empty schema files are written under ``schema_dir``."""
+    """A view per lake table (their empty schema files are written under ``schema_dir``) and per snapshot table."""
     names = []
     write_lake_schemas(schema_dir, lake_tables(project))
     for table in lake_tables(project):
         conn.execute(f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {lake_select(data_dir, table, schema_dir)}")
         names.append(table)
+    for table in SNAPSHOT_TABLES:
+        conn.execute(f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {snapshot_select(data_dir, table)}")
+        names.append(table)
     return names
+
+
+def snapshot_select(data_dir: str | os.PathLike[str], table: str) -> str:
+    """A SELECT over a snapshot table's file; before it is first written, an empty SELECT with its columns."""
+    schema, rel = SNAPSHOT_TABLES[table]
+    path = Path(data_dir).resolve() / rel
+    if path.exists():
+        return f"SELECT * FROM read_parquet({_sql_string(str(path))})"
+    cols = [f"CAST(NULL AS {_duck_type(f.type)}) AS {quote_ident(f.name)}" for f in schema]
+    return f"SELECT {', '.join(cols)} WHERE false"
 
 
 def latest_date(project: Project, data_dir: Path) -> dt.date | None:
@@ -467,7 +485,7 @@ class QuerySession:
         except BaseException:
             self._tmp.cleanup()
             raise
-        self.relations = lake_tables(project) + list(project.models)
+        self.relations = lake_tables(project) + list(SNAPSHOT_TABLES) + list(project.models)
 
     def _attach(self, conn: duckdb.DuckDBPyConnection) -> bool:
         if not self._warehouse.exists():
