@@ -48,23 +48,25 @@ _MAD_TO_SD = 1.4826
 _Q = 1_000_000  # CUSUM increments are integers in millionths of an sd
 
 
-def _group_median(group: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(groups, median, count) of x per group value (exact, order-independent)."""
+def _group_median(group: np.ndarray, x: np.ndarray, presorted: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(groups, median, count) of x per group value (exact, order-independent); ``presorted``: group is sorted."""
     if len(group) == 0:
         return group[:0], np.zeros(0), np.zeros(0, np.int64)
-    order = np.argsort(group, kind="stable")
-    g = group[order]
+    order = np.arange(len(group)) if presorted else np.argsort(group, kind="stable")
+    g = group if presorted else group[order]
     start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     count = np.diff(np.r_[start, len(g)])
     width = int(count.max())
     if width <= 64:  # small groups (a slot over the previous days): one padded sort
         pad = np.full((len(start), width), np.nan)
-        pad[np.repeat(np.arange(len(start)), count), np.arange(len(g)) - np.repeat(start, count)] = x[order]
+        pad[np.repeat(np.arange(len(start)), count), np.arange(len(g)) - np.repeat(start, count)] = (
+            x if presorted else x[order]
+        )
         pad.sort(axis=1)
         r = np.arange(len(start))
         med = (pad[r, (count - 1) // 2] + pad[r, count // 2]) / 2
     else:  # few big groups (a sensor's residuals): one partition each
-        v = x[order]
+        v = x if presorted else x[order]
         med = np.array([np.median(v[a : a + c]) for a, c in zip(start, count)])
     return g[start], med, count
 
@@ -102,9 +104,16 @@ def drift_baseline(previous_window_stats: pa.Table, params: DetectionParams = De
     if wf.n_rows == 0:
         return BASELINE.empty_table()
     res = params.registry.resolve(names)
-    slot = (wf.end % DAY_US) // US
-    key = wf.code * 86_400 + slot
-    all_keys = np.unique(key)
+    # every statistic below is per (sensor, slot) or per sensor: the rows are sorted by that key once
+    key = wf.code * 86_400 + (wf.end % DAY_US) // US
+    order = np.argsort(key, kind="stable")
+    ks, code_s, end_s = key[order], wf.code[order], wf.end[order]
+    new = np.r_[True, ks[1:] != ks[:-1]]
+    all_keys = ks[new]
+    row_key = np.cumsum(new) - 1  # position of each sorted row's key in all_keys
+    day = end_s // DAY_US
+    day -= day.min()
+    n_days_span = int(day.max()) + 1
     parts = []
     for m in params.drift.metrics:
         if m != "temperature" and not res.drift[m].any():
@@ -114,33 +123,36 @@ def drift_baseline(previous_window_stats: pa.Table, params: DetectionParams = De
             use &= res.drift[m][wf.code]
             if not use.any():
                 continue
-        x = wf.mean(m)
-        g, med, cnt = _group_median(key[use], x[use])
-        keys = all_keys if m == "temperature" else g  # temperature: every sensor seen, for the silence detector
-        pos = np.minimum(np.searchsorted(g, keys), max(len(g) - 1, 0))
-        hit = (g[pos] == keys) if len(g) else np.zeros(len(keys), bool)
-        median = np.where(hit, med[pos], np.nan) if len(g) else np.full(len(keys), np.nan)
-        n_days = np.where(hit, cnt[pos], 0) if len(g) else np.zeros(len(keys), np.int64)
+        use, x = use[order], wf.mean(m)[order]
+        _, med, cnt = _group_median(ks[use], x[use], presorted=True)
+        with_rows = np.zeros(len(all_keys), dtype=bool)
+        with_rows[row_key[use]] = True
+        median_all = np.full(len(all_keys), np.nan)
+        n_days_all = np.zeros(len(all_keys), np.int64)
+        median_all[with_rows], n_days_all[with_rows] = med, cnt
+        # temperature: every (sensor, slot) seen, the list of known sensors for the silence detector
+        keep = np.ones(len(all_keys), dtype=bool) if m == "temperature" else with_rows
+        keys, median, n_days = all_keys[keep], median_all[keep], n_days_all[keep]
 
         # Per-sensor scale from usable windows whose slot has enough days.
-        kpos = np.minimum(np.searchsorted(keys, key), max(len(keys) - 1, 0))
-        ok = use & (n_days[kpos] >= params.drift.min_days) & (keys[kpos] == key)
-        resid = x[ok] - median[kpos[ok]]
+        ok = use & (n_days_all[row_key] >= params.drift.min_days)
+        resid = x[ok] - median_all[row_key[ok]]
+        ok_code = code_s[ok]  # sorted
         scale = np.full(len(names), np.nan)
         spread = np.full(len(names), np.nan)
         if m == "temperature":
-            sp_code, sp_med, _ = _group_median(wf.code[use], wf.temp_std[use])
+            sp_code, sp_med, _ = _group_median(code_s[use], wf.temp_std[order][use], presorted=True)
             spread[sp_code] = sp_med
-        sc_code, sc_med, _ = _group_median(wf.code[ok], resid)
+        sc_code, sc_med, _ = _group_median(ok_code, resid, presorted=True)
         if len(sc_code):
-            dev = np.abs(resid - sc_med[np.searchsorted(sc_code, wf.code[ok])])
-            mad_code, mad, _ = _group_median(wf.code[ok], dev)
+            dev = np.abs(resid - sc_med[np.searchsorted(sc_code, ok_code)])
+            mad_code, mad, _ = _group_median(ok_code, dev, presorted=True)
             # The simulator's temperature keeps its floor in C (above its day-to-day weather). Every other
             # (sensor, metric) is floored by its own days: a previous day's offset from the slot medians is
             # ordinary, so the second largest |day offset| seen (one drifting day is allowed for) gives z = k
             # at most; and by the registry's floor.
-            floor = np.maximum(_day_offset_floor(wf.code[ok], wf.end[ok], resid, len(names)) / params.drift.k,
-                               res.floor[m])[mad_code] if params.drift.k > 0 else res.floor[m][mad_code]  # fmt: skip
+            offsets = _day_offset_floor(ok_code, day[ok], resid, len(names), n_days_span)
+            floor = np.maximum(offsets / params.drift.k if params.drift.k > 0 else 0.0, res.floor[m])[mad_code]
             if m == "temperature":
                 floor = np.where(res.simulated[mad_code], params.drift.min_scale, floor)
             scale[mad_code] = np.maximum(_MAD_TO_SD * mad, floor)
@@ -162,21 +174,22 @@ def drift_baseline(previous_window_stats: pa.Table, params: DetectionParams = De
     return pa.concat_tables(parts) if parts else BASELINE.empty_table()
 
 
-def _day_offset_floor(code: np.ndarray, end: np.ndarray, resid: np.ndarray, n_names: int) -> np.ndarray:
-    """Per code: the second largest |median residual of a day| over the days seen (the largest if one day)."""
+def _day_offset_floor(code: np.ndarray, day: np.ndarray, resid: np.ndarray, n_names: int, n_days: int) -> np.ndarray:
+    """Per code: the second largest |mean residual of a day| over the days seen (the largest if one day).
+
+    A day's mean (not median) residual: cheap (one bincount), and the windows it averages are already the
+    usable ones (no stuck sensor, no alarm)."""
     out = np.zeros(n_names)
     if len(code) == 0:
         return out
-    day = end // DAY_US
-    g, med, _ = _group_median(code * (1 << 24) + (day - day.min()), resid)
-    c = g >> 24
-    a = np.abs(med)
-    order = np.lexsort((a, c))
-    c, a = c[order], a[order]
-    last = np.flatnonzero(np.r_[c[1:] != c[:-1], True])  # the largest of each code
-    second = np.where((last > 0) & (c[np.maximum(last - 1, 0)] == c[last]), last - 1, last)
-    out[c[last]] = a[second]
-    return out
+    g = code * n_days + day
+    total = np.bincount(g, weights=resid, minlength=n_names * n_days)
+    count = np.bincount(g, minlength=n_names * n_days)
+    a = np.where(count > 0, np.abs(total) / np.maximum(count, 1), -1.0).reshape(n_names, n_days)
+    a.sort(axis=1)
+    seen = (count.reshape(n_names, n_days) > 0).sum(axis=1)
+    second = np.where(seen >= 2, a[:, -2], a[:, -1])
+    return np.maximum(second, 0.0)
 
 
 def _window_min(values: np.ndarray, lo: np.ndarray) -> np.ndarray:
