@@ -44,7 +44,7 @@ from iot_platform.core.detectors.inputs import WindowFrame
 from iot_platform.core.schemas import ANOMALIES, FLEET_ID, READINGS, TS_TYPE, WINDOW_STATS, conform
 from iot_platform.core.simulator import day_start_us
 from iot_platform.core.detectors.points import concat_points
-from iot_platform.core.detectors.params import MultivariateParams
+from iot_platform.core.detectors.params import HistoryParams, MultivariateParams
 from iot_platform.core.registry import UNKNOWN, MetricSpec, SensorRegistry, SensorSpec, platform_registry
 from iot_platform.core.windows import US, WindowParams, compute_window_stats
 
@@ -269,6 +269,34 @@ def test_history_counts_and_sensitivity():
     assert cols(pts, "ts", "value") == [(at(28 * 3600), 20.0)]
     calm = SensorRegistry(unknown=SensorSpec("*", sensitivity=1e-9))
     assert history.detect(_hourly(counts), registry=calm).num_rows == 0
+
+
+def _daily_flow(seed: int) -> pa.Table:
+    """Six days of a flow every 30 min with a daily demand cycle (60 around 120, trough at 07:00) and noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(6 * 48) * 1800.0
+    x = 120 + 60 * np.cos(2 * np.pi * (t / 86_400 - 19 / 24)) + rng.normal(0, 4, len(t))
+    return readings([("flow", float(a), float(v)) for a, v in zip(t, x)], ("sensor_id", "ts", "humidity"))
+
+
+def test_history_scale_from_a_whole_day_of_a_30_minute_cycle():
+    # a line through the last 8 readings overshoots at a cycle's turning points; half a day of its errors (24)
+    # sees one kind of turn and too few errors: five false alerts on this quiet series; a whole day (48): none
+    data = SensorRegistry(unknown=UNKNOWN)
+    assert history.detect(_daily_flow(2), HistoryParams(max_readings=24), registry=data).num_rows == 5
+    assert history.detect(_daily_flow(2), registry=data).num_rows == 0
+
+
+def test_history_does_not_learn_from_a_stuck_run():
+    rng = np.random.default_rng(1)
+    vals = [*np.round(20 + rng.normal(0, 0.2, 40), 2), *[25.0] * 12, *np.round(20 + rng.normal(0, 0.2, 20), 2)]
+    hours = lambda p: [int((t - at(0)).total_seconds()) // 3600 for (t,) in cols(p, "ts")]  # noqa: E731
+    # the jump to the stuck value alerts (40-44); past its 8th reading the run is the flatline detector's, and
+    # the recovery (52-56) is not compared with the stuck value
+    assert sorted(hours(history.detect(_hourly(vals)))) == [24, 25, 40, 41, 42, 43, 44]
+    assert sorted(hours(history.detect(_hourly(vals), HistoryParams(stuck_readings=1000)))) == [
+        24, 25, 40, 41, 42, 43, 44, 52, 53, 54, 55, 56
+    ]
 
 
 # -- flatline and thresholds -------------------------------------------------------------------------

@@ -153,16 +153,23 @@ class HistoryParams:
     See :mod:`iot_platform.core.detectors.history`. ``history_s`` bounds the
     look-back (and the context a slice needs: a day, 24 readings of an
     hourly sensor); at most ``max_readings`` of them are
-    used, at least ``min_readings`` are needed (warm-up); the location is the
-    Theil-Sen line through the latest ``location_readings``.
+    used (48: a whole day of a 30-minute sensor, so that the scale of the
+    prediction errors sees a daily cycle's peak and trough, where a line
+    extrapolates worst, and comes from twice as many errors as with half a
+    day), at least ``min_readings`` are needed (warm-up); the location is the
+    Theil-Sen line through the latest ``location_readings``. Readings of a run
+    of one repeated value past its first ``stuck_readings`` are a stuck
+    sensor's (flatline): neither reference nor judged.
     """
 
     history_s: int = 24 * 3600
-    max_readings: int = 24
+    max_readings: int = 48
     min_readings: int = 8
     location_readings: int = 8
+    stuck_readings: int = 8
 
     def __post_init__(self) -> None:
+        _integer(self, "stuck_readings", 2)
         _integer(self, "history_s", 1)
         _integer(self, "max_readings", 2)
         _integer(self, "min_readings", 2)
