@@ -1,19 +1,26 @@
-"""Drift: a slow shift of a sensor's temperature away from its usual level (two-sided CUSUM).
+"""Drift: a slow shift of a sensor's metric away from its usual level (two-sided CUSUM), every metric.
 
 Baseline (:func:`drift_baseline`), learned from the previous days'
 ``window_stats`` only (the caller passes up to ``DriftParams.history_days``
 days through a partition mapping), so each daily partition is a pure function
-of its inputs and backfills can run in any order:
+of its inputs and backfills can run in any order. Per metric the sensor has
+(and the registry follows, ``MetricSpec.drift``), from its window means
+(``temp_mean``, ``humidity_mean``, ``pressure_mean``, ``vibration_mean``):
 
 * per sensor and time of day (the window end modulo 24 h, one slot per hop),
-  the median over the previous days of ``temp_mean``: the diurnal cycle is
+  the median over the previous days of the window mean: the diurnal cycle is
   part of "usual", and one or two drifting days do not move a median of seven;
-* per sensor, a robust sd (1.4826 MAD) of ``temp_mean`` around those slot
-  medians, floored at ``min_scale``: mostly the day-to-day weather;
+* per sensor, a robust sd (1.4826 MAD) of the window means around those slot
+  medians: mostly the day-to-day weather; floored at ``min_scale`` (C) for the
+  simulator's temperature, and for every other (sensor, metric) at the second
+  largest |offset of a previous day| / k (an ordinary day's offset is no
+  drift) and at the registry's ``floor``;
 * per sensor, the median ``temp_std`` of its windows: their usual spread.
 
-Detection: each window gives ``z = (temp_mean - slot median) / sd`` and two
-CUSUMs accumulate ``z - k`` (upward) and ``-z - k`` (downward). The CUSUM
+Detection: each window gives ``z = (mean - slot median) / sd`` and two
+CUSUMs accumulate ``z - k`` (upward) and ``-z - k`` (downward), each window
+weighted hop / length outside the simulator's temperature (overlapping windows
+share their readings: each reading counts once). The CUSUM
 forgets evidence older than ``memory_s``:
 ``S_t = max(0, max over j in (t - memory, t] of sum_{i=j..t} y_i)``, which
 equals the textbook recursion whenever that was last at 0 within the memory,
@@ -25,11 +32,12 @@ when a long accumulated sum has drained.
 
 Warm-up: slots seen on fewer than ``min_days`` previous days are not
 evaluated, so with no history there is no drift detection at all. Windows
-failing the warm-up (``WindowParams.min_readings``), flat ones (a stuck
-sensor, ``temp_std <= flat_std``) and ones far more spread than the sensor's
-windows usually are (``temp_std > max_spread * max(usual, min_scale)``: they
-hold spikes, whose weight in the mean of a slow sensor's 40-reading window is
-no drift) are not evidence either way.
+failing the warm-up (``WindowParams.min_readings``) are no evidence, nor are
+stuck ones (temperature: ``temp_std <= flat_std``; other metrics: a mean equal
+to the previous window's), temperature windows far more spread than the
+sensor's usual (``temp_std > max_spread * max(usual, min_scale)``: they hold
+spikes, whose weight in the mean of a slow sensor's 40-reading window is no
+drift), or vibration windows above its alarm (``high_vibration``'s).
 """
 
 from __future__ import annotations

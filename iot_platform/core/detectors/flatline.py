@@ -184,14 +184,6 @@ def _metric_points(frame, params, windows, m, ok, log_alpha, look, start_us, end
     )
 
 
-def context_us(params: FlatlineParams, windows: WindowParams, history: HistoryParams, length_us: int,
-               interval_us: int) -> int:  # fmt: skip
-    """Readings a slice needs before its first reading: the look-back plus ``min_readings`` readings."""
-    slow = int(expected_readings(length_us, interval_us)) < windows.min_readings
-    look = history.history_s * US // 2 if slow else length_us
-    return look + (params.min_readings + 1) * interval_us
-
-
 def detect(
     readings: pa.Table,
     params: FlatlineParams = FlatlineParams(),
