@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from iot_platform.core.registry import MetricSpec, SensorSpec, platform_registry
 from iot_platform.core.schemas import READINGS, TS_TYPE, conform
@@ -101,3 +102,21 @@ def test_the_sensors_asset_writes_the_table_that_sql_reads(data_dir: Path, resou
         ("imp-1", "humidity", "default", 300.0, "data", True, first),
         *[(f"sensor_00{i}", m, "simulated", 10.0, "registry", False, None) for i in (1, 2, 3) for m in ("humidity", "pressure")],
     ]  # fmt: skip
+
+
+def test_a_damaged_window_stats_file_is_named_and_the_previous_table_kept(data_dir: Path):
+    from iot_platform.io.sensors import observe_sensors, sensors_path, write_sensors
+    from iot_platform.core.registry import SensorRegistry
+
+    lake = Lake(data_dir)
+    a = day_start_us(DAY)
+    lake.replace_partition("window_stats", DAY, compute_window_stats(_imported_day("imp-1", 300, "humidity"),
+                                                                     emit_start=a, emit_end=a + 86_400 * 10**6))  # fmt: skip
+    write_sensors(lake, SensorRegistry())
+    before = sensors_path(data_dir).read_bytes()
+    (lake.partition_dir("window_stats", DAY) / "part-junk.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(RuntimeError, match=r"^sensors table not rebuilt: window_stats could not be read \(.*part-junk"):
+        observe_sensors(lake)
+    with pytest.raises(RuntimeError, match=r"doctor --repair"):
+        write_sensors(lake, SensorRegistry())
+    assert sensors_path(data_dir).read_bytes() == before

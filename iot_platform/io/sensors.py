@@ -52,6 +52,10 @@ def observe_sensors(lake: Lake) -> pa.Table:
     try:
         con.execute("SET TimeZone = 'UTC'")
         stats = con.sql(sql, params=[[str(f) for f in files]]).to_arrow_table()
+    except duckdb.Error as e:  # a damaged lake file: say which, keep the previous sensors table
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RuntimeError(f"sensors table not rebuilt: window_stats could not be read ({first}); "
+                           f"`iot-platform doctor --repair` quarantines damaged files") from None
     finally:
         con.close()
     return observed_from_window_stats(stats)
