@@ -472,8 +472,8 @@ def test_session_reads_table_models_from_the_snapshot_and_views_live(tmp_path, p
         assert s.snapshot_models == ["anomaly_summary_daily", "detection_quality_daily", "sensor_health_daily", "open_alerts"]
         assert s.query("SELECT count(*) AS n FROM anomalies").to_pylist() == [{"n": 9}]  # the lake: live
         assert s.query("SELECT count(*) AS n FROM anomaly_summary_daily").to_pylist() == [{"n": 7}]  # last refresh
-        assert s.relations == [*sorted(LAKE_SCHEMAS), *SNAPSHOT_TABLES, *project.models]
-        assert s.relations[:9] == ["alarm_deliveries", "alarm_log", "anomalies", "anomaly_points", "fault_labels", "raw_readings", "readings", "rejected_readings", "window_stats"]
+        assert s.relations == [*sorted([*LAKE_SCHEMAS, *SNAPSHOT_TABLES]), *project.models]
+        assert s.relations[:10] == ["alarm_deliveries", "alarm_log", "anomalies", "anomaly_points", "fault_labels", "raw_readings", "readings", "rejected_readings", "sensors", "window_stats"]
 
 
 def test_schemas_of_lake_views_match_the_arrow_schemas(tmp_path, project):

@@ -65,7 +65,8 @@ _ATTACHED = "warehouse"  # the alias a query session attaches the warehouse unde
 # Every table the lake writes (its schema is what a lake view looks like before the first file).
 LAKE_SCHEMAS: dict[str, pa.Schema] = {**TABLES, **ALARM_TABLES}  # + the alert store's exported history
 
-# Tables kept as one file under the data root, replaced whole (no date partitions): a view each.
+# Tables kept as one file under the data root, replaced whole (no date partitions): a view each, like a
+# lake table's (listed by lake_tables, selected by lake_select).
 SNAPSHOT_TABLES: dict[str, tuple[pa.Schema, Path]] = {"sensors": (SENSORS, SENSORS_FILE)}
 
 _BASE_CONFIG = {
@@ -153,6 +154,8 @@ def lake_select(data_dir: str | os.PathLike[str], table: str, schema_dir: Path |
     read its day. With no file yet, an empty SELECT with the table's columns and
     types, so that models and queries over a young lake still bind.
     """
+    if table in SNAPSHOT_TABLES:
+        return snapshot_select(data_dir, table)
     if table not in LAKE_SCHEMAS:
         raise ProjectError(f"lake table {table!r} is unknown; expected one of {', '.join(LAKE_SCHEMAS)}")
     table_dir = Lake(Path(data_dir).resolve()).table_dir(table)
@@ -163,6 +166,16 @@ def lake_select(data_dir: str | os.PathLike[str], table: str, schema_dir: Path |
         return f"SELECT * FROM read_parquet({pattern}, hive_partitioning = true, hive_types = {{'date': 'DATE'}})"
     cols = [f"CAST(NULL AS {_duck_type(f.type)}) AS {quote_ident(f.name)}" for f in LAKE_SCHEMAS[table]]
     return f"SELECT {', '.join(cols)}, CAST(NULL AS DATE) AS \"date\" WHERE false"
+
+
+def snapshot_select(data_dir: str | os.PathLike[str], table: str) -> str:
+    """A SELECT over a snapshot table's file; before it is first written, an empty SELECT with its columns."""
+    schema, rel = SNAPSHOT_TABLES[table]
+    path = Path(data_dir).resolve() / rel
+    if path.exists():
+        return f"SELECT * FROM read_parquet({_sql_string(str(path))})"
+    cols = [f"CAST(NULL AS {_duck_type(f.type)}) AS {quote_ident(f.name)}" for f in schema]
+    return f"SELECT {', '.join(cols)} WHERE false"
 
 
 _QUOTED_PARQUET = re.compile(r"""['"]([^'"]+\.parquet)['"]""")
@@ -250,30 +263,17 @@ def _columns(conn: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, str]
 def lake_tables(project: Project) -> list[str]:
     """Every lake table, declared in schema.yml or not: a table added to the lake is
     queryable by name at once (schema.yml's `sources` are its documentation)."""
-    return sorted(set(LAKE_SCHEMAS) | {t.name for t in project.source_tables()})
+    return sorted(set(LAKE_SCHEMAS) | set(SNAPSHOT_TABLES) | {t.name for t in project.source_tables()})
 
 
 def _install_lake_views(conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, schema_dir: Path) -> list[str]:
-    """A view per lake table (their empty schema files are written under ``schema_dir``) and per snapshot table."""
+    """A view per lake table; their empty schema files are written under ``schema_dir``."""
     names = []
     write_lake_schemas(schema_dir, lake_tables(project))
     for table in lake_tables(project):
         conn.execute(f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {lake_select(data_dir, table, schema_dir)}")
         names.append(table)
-    for table in SNAPSHOT_TABLES:
-        conn.execute(f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {snapshot_select(data_dir, table)}")
-        names.append(table)
     return names
-
-
-def snapshot_select(data_dir: str | os.PathLike[str], table: str) -> str:
-    """A SELECT over a snapshot table's file; before it is first written, an empty SELECT with its columns."""
-    schema, rel = SNAPSHOT_TABLES[table]
-    path = Path(data_dir).resolve() / rel
-    if path.exists():
-        return f"SELECT * FROM read_parquet({_sql_string(str(path))})"
-    cols = [f"CAST(NULL AS {_duck_type(f.type)}) AS {quote_ident(f.name)}" for f in schema]
-    return f"SELECT {', '.join(cols)} WHERE false"
 
 
 def latest_date(project: Project, data_dir: Path) -> dt.date | None:
@@ -485,7 +485,7 @@ class QuerySession:
         except BaseException:
             self._tmp.cleanup()
             raise
-        self.relations = lake_tables(project) + list(SNAPSHOT_TABLES) + list(project.models)
+        self.relations = lake_tables(project) + list(project.models)
 
     def _attach(self, conn: duckdb.DuckDBPyConnection) -> bool:
         if not self._warehouse.exists():
