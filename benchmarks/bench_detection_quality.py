@@ -179,7 +179,7 @@ def section_slow(n_sensors: int, history: int, days: int) -> None:
           f"matches it: tolerance {tol.tolerance_s:.0f} s):\n")  # fmt: skip
     print(quality_markdown(score_detection(run.anomalies, run.labels, start=start, end=end, params=tol)))
     print("\nAt one reading per 5 min a spike or a sensor fault is 1-3 readings, a flatline 2-36 and an outage "
-          "0-24: flatlines shorter than the flatline detector's 30 readings and outages shorter than 5 missed "
+          "0-24: flatlines shorter than the flatline detector's 8 identical readings and outages shorter than 5 missed "
           "samples are below what the detectors are defined to see.\n")  # fmt: skip
 
 

@@ -17,7 +17,7 @@ runs the day, so that its peak RSS is its own:
   sensor_id read as the dictionary Parquet stores it.
 
 The previous days' window_stats are read with only the columns ``run_day``
-uses (sensor_id, window_end, n_readings, temp_mean, temp_std).
+uses (sensor_id, window_end, n_readings, temp_mean, temp_std, the other metrics' means, vibration_max).
 
 Prints a markdown table for the README.
 """
@@ -37,8 +37,11 @@ from pathlib import Path
 DAY = dt.date(2024, 1, 10)
 CHUNK_SENSORS = 25
 COLUMNS = ["sensor_id", "ts", "temperature", "humidity", "pressure", "vibration", "battery_level"]
-HISTORY_COLUMNS = ["sensor_id", "window_start", "window_end", "n_readings", "temp_mean", "temp_std"]
-BASELINE_COLUMNS = ["sensor_id", "window_end", "n_readings", "temp_mean", "temp_std"]  # what run_day reads of them
+HISTORY_COLUMNS = ["sensor_id", "window_start", "window_end", "n_readings", "temp_mean", "temp_std", "humidity_mean",
+                   "pressure_mean", "vibration_mean", "vibration_max"]  # fmt: skip
+# what run_day reads of them (pipeline._History.COLUMNS)
+BASELINE_COLUMNS = ["sensor_id", "window_end", "n_readings", "temp_mean", "temp_std", "humidity_mean", "pressure_mean",
+                    "vibration_mean", "vibration_max"]  # fmt: skip
 
 
 def prepare(n_sensors: int, out: Path) -> dict:

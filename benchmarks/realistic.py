@@ -240,4 +240,60 @@ def quiet(seed: int, days: int = 8) -> Case:
                 days=days - 2)  # fmt: skip
 
 
-CASES = (cpu_5min, flow_30min, pressure_bar_1h, seasonal_hourly, noisy_1hz, pump_1hz, quiet)
+def stuck(seed: int, days: int = 5) -> Case:
+    """Stuck sensors on metrics that legitimately repeat: an integer CPU % every 5 min, a flow to 0.1 m3/h
+    every 30 min, a Poisson count (mean 0.5, mostly 0 and 1) at 1 Hz, a pressure in bar to 0.01 hourly; each
+    freezes on one value for a while (4 h, 12 h, 20 min, 10 h)."""
+    rng = np.random.default_rng(seed)
+    labels = []
+
+    def freeze(sid: str, x: np.ndarray, interval_s: float, n: int) -> np.ndarray:
+        a = int(rng.integers(int(2 * DAY_S / interval_s), len(x) - n - 10))
+        x[a : a + n] = x[a - 1]
+        labels.append(Label(sid, "flatline", int(a * interval_s), int((a + n) * interval_s)))
+        return x
+
+    t5, t30 = np.arange(days * 288) * 300.0, np.arange(days * 48) * 1800.0
+    t1, t60 = np.arange(days * DAY_S, dtype=float), np.arange(days * 24) * 3600.0
+    cpu = np.round(np.clip(25 + 12 * _daily(t5, 14) + _ar1(rng, len(t5), 2.0), 0, 100))
+    flow = np.round(120 + 60 * _daily(t30, 19) + rng.normal(0, 4, len(t30)), 1)
+    count = rng.poisson(0.5, len(t1)).astype(float)
+    bar = np.round(1.2 + 0.05 * _daily(t60, 6) + rng.normal(0, 0.01, len(t60)), 2)
+    parts = [
+        _table("stuck-cpu-5min", 300, {"temperature": freeze("stuck-cpu-5min", cpu, 300, 48)}),
+        _table("stuck-flow-30min", 1800, {"humidity": freeze("stuck-flow-30min", flow, 1800, 24)}),
+        _table("stuck-count-1hz", 1.0, {"vibration": freeze("stuck-count-1hz", count, 1.0, 1200)}),
+        _table("stuck-bar-1h", 3600, {"pressure": freeze("stuck-bar-1h", bar, 3600, 10)}),
+    ]
+    entries = (SensorSpec("stuck-bar-*", (("pressure", MetricSpec("bar", (-1.0, 16.0))),)),)
+    return Case("stuck sensors on quantized metrics (integer %, 0.1 m3/h, a count at 1 Hz, 0.01 bar)",
+                pa.concat_tables(parts), labels, entries, history_days=2, days=days - 2)  # fmt: skip
+
+
+def drifting(seed: int, days: int = 6) -> Case:
+    """Slow sensor drift on metrics other than temperature: a hygrometer every minute drifting +6 %RH over 12 h,
+    a pressure transmitter in bar every 10 s drifting -0.08 bar over a day, a flow every 5 min drifting +25 %
+    over 18 h (each then stays off); daily cycles and noise as usual."""
+    rng = np.random.default_rng(seed)
+    labels = []
+
+    def ramp(sid: str, t: np.ndarray, size: float, hours: float) -> np.ndarray:
+        a = float(rng.uniform(3.2, 4.2)) * DAY_S
+        labels.append(Label(sid, "drift", int(a), int(t[-1])))
+        return size * np.clip((t - a) / (hours * 3600), 0, 1)
+
+    t60, t10, t5 = np.arange(days * 1440) * 60.0, np.arange(days * 8640) * 10.0, np.arange(days * 288) * 300.0
+    hum = 55 + 6 * _daily(t60, 4) + _ar1(rng, len(t60), 0.8) + ramp("drift-hum-1min", t60, 6.0, 12)
+    bar = 2.5 + 0.03 * _daily(t10, 9) + rng.normal(0, 0.01, len(t10)) + ramp("drift-bar-10s", t10, -0.08, 24)
+    flow = (80 + 30 * _daily(t5, 18) + rng.normal(0, 3, len(t5))) * (1 + ramp("drift-flow-5min", t5, 0.25, 18))
+    parts = [
+        _table("drift-hum-1min", 60, {"humidity": hum}),
+        _table("drift-bar-10s", 10, {"pressure": bar}),
+        _table("drift-flow-5min", 300, {"humidity": flow}),
+    ]
+    entries = (SensorSpec("drift-bar-*", (("pressure", MetricSpec("bar", (-1.0, 16.0))),)),)
+    return Case("slow drift of other metrics (%RH every minute, bar every 10 s, a flow every 5 min)",
+                pa.concat_tables(parts), labels, entries, history_days=3, days=days - 3)  # fmt: skip
+
+
+CASES = (cpu_5min, flow_30min, pressure_bar_1h, seasonal_hourly, noisy_1hz, pump_1hz, quiet, stuck, drifting)

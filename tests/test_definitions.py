@@ -18,7 +18,7 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-EXPECTED_ASSETS = {"readings", "fault_labels", "window_stats", "anomalies", "open_alerts", "sensor_health_daily"}
+EXPECTED_ASSETS = {"readings", "fault_labels", "window_stats", "anomalies", "open_alerts", "sensor_health_daily", "sensors"}
 
 
 def test_workspace_yaml_and_pyproject_name_the_same_module():

@@ -68,15 +68,17 @@ def world() -> dict:
 
 
 def test_context_seconds_default_and_for_a_fast_fleet():
+    # window stats: the drift CUSUM's 6 h memory (the silence horizon is shorter), one hop, and the slowest
+    # sensor's hop (its first window in memory is compared with the one before: a stuck sensor's means repeat)
     # sensors up to one an hour: the history detector's day of trailing readings and one hop
-    assert context_seconds(PARAMS) == Context(readings_s=86_460, window_stats_s=21_660)
-    # up to one every 5 min: the spike detector's reference (windows of 12,000 s pass the warm-up)
-    assert context_seconds(PARAMS, max_interval_s=300.0) == Context(readings_s=13_260, window_stats_s=21_660)
+    assert context_seconds(PARAMS) == Context(readings_s=86_460, window_stats_s=21_660 + 3_600)
+    # up to one every 5 min: the flatline's look-back (a 12,000 s window) and the 9 readings before it
+    assert context_seconds(PARAMS, max_interval_s=300.0) == Context(readings_s=14_700, window_stats_s=21_660 + 300)
     # at 10 s: the multivariate model's fit (three 300 s blocks) and the block being scored
-    assert context_seconds(PARAMS, max_interval_s=10.0) == Context(readings_s=1_200, window_stats_s=21_660)
+    assert context_seconds(PARAMS, max_interval_s=10.0) == Context(readings_s=1_200, window_stats_s=21_660 + 60)
     # without it: one hop of look-back for the systemic check, one pane, a 420 s window, 3 intervals
     no_mv = dataclasses.replace(PARAMS, multivariate=MultivariateParams(enabled=False))
-    assert context_seconds(no_mv, max_interval_s=10.0) == Context(readings_s=570, window_stats_s=21_660)
+    assert context_seconds(no_mv, max_interval_s=10.0) == Context(readings_s=570, window_stats_s=21_660 + 60)
 
 
 def test_micro_batches_with_context_equal_the_full_run_bit_for_bit(world):
@@ -166,7 +168,7 @@ def test_systemic_anomalies_and_their_linked_alerts(day_run):
     assert [(r["start_ts"].strftime("%H:%M"), r["end_ts"].strftime("%d %H:%M"), r["message"].split(":")[0])
             for r in sys_rows] == [
         ("02:01", "03 02:10", "4 of 4 sensors of group fleet alerting at once (drift 1, high_missing_rate 4, silent_sensor 4)"),
-        ("03:04", "03 03:26", "4 of 4 sensors of group fleet alerting at once (drift 1, flatline 2, spike 1)"),
+        ("02:59", "03 03:26", "4 of 4 sensors of group fleet alerting at once (drift 1, flatline 2, spike 1)"),
         ("04:01", "04 00:00", "4 of 4 sensors of group fleet alerting at once (high_missing_rate 4, silent_sensor 4)"),
     ]  # fmt: skip
     linked = an.filter(pc.equal(an.column("systemic_id"), sys_rows[0]["anomaly_id"]))

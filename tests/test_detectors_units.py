@@ -44,8 +44,8 @@ from iot_platform.core.detectors.inputs import WindowFrame
 from iot_platform.core.schemas import ANOMALIES, FLEET_ID, READINGS, TS_TYPE, WINDOW_STATS, conform
 from iot_platform.core.simulator import day_start_us
 from iot_platform.core.detectors.points import concat_points
-from iot_platform.core.detectors.params import MultivariateParams
-from iot_platform.core.registry import SensorRegistry, SensorSpec, platform_registry
+from iot_platform.core.detectors.params import HistoryParams, MultivariateParams
+from iot_platform.core.registry import UNKNOWN, MetricSpec, SensorRegistry, SensorSpec, platform_registry
 from iot_platform.core.windows import US, WindowParams, compute_window_stats
 
 T0 = day_start_us(dt.date(2024, 1, 3))
@@ -271,18 +271,76 @@ def test_history_counts_and_sensitivity():
     assert history.detect(_hourly(counts), registry=calm).num_rows == 0
 
 
-# -- flatline and thresholds -------------------------------------------------------------------------
-def test_flatline_needs_near_zero_sd_over_enough_readings():
-    ws = window_stats(
-        [dict(end=60, temp_std=0.0, n=300), dict(end=120, temp_std=0.01, n=30), dict(end=180, temp_std=0.02),
-         dict(end=240, temp_std=0.0, n=29), dict(end=300, temp_std=None)]  # fmt: skip
-    )
-    pts = flatline.detect(ws)
-    assert cols(pts, "ts", "severity", "metric", "value", "threshold", "score") == [
-        (at(60), "critical", "temperature", 0.0, 0.01, 1.0),
-        (at(120), "critical", "temperature", 0.01, 0.01, 0.0),
+def _daily_flow(seed: int) -> pa.Table:
+    """Six days of a flow every 30 min with a daily demand cycle (60 around 120, trough at 07:00) and noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(6 * 48) * 1800.0
+    x = 120 + 60 * np.cos(2 * np.pi * (t / 86_400 - 19 / 24)) + rng.normal(0, 4, len(t))
+    return readings([("flow", float(a), float(v)) for a, v in zip(t, x)], ("sensor_id", "ts", "humidity"))
+
+
+def test_history_scale_from_a_whole_day_of_a_30_minute_cycle():
+    # a line through the last 8 readings overshoots at a cycle's turning points; half a day of its errors (24)
+    # sees one kind of turn and too few errors: five false alerts on this quiet series; a whole day (48): none
+    data = SensorRegistry(unknown=UNKNOWN)
+    assert history.detect(_daily_flow(2), HistoryParams(max_readings=24), registry=data).num_rows == 5
+    assert history.detect(_daily_flow(2), registry=data).num_rows == 0
+
+
+def test_history_does_not_learn_from_a_stuck_run():
+    rng = np.random.default_rng(1)
+    vals = [*np.round(20 + rng.normal(0, 0.2, 40), 2), *[25.0] * 12, *np.round(20 + rng.normal(0, 0.2, 20), 2)]
+    hours = lambda p: [int((t - at(0)).total_seconds()) // 3600 for (t,) in cols(p, "ts")]  # noqa: E731
+    # the jump to the stuck value alerts (40-44); past its 8th reading the run is the flatline detector's, and
+    # the recovery (52-56) is not compared with the stuck value
+    assert sorted(hours(history.detect(_hourly(vals)))) == [24, 25, 40, 41, 42, 43, 44]
+    assert sorted(hours(history.detect(_hourly(vals), HistoryParams(stuck_readings=1000)))) == [
+        24, 25, 40, 41, 42, 43, 44, 52, 53, 54, 55, 56
     ]
-    assert cols(flatline.detect(ws, FlatlineParams(max_std=0.0)), "ts") == [(at(60),)]
+
+
+# -- flatline and thresholds -------------------------------------------------------------------------
+def _one_hz(values: list[float], sensor: str = "f", metric: str = "humidity") -> pa.Table:
+    return readings([(sensor, i, v) for i, v in enumerate(values)], ("sensor_id", "ts", metric))
+
+
+def test_flatline_on_any_metric_a_run_of_eight_identical_readings_of_a_continuous_metric():
+    # distinct values (a continuous metric), then readings 100..139 stuck on one value, then distinct again
+    vals = [50.0 + 0.01 * i for i in range(100)] + [7.0] * 40 + [60.0 + 0.01 * i for i in range(60)]
+    pts = flatline.detect(_one_hz(vals), registry=SensorRegistry(unknown=UNKNOWN))
+    # first seen at the 8th stuck reading (107 s), then once at the first reading of each later minute (120 s)
+    assert cols(pts, "ts", "anomaly_type", "severity", "metric", "value", "threshold", "score") == [
+        (at(107), "flatline", "critical", "humidity", 7.0, 8.0, 1.0),
+        (at(120), "flatline", "critical", "humidity", 7.0, 8.0, 21 / 8),
+    ]
+    # seven identical readings are not stuck; NaN and out-of-range values start no run
+    short = [50.0 + 0.01 * i for i in range(100)] + [7.0] * 7 + [60.0 + 0.01 * i for i in range(60)]
+    assert flatline.detect(_one_hz(short), registry=SensorRegistry(unknown=UNKNOWN)).num_rows == 0
+    nan = [50.0 + 0.01 * i for i in range(100)] + [float("nan")] * 40 + [60.0 + 0.01 * i for i in range(60)]
+    assert flatline.detect(_one_hz(nan), registry=SensorRegistry(unknown=UNKNOWN)).num_rows == 0
+
+
+def test_flatline_learns_how_often_a_quantized_metric_repeats():
+    # a count that is 0 four times out of five (runs of four zeros), then 30 zeros, then 60 zeros (with the
+    # pattern's last four: runs of 34 and 64 zeros from reading 396)
+    unknown = SensorRegistry(unknown=UNKNOWN)
+    pattern = [1.0 if i % 5 == 0 else 0.0 for i in range(400)]
+    assert flatline.detect(_one_hz(pattern + [0.0] * 30 + pattern[:50]), registry=unknown).num_rows == 0
+    pts = flatline.detect(_one_hz(pattern + [0.0] * 60 + pattern[:50]), registry=unknown)
+    # repeats go on 2 times in 3 in the reference (the run's own readings left out): a run of 46 happens by
+    # chance less than once in 1,000 days at 1 Hz (1 + log(0.001 / 86400) / log(c), c = 0.66 with the shrinkage)
+    assert cols(pts, "ts", "value", "threshold") == [(at(396 + 45), 0.0, 46.0)]
+    # the same 30 zeros on a continuous metric are stuck
+    cont = [50.0 + 0.01 * i for i in range(400)] + [0.0] * 30 + [60.0 + 0.01 * i for i in range(50)]
+    assert cols(flatline.detect(_one_hz(cont), registry=unknown), "ts", "threshold") == [(at(407), 8.0), (at(420), 8.0)]
+
+
+def test_flatline_on_an_hourly_sensor_and_sensitivity():
+    vals = [20.0 + 0.1 * (i % 7) + 0.01 * i for i in range(30)] + [21.0] * 10
+    pts = flatline.detect(_hourly(vals))
+    assert cols(pts, "ts", "metric", "threshold", "score") == [(at(37 * 3600), "temperature", 8.0, 1.0),
+                                                                (at(38 * 3600), "temperature", 8.0, 9 / 8),
+                                                                (at(39 * 3600), "temperature", 8.0, 10 / 8)]  # fmt: skip
 
 
 def test_thresholds_exact_limits_warm_up_and_missing_rate_exempt():
@@ -333,10 +391,11 @@ def test_thresholds_validate_their_parameters():
 
 
 # -- drift -------------------------------------------------------------------------------------
-def baseline(rows: list[tuple]) -> pa.Table:
+def baseline(rows: list[tuple], metric: str = "temperature") -> pa.Table:
     """(sensor, slot_s, median, n_days, scale) rows; the sensor's windows usually spread 0.2 C."""
     return pa.Table.from_pylist(
-        [dict(sensor_id=s, slot_s=k, temp_median=m, n_days=n, temp_scale=sc, temp_spread=0.2) for s, k, m, n, sc in rows],
+        [dict(sensor_id=s, metric=metric, slot_s=k, median=m, n_days=n, scale=sc, spread=0.2)
+         for s, k, m, n, sc in rows],
         schema=BASELINE,
     )
 
@@ -404,12 +463,53 @@ def test_drift_baseline_exact_median_days_and_robust_scale():
     assert b.schema == BASELINE
     # residuals of the 3-day slot: -1, 0, 2 -> MAD 1 -> 1.4826; the 2-day slot is below min_days
     # usual spread: the median temp_std of the five usable windows (0.1, 0.2, 0.2, 0.2, 0.4)
-    assert cols(b, "sensor_id", "slot_s", "temp_median", "n_days", "temp_scale", "temp_spread") == [
-        ("s1", 60, 21.0, 3, 1.4826, 0.2),
-        ("s1", 120, 30.0, 2, 1.4826, 0.2),
-        ("s1", 180, None, 0, 1.4826, 0.2),
-        ("s2", 60, None, 0, None, None),  # known (for the silence detector), nothing to learn
+    assert cols(b, "sensor_id", "metric", "slot_s", "median", "n_days", "scale", "spread") == [
+        ("s1", "temperature", 60, 21.0, 3, 1.4826, 0.2),
+        ("s1", "temperature", 120, 30.0, 2, 1.4826, 0.2),
+        ("s1", "temperature", 180, None, 0, 1.4826, 0.2),
+        ("s2", "temperature", 60, None, 0, None, None),  # known (for the silence detector), nothing to learn
     ]
+
+
+def _humidity_windows(means: list[float], start_s: int = 60) -> pa.Table:
+    return window_stats([dict(end=start_s + 60 * i, humidity_mean=m, temp_mean=20.0, temp_std=0.2)
+                         for i, m in enumerate(means)])  # fmt: skip
+
+
+DATA = SensorRegistry(unknown=UNKNOWN)
+
+
+def test_drift_on_any_metric_counts_overlapping_windows_once():
+    base = baseline([("s1", k * 60, 50.0, 7, 1.0) for k in range(1440)], metric="humidity")
+    # z = 10 every window; a 300 s window every 60 s adds 60 / 300 of (z - k) = 1.5: S > 20 from the 14th window
+    means = [50.0 + 10 + 0.001 * i for i in range(16)]  # (not exactly equal: a stuck sensor's means are)
+    pts = drift.detect(_humidity_windows(means), base, registry=DATA)
+    assert cols(pts, "ts", "metric", "threshold") == [(at(60 * (i + 1)), "humidity", 52.5) for i in (13, 14, 15)]
+    assert pts.column("message").to_pylist()[0] == (
+        "humidity mean 60.013 is 10 sd from its usual 50 for this time of day (CUSUM 21 > 20)"
+    )
+    # windows whose mean equals the previous one's (a stuck sensor: the flatline's) are no evidence
+    assert drift.detect(_humidity_windows([60.0] * 16), base, registry=DATA).num_rows == 0
+    # a metric whose drift the registry does not follow (a barometer's weather)
+    no_drift = SensorRegistry(unknown=SensorSpec("*", (("humidity", MetricSpec(drift=False)),)))
+    assert drift.detect(_humidity_windows(means), base, registry=no_drift).num_rows == 0
+
+
+def test_drift_baseline_of_any_metric_floored_by_its_own_day_offsets():
+    # five previous days of two slots: three ordinary days, one 6 above and one 6 below the medians (50, 70)
+    days = ((1, 0.0), (2, 0.1), (3, -0.1), (4, 6.0), (5, -6.0))
+    rows = [dict(end=e - d * 86_400, humidity_mean=base + off, temp_mean=20.0, temp_std=0.2)
+            for d, off in days for e, base in ((60, 50.0), (120, 70.0))]  # fmt: skip
+    b = drift_baseline(window_stats(rows), DetectionParams(registry=DATA))
+    hum = b.filter(pc.equal(b.column("metric"), "humidity"))
+    # 1.4826 MAD of the window residuals is 0.148; but a day 6 off its usual is ordinary here (the second largest
+    # |day offset|: one drifting day allowed for), so the scale is at least 6 / k = 2.4
+    assert cols(hum, "sensor_id", "slot_s", "median", "n_days", "scale", "spread") == [
+        ("s1", 60, 50.0, 5, 2.4, None), ("s1", 120, 70.0, 5, 2.4, None)
+    ]
+    # the simulator's instruments: temperature only (its humidity and pressure are weather, vibration has none
+    # in these windows)
+    assert set(drift_baseline(window_stats(rows)).column("metric").to_pylist()) == {"temperature"}
 
 
 def test_drift_baseline_of_nothing_is_empty():
@@ -556,6 +656,7 @@ def test_episodes_of_nothing_is_an_empty_anomalies_table():
         (DriftParams, dict(min_days=8), r"DriftParams\.min_days=8 is invalid; expected at most history_days=7"),
         (DriftParams, dict(h=0), r"DriftParams\.h=0 is invalid; expected a number > 0"),
         (FlatlineParams, dict(min_readings=1), r"FlatlineParams\.min_readings=1 is invalid; expected an integer >= 2"),
+        (FlatlineParams, dict(metrics=("co2",)), r"FlatlineParams\.metrics=\('co2',\) is invalid; expected a tuple of "),
         (SilenceParams, dict(horizon_s=60), r"SilenceParams\.horizon_s=60 is invalid; expected at least"),
         (SystemicParams, dict(mode="mute"), r"SystemicParams\.mode='mute' is invalid; expected 'link' or 'suppress'"),
         (SystemicParams, dict(types=("systemic",)), r"SystemicParams\.types="),

@@ -16,6 +16,7 @@ from iot_platform.core.sqlmodels import ProjectError, load_project
 from iot_platform.io.lake import Lake
 from iot_platform.io.warehouse import (
     LAKE_SCHEMAS,
+    SNAPSHOT_TABLES,
     QueryError,
     QuerySession,
     WarehouseError,
@@ -424,7 +425,7 @@ def test_a_partial_refresh_keeps_the_other_models(tmp_path):
     small_project(tmp_path / "p", {"a": "-- One row.\n{{ config(materialized='table') }}\nSELECT 5 AS k\n"})
     refresh(load_project(proj), data, ["a"])  # b was deleted from the project: dropped
     assert rows(data, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1") == [
-        (t,) for t in sorted(["a", *LAKE_SCHEMAS])  # every lake table has its view, declared or not
+        (t,) for t in sorted(["a", *LAKE_SCHEMAS, *SNAPSHOT_TABLES])  # every lake table has its view, declared or not
     ]
 
 
@@ -471,8 +472,8 @@ def test_session_reads_table_models_from_the_snapshot_and_views_live(tmp_path, p
         assert s.snapshot_models == ["anomaly_summary_daily", "detection_quality_daily", "sensor_health_daily", "open_alerts"]
         assert s.query("SELECT count(*) AS n FROM anomalies").to_pylist() == [{"n": 9}]  # the lake: live
         assert s.query("SELECT count(*) AS n FROM anomaly_summary_daily").to_pylist() == [{"n": 7}]  # last refresh
-        assert s.relations == [*sorted(LAKE_SCHEMAS), *project.models]
-        assert s.relations[:9] == ["alarm_deliveries", "alarm_log", "anomalies", "anomaly_points", "fault_labels", "raw_readings", "readings", "rejected_readings", "window_stats"]
+        assert s.relations == [*sorted([*LAKE_SCHEMAS, *SNAPSHOT_TABLES]), *project.models]
+        assert s.relations[:10] == ["alarm_deliveries", "alarm_log", "anomalies", "anomaly_points", "fault_labels", "raw_readings", "readings", "rejected_readings", "sensors", "window_stats"]
 
 
 def test_schemas_of_lake_views_match_the_arrow_schemas(tmp_path, project):

@@ -73,10 +73,15 @@ class MetricSpec:
     warning_below: float | None = None
     critical_below: float | None = None
     floor: float | None = None  # least scale of the spike detector, in the metric's unit
+    # follow its window means for a slow shift; False for a metric whose level the weather moves for days
+    # (a barometer: a week of history is no baseline for a 4-day synoptic cycle)
+    drift: bool = True
 
     def __post_init__(self) -> None:
         if self.unit is not None and not isinstance(self.unit, str):
             _fail(self, "unit", self.unit, "a string or None")
+        if not isinstance(self.drift, bool):
+            _fail(self, "drift", self.drift, "true or false")
         _pair(self, "valid_range")
         _pair(self, "ingest_limits")
         for name in ("warning_above", "critical_above", "warning_below", "critical_below", "floor"):
@@ -127,8 +132,10 @@ class SensorSpec:
 
 SIMULATED_METRICS: tuple[tuple[str, MetricSpec], ...] = (
     ("temperature", MetricSpec("C", VALID_RANGE["temperature"], INGEST_LIMITS["temperature"])),
-    ("humidity", MetricSpec("%RH", VALID_RANGE["humidity"], INGEST_LIMITS["humidity"])),
-    ("pressure", MetricSpec("hPa", VALID_RANGE["pressure"], INGEST_LIMITS["pressure"])),
+    # the simulator's humidity follows its temperature's weather, its pressure a 3.7-day synoptic cycle: weather,
+    # not drift (its drift faults are the temperature's)
+    ("humidity", MetricSpec("%RH", VALID_RANGE["humidity"], INGEST_LIMITS["humidity"], drift=False)),
+    ("pressure", MetricSpec("hPa", VALID_RANGE["pressure"], INGEST_LIMITS["pressure"], drift=False)),
     ("vibration", MetricSpec("g", VALID_RANGE["vibration"], INGEST_LIMITS["vibration"], warning_above=2.0,
                              critical_above=5.0)),  # fmt: skip
     ("battery_level", MetricSpec("%", VALID_RANGE["battery_level"], INGEST_LIMITS["battery_level"],
@@ -192,6 +199,7 @@ class Resolved:
     warning_below: dict[str, np.ndarray]
     critical_below: dict[str, np.ndarray]
     floor: dict[str, np.ndarray]  # 0: none
+    drift: dict[str, np.ndarray]  # bool: the sensor has the metric and its drift is followed
     group: np.ndarray  # object: group name or None
     sensitivity: np.ndarray
     simulated: np.ndarray  # bool: the simulator's instruments (alarms follow ThresholdParams)
@@ -223,6 +231,8 @@ class Resolved:
             warning_below=arr(lambda ms: ms.warning_below, np.nan),
             critical_below=arr(lambda ms: ms.critical_below, np.nan),
             floor=arr(lambda ms: ms.floor, 0.0),
+            drift={m: np.array([s.metric(m) is not None and s.metric(m).drift for s in specs], dtype=bool).reshape(n)
+                   for m in METRICS},  # fmt: skip
             group=np.array([s.group for s in specs], dtype=object).reshape(n),
             sensitivity=np.array([s.sensitivity for s in specs], dtype=np.float64).reshape(n),
             simulated=np.array([s.metrics is SIMULATED_METRICS for s in specs], dtype=bool).reshape(n),

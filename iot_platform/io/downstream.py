@@ -176,7 +176,9 @@ def iter_day_chunks(lake: Lake, day: dt.date, settings: DownstreamSettings) -> I
             yield got
 
 
-HISTORY_COLUMNS = ("sensor_id", "window_end", "n_readings", "temp_mean", "temp_std")
+# what the drift baseline (every metric's window mean; vibration_max keeps alarms out) and the context read
+HISTORY_COLUMNS = ("sensor_id", "window_end", "n_readings", "temp_mean", "temp_std", "humidity_mean", "pressure_mean",
+                   "vibration_mean", "vibration_max")  # fmt: skip
 
 
 def history_window_stats(lake: Lake, day: dt.date, settings: DownstreamSettings) -> pa.Table:

@@ -13,6 +13,7 @@ simulator's instruments and every other sensor data-driven defaults. Format::
           pressure: {unit: bar, valid_range: [-1, 16], floor: 0.01}
           vibration: {unit: g, warning_above: 0.5, critical_above: 1.0}
           temperature: {unit: C, valid_range: [-40, 125]}
+          humidity: {unit: "%RH", drift: false}   # weather moves it for days: no drift alerts
     unknown: data                 # sensors matching no entry: "data" (default) or "simulated"
 
 Errors name the file, the entry and the field: ``sensors.yaml: sensors[2].metrics.pressure: ...``.

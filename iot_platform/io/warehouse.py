@@ -50,10 +50,12 @@ import duckdb
 import pyarrow as pa
 
 from iot_platform.core.alarm_schemas import ALARM_TABLES
+from iot_platform.core.sensors_table import SENSORS
 from iot_platform.core.sqlmodels import DataTest, Model, Project, ProjectError, Relation, quote_ident
 from iot_platform.io.fsutil import exclusive_lock, fsync_path
 from iot_platform.io.lake import TABLES, Lake, write_parquet_atomic
 from iot_platform.io.query_limits import LimitExceeded, QueryLimits, format_size, run_limited, session_temp_dir
+from iot_platform.io.sensors import SENSORS_FILE
 
 if TYPE_CHECKING:  # deltalake is imported only when a lake on an object store is configured
     from iot_platform.io.remote_lake import DeltaLake
@@ -65,6 +67,10 @@ _ATTACHED = "warehouse"  # the alias a query session attaches the warehouse unde
 
 # Every table the lake writes (its schema is what a lake view looks like before the first file).
 LAKE_SCHEMAS: dict[str, pa.Schema] = {**TABLES, **ALARM_TABLES}  # + the alert store's exported history
+
+# Tables kept as one file under the data root, replaced whole (no date partitions): a view each, like a
+# lake table's (listed by lake_tables, selected by lake_select).
+SNAPSHOT_TABLES: dict[str, tuple[pa.Schema, Path]] = {"sensors": (SENSORS, SENSORS_FILE)}
 
 _BASE_CONFIG = {
     # Never fetch or load an extension behind the user's back (httpfs for an http:// path, ...).
@@ -151,6 +157,8 @@ def lake_select(data_dir: str | os.PathLike[str], table: str, schema_dir: Path |
     read its day. With no file yet, an empty SELECT with the table's columns and
     types, so that models and queries over a young lake still bind.
     """
+    if table in SNAPSHOT_TABLES:
+        return snapshot_select(data_dir, table)
     if table not in LAKE_SCHEMAS:
         raise ProjectError(f"lake table {table!r} is unknown; expected one of {', '.join(LAKE_SCHEMAS)}")
     table_dir = Lake(Path(data_dir).resolve()).table_dir(table)
@@ -161,6 +169,16 @@ def lake_select(data_dir: str | os.PathLike[str], table: str, schema_dir: Path |
         return f"SELECT * FROM read_parquet({pattern}, hive_partitioning = true, hive_types = {{'date': 'DATE'}})"
     cols = [f"CAST(NULL AS {_duck_type(f.type)}) AS {quote_ident(f.name)}" for f in LAKE_SCHEMAS[table]]
     return f"SELECT {', '.join(cols)}, CAST(NULL AS DATE) AS \"date\" WHERE false"
+
+
+def snapshot_select(data_dir: str | os.PathLike[str], table: str) -> str:
+    """A SELECT over a snapshot table's file; before it is first written, an empty SELECT with its columns."""
+    schema, rel = SNAPSHOT_TABLES[table]
+    path = Path(data_dir).resolve() / rel
+    if path.exists():
+        return f"SELECT * FROM read_parquet({_sql_string(str(path))})"
+    cols = [f"CAST(NULL AS {_duck_type(f.type)}) AS {quote_ident(f.name)}" for f in schema]
+    return f"SELECT {', '.join(cols)} WHERE false"
 
 
 _QUOTED_PARQUET = re.compile(r"""['"]([^'"]+\.parquet)['"]""")
@@ -248,7 +266,7 @@ def _columns(conn: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, str]
 def lake_tables(project: Project) -> list[str]:
     """Every lake table, declared in schema.yml or not: a table added to the lake is
     queryable by name at once (schema.yml's `sources` are its documentation)."""
-    return sorted(set(LAKE_SCHEMAS) | {t.name for t in project.source_tables()})
+    return sorted(set(LAKE_SCHEMAS) | set(SNAPSHOT_TABLES) | {t.name for t in project.source_tables()})
 
 
 def _install_lake_views(

@@ -100,12 +100,19 @@ def detect_frame(
 
 def _metric_points(frame, params, spike, windows, start_us, end_us, m, rows, warn, floor_of) -> pa.Table:
     code, ts, x = frame.code[rows], frame.ts[rows], frame.values[m][rows]
+    # A stuck sensor (a run of one repeated value longer than ``stuck_readings``) is the flatline detector's:
+    # its readings past the first ``stuck_readings`` are not judged, and once a run has grown that long (before
+    # the reading judged: causal) none of its readings is a reference, so the recovery is not compared with
+    # the stuck value.
+    run_start, run_end = _runs(code, x)
     n, k = len(rows), params.max_readings
     # the k previous valid readings of each reading (same sensor, within history_s), newest first
     idx = np.arange(n)[:, None] - 1 - np.arange(k)[None, :]
     inside = idx >= 0
     safe = np.where(inside, idx, 0)
     inside &= (code[safe] == code[:, None]) & (ts[safe] >= ts[:, None] - params.history_s * US)
+    stuck_ref = np.minimum(run_end[safe], np.arange(n)[:, None] - 1) - run_start[safe] + 1 > params.stuck_readings
+    inside &= ~stuck_ref
     ref = np.where(inside, x[safe], np.nan)
     count = inside.sum(axis=1)
     lag = np.where(inside, (ts[:, None] - ts[safe]) / frame.interval_us[code][:, None], np.nan)  # in intervals
@@ -132,6 +139,7 @@ def _metric_points(frame, params, spike, windows, start_us, end_us, m, rows, war
     clean = np.where(outlier, np.nan, ref)
     location = theil_sen_now(clean[:, :L], lag[:, :L])
     usable = (count >= params.min_readings) & (n_err >= params.min_readings // 2) & np.isfinite(location) & (scale > 0)
+    usable &= np.arange(n) - run_start + 1 <= params.stuck_readings
     location = location + np.nan_to_num(center, nan=0.0)  # the predictor's usual bias (e.g. lagging a cycle)
     zw = warn[code]
     allowance = np.zeros(n)
@@ -170,6 +178,19 @@ def _metric_points(frame, params, spike, windows, start_us, end_us, m, rows, war
             )
         )
     return concat_points(out)
+
+
+def _runs(code: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the first and last row of its run of one repeated value (same sensor, consecutive rows)."""
+    n = len(x)
+    idx = np.arange(n)
+    new = np.ones(n, dtype=bool)
+    new[1:] = (code[1:] != code[:-1]) | (x[1:] != x[:-1])
+    start = np.maximum.accumulate(np.where(new, idx, 0)) if n else idx
+    last = np.ones(n, dtype=bool)
+    last[:-1] = new[1:]
+    end = np.minimum.accumulate(np.where(last, idx, n)[::-1])[::-1] if n else idx
+    return start, end
 
 
 def detect(

@@ -18,16 +18,21 @@ from iot_platform.core.windows import DAY_US, US, EncodedSensors, WindowParams, 
 BASELINE = pa.schema(
     [
         pa.field("sensor_id", pa.string(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
         pa.field("slot_s", pa.int32(), nullable=False),  # window_end's seconds after midnight UTC
-        pa.field("temp_median", pa.float64()),  # median temp_mean of the slot over the previous days
+        pa.field("median", pa.float64()),  # median window mean of the metric in the slot over the previous days
         pa.field("n_days", pa.int32(), nullable=False),  # previous days with a usable window in the slot
-        pa.field("temp_scale", pa.float64()),  # per sensor: robust sd of temp_mean around the slot medians
-        pa.field("temp_spread", pa.float64()),  # per sensor: median temp_std of its windows
+        pa.field("scale", pa.float64()),  # per sensor and metric: robust sd of the window means around the medians
+        pa.field("spread", pa.float64()),  # per sensor (temperature): median temp_std of its windows
     ]
 )
 
+# the window mean of each metric the drift detector follows
+MEAN_COLUMNS = {"temperature": "temp_mean", "humidity": "humidity_mean", "pressure": "pressure_mean",
+                "vibration": "vibration_mean"}  # fmt: skip
+
 _WINDOW_COLUMNS = ("window_start", "window_end", "n_readings", "temp_mean", "temp_std", "vibration_max",
-                   "battery_level", "missing_rate")  # fmt: skip
+                   "battery_level", "missing_rate", "humidity_mean", "pressure_mean", "vibration_mean")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +53,18 @@ class WindowFrame:
     battery: np.ndarray
     missing: np.ndarray
     hop_us: np.ndarray
+    hum_mean: np.ndarray
+    press_mean: np.ndarray
+    vib_mean: np.ndarray
 
     @property
     def n_rows(self) -> int:
         return len(self.code)
+
+    def mean(self, metric: str) -> np.ndarray:
+        """The window mean of ``metric`` (NaN where the window had no valid value)."""
+        return {"temperature": self.temp_mean, "humidity": self.hum_mean, "pressure": self.press_mean,
+                "vibration": self.vib_mean}[metric]  # fmt: skip
 
     def select(self, mask: np.ndarray) -> WindowFrame:
         return WindowFrame(self.names, *(getattr(self, f.name)[mask] for f in dataclasses.fields(self)[1:]))
@@ -74,7 +87,7 @@ class WindowFrame:
         if table is None or table.num_rows == 0:
             z = np.zeros(0, np.int64)
             names = np.zeros(0, dtype=object) if names is None else names
-            return cls(names, z, z, z, z, *(np.zeros(0) for _ in range(5)), z)
+            return cls(names, z, z, z, z, *(np.zeros(0) for _ in range(5)), z, *(np.zeros(0) for _ in range(3)))
         enc = EncodedSensors(table.column("sensor_id"))
         if names is None:
             names = np.array(sorted(enc.used()), dtype=object)
@@ -115,6 +128,9 @@ class WindowFrame:
             cols["battery_level"][sel],
             cols["missing_rate"][sel],
             hop[code] if len(code) else np.zeros(0, np.int64),
+            cols["humidity_mean"][sel],
+            cols["pressure_mean"][sel],
+            cols["vibration_mean"][sel],
         )
 
     @classmethod
@@ -133,6 +149,9 @@ class WindowFrame:
             arrays["battery_level"],
             arrays["missing_rate"],
             hop_us[c] if len(c) else np.zeros(0, np.int64),
+            arrays["humidity_mean"],
+            arrays["pressure_mean"],
+            arrays["vibration_mean"],
         )
 
     def for_names(self, names: np.ndarray, hop_us: np.ndarray | None = None) -> WindowFrame:
@@ -198,56 +217,19 @@ def _hops(code: np.ndarray, end: np.ndarray, n_names: int, windows: WindowParams
 
 
 @dataclasses.dataclass(frozen=True)
-class BaselineFrame:
-    """The drift baseline of a set of sensors: slot medians, per-sensor scale, and who is known."""
+class MetricBaseline:
+    """One metric's slot medians (sorted by key = code * 86400 + slot) and per-code scale and spread."""
 
-    known: np.ndarray  # per code: seen on a previous day
-    key: np.ndarray  # code * 86400 + slot_s, sorted
+    key: np.ndarray
     median: np.ndarray
     n_days: np.ndarray
     scale: np.ndarray  # per code (NaN when unknown)
     spread: np.ndarray  # per code (NaN when unknown)
 
     @classmethod
-    def from_table(cls, table: pa.Table | None, names: np.ndarray) -> BaselineFrame:
-        n_names = len(names)
-        if table is None or table.num_rows == 0:
-            return cls(np.zeros(n_names, bool), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64),
-                       np.full(n_names, np.nan), np.full(n_names, np.nan))  # fmt: skip
-        code = EncodedSensors(table.column("sensor_id")).codes(names)
-        keep = code >= 0
-        n = table.num_rows
-        slot = np.asarray(table.column("slot_s").to_numpy(zero_copy_only=False), dtype=np.int64)[keep]
-        median = _float(table.column("temp_median"), n)[keep]
-        n_days = np.asarray(pc.fill_null(table.column("n_days"), 0).to_numpy(zero_copy_only=False), np.int64)[keep]
-        scale_rows = _float(table.column("temp_scale"), n)[keep]
-        spread_rows = _float(table.column("temp_spread") if "temp_spread" in table.column_names else None, n)[keep]
-        code = code[keep]
-        key = code * 86_400 + slot
-        order = np.argsort(key, kind="stable")
-        known = np.zeros(n_names, bool)
-        known[code] = True
-        scale = np.full(n_names, np.nan)
-        scale[code[order][::-1]] = scale_rows[order][::-1]  # first row of each sensor wins
-        spread = np.full(n_names, np.nan)
-        spread[code[order][::-1]] = spread_rows[order][::-1]
-        return cls(known, key[order], median[order], n_days[order], scale, spread)
-
-    def for_names(self, names: np.ndarray, old_names: np.ndarray) -> BaselineFrame:
-        """This baseline (coded by ``old_names``) recoded to positions in ``names`` (sorted)."""
-        lut = _lut(old_names, names)
-        new_of_old = np.flatnonzero(lut >= 0)
-        known = np.zeros(len(names), bool)
-        scale = np.full(len(names), np.nan)
-        spread = np.full(len(names), np.nan)
-        known[lut[new_of_old]] = self.known[new_of_old]
-        scale[lut[new_of_old]] = self.scale[new_of_old]
-        spread[lut[new_of_old]] = self.spread[new_of_old]
-        old_code = self.key // 86_400
-        new_code = lut[old_code] if len(old_code) else old_code
-        keep = new_code >= 0
-        key = new_code[keep] * 86_400 + (self.key[keep] - old_code[keep] * 86_400)
-        return BaselineFrame(known, key, self.median[keep], self.n_days[keep], scale, spread)
+    def empty(cls, n_names: int) -> MetricBaseline:
+        return cls(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.full(n_names, np.nan),
+                   np.full(n_names, np.nan))  # fmt: skip
 
     def lookup(self, code: np.ndarray, window_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(median, n_days) of the slot of each window; (NaN, 0) where the slot has no baseline."""
@@ -258,3 +240,62 @@ class BaselineFrame:
         pos = np.minimum(np.searchsorted(self.key, key), len(self.key) - 1)
         hit = self.key[pos] == key
         return np.where(hit, self.median[pos], np.nan), np.where(hit, self.n_days[pos], 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineFrame:
+    """The drift baseline of a set of sensors: per metric, slot medians and per-sensor scales; and who is known."""
+
+    known: np.ndarray  # per code: seen on a previous day
+    metrics: dict  # metric -> MetricBaseline
+
+    def metric(self, m: str) -> MetricBaseline:
+        return self.metrics.get(m) or MetricBaseline.empty(len(self.known))
+
+    @classmethod
+    def from_table(cls, table: pa.Table | None, names: np.ndarray) -> BaselineFrame:
+        n_names = len(names)
+        if table is None or table.num_rows == 0:
+            return cls(np.zeros(n_names, bool), {})
+        code = EncodedSensors(table.column("sensor_id")).codes(names)
+        keep = code >= 0
+        n = table.num_rows
+        known = np.zeros(n_names, bool)
+        known[code[keep]] = True
+        metric = np.asarray(table.column("metric").to_numpy(zero_copy_only=False), dtype=object)
+        slot = np.asarray(table.column("slot_s").to_numpy(zero_copy_only=False), dtype=np.int64)
+        median = _float(table.column("median"), n)
+        n_days = np.asarray(pc.fill_null(table.column("n_days"), 0).to_numpy(zero_copy_only=False), np.int64)
+        scale_rows = _float(table.column("scale"), n)
+        spread_rows = _float(table.column("spread"), n)
+        out = {}
+        for m in sorted(set(metric[keep].tolist())):
+            sel = keep & (metric == m)
+            c = code[sel]
+            key = c * 86_400 + slot[sel]
+            order = np.argsort(key, kind="stable")
+            scale = np.full(n_names, np.nan)
+            scale[c[order][::-1]] = scale_rows[sel][order][::-1]  # first row of each sensor wins
+            spread = np.full(n_names, np.nan)
+            spread[c[order][::-1]] = spread_rows[sel][order][::-1]
+            out[m] = MetricBaseline(key[order], median[sel][order], n_days[sel][order], scale, spread)
+        return cls(known, out)
+
+    def for_names(self, names: np.ndarray, old_names: np.ndarray) -> BaselineFrame:
+        """This baseline (coded by ``old_names``) recoded to positions in ``names`` (sorted)."""
+        lut = _lut(old_names, names)
+        new_of_old = np.flatnonzero(lut >= 0)
+        known = np.zeros(len(names), bool)
+        known[lut[new_of_old]] = self.known[new_of_old]
+        out = {}
+        for m, mb in self.metrics.items():
+            scale = np.full(len(names), np.nan)
+            spread = np.full(len(names), np.nan)
+            scale[lut[new_of_old]] = mb.scale[new_of_old]
+            spread[lut[new_of_old]] = mb.spread[new_of_old]
+            old_code = mb.key // 86_400
+            new_code = lut[old_code] if len(old_code) else old_code
+            keep = new_code >= 0
+            key = new_code[keep] * 86_400 + (mb.key[keep] - old_code[keep] * 86_400)
+            out[m] = MetricBaseline(key, mb.median[keep], mb.n_days[keep], scale, spread)
+        return BaselineFrame(known, out)

@@ -22,7 +22,7 @@ from iot_platform.core.registry import SensorRegistry
 from iot_platform.core.schemas import ANOMALY_TYPES, METRICS
 from iot_platform.core.windows import US, WindowParams, expected_readings, geometry
 
-READING_TYPES = ("spike", "level_shift", "sensor_fault", "multivariate")  # detected per reading; all other types per window or tick
+READING_TYPES = ("spike", "level_shift", "sensor_fault", "multivariate", "flatline")  # detected per reading; all other types per window or tick
 
 
 def _fail(obj: object, name: str, value: object, expected: str) -> None:
@@ -153,16 +153,23 @@ class HistoryParams:
     See :mod:`iot_platform.core.detectors.history`. ``history_s`` bounds the
     look-back (and the context a slice needs: a day, 24 readings of an
     hourly sensor); at most ``max_readings`` of them are
-    used, at least ``min_readings`` are needed (warm-up); the location is the
-    Theil-Sen line through the latest ``location_readings``.
+    used (48: a whole day of a 30-minute sensor, so that the scale of the
+    prediction errors sees a daily cycle's peak and trough, where a line
+    extrapolates worst, and comes from twice as many errors as with half a
+    day), at least ``min_readings`` are needed (warm-up); the location is the
+    Theil-Sen line through the latest ``location_readings``. Readings of a run
+    of one repeated value past its first ``stuck_readings`` are a stuck
+    sensor's (flatline): neither reference nor judged.
     """
 
     history_s: int = 24 * 3600
-    max_readings: int = 24
+    max_readings: int = 48
     min_readings: int = 8
     location_readings: int = 8
+    stuck_readings: int = 8
 
     def __post_init__(self) -> None:
+        _integer(self, "stuck_readings", 2)
         _integer(self, "history_s", 1)
         _integer(self, "max_readings", 2)
         _integer(self, "min_readings", 2)
@@ -234,7 +241,13 @@ class SensorFaultParams:
 
 @dataclasses.dataclass(frozen=True)
 class DriftParams:
-    """Two-sided CUSUM of window mean temperatures against a baseline from previous days.
+    """Two-sided CUSUM of the window means of each metric against a baseline from previous days.
+
+    metrics: the metrics followed (each sensor's own that it has; the scale
+        of each (sensor, metric) is learned from its window means: the
+        temperature's floor ``min_scale`` is in C, other metrics are floored
+        at their registry ``floor`` only; ``flat_std`` and ``max_spread`` use
+        ``temp_std`` and apply to temperature, the only metric with a window sd).
 
     Baseline (:func:`~iot_platform.core.detectors.drift.drift_baseline`): per
     sensor and time of day (the window end modulo 24 h), the median over the
@@ -269,6 +282,7 @@ class DriftParams:
         drift's direction, so the episode ends soon after the drift does.
     """
 
+    metrics: tuple[str, ...] = SPIKE_METRICS
     k: float = 2.5
     h: float = 20.0
     release: float = 1.5
@@ -280,6 +294,8 @@ class DriftParams:
     max_spread: float = 4.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.metrics, tuple) or any(m not in METRICS for m in self.metrics):
+            _fail(self, "metrics", self.metrics, f"a tuple of {', '.join(METRICS)}")
         _number(self, "k", lo=0)
         _number(self, "max_spread", lo=0, lo_open=True)
         _number(self, "h", lo=0, lo_open=True)
@@ -295,17 +311,28 @@ class DriftParams:
 
 @dataclasses.dataclass(frozen=True)
 class FlatlineParams:
-    """A stuck sensor: temp_std of a window at or below ``max_std`` over at least ``min_readings`` readings.
+    """A stuck sensor: a run of identical readings longer than the sensor's own data makes plausible.
 
-    Severity: critical. Defaults from the seed (std < 0.01 over 30 readings).
+    See :mod:`iot_platform.core.detectors.flatline`. metrics: the metrics
+    judged; min_readings: the shortest run that can alert (a continuous metric
+    repeating itself 8 times is stuck); false_alerts_per_day: how often per
+    metric and day a run as long as the threshold may happen by chance, given
+    how often the sensor's readings repeat (times the registry sensitivity);
+    max_gap_intervals: readings further apart (in sample intervals) break a run.
+    Severity: critical.
     """
 
-    max_std: float = 0.01
-    min_readings: int = 30
+    metrics: tuple[str, ...] = SPIKE_METRICS
+    min_readings: int = 8
+    false_alerts_per_day: float = 0.001
+    max_gap_intervals: float = 3.0
 
     def __post_init__(self) -> None:
-        _number(self, "max_std", lo=0)
+        if not isinstance(self.metrics, tuple) or any(m not in METRICS for m in self.metrics):
+            _fail(self, "metrics", self.metrics, f"a tuple of {', '.join(METRICS)}")
         _integer(self, "min_readings", 2)
+        _number(self, "false_alerts_per_day", lo=0, lo_open=True)
+        _number(self, "max_gap_intervals", lo=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -475,9 +502,13 @@ def context_seconds(params: DetectionParams = DetectionParams(), max_interval_s:
     history = (params.history.history_s * US + w.hop_us) if slow else 0
     mv = params.multivariate
     multivariate = (mv.fit_blocks + 1) * mv.block_s * US if mv.enabled else 0
-    readings_us = max(length, spike, silence, history, multivariate)
+    # the flatline's look-back (the window, or half the history for slow sensors) and one run before it
+    slow_look = params.history.history_s * US // 2 if slow else length
+    flat = slow_look + (params.flatline.min_readings + 1) * iv
+    readings_us = max(length, spike, silence, history, multivariate, flat)
     return Context(
         readings_s=-(-readings_us // US),
+        # one hop of the slowest sensor more: the drift's stuck-window test compares a window with the one before
         window_stats_s=max(params.drift.memory_s, params.silence.horizon_s, params.silence.critical_after_s)
-        + w.hop_s,
+        + w.hop_s + (hop // US),
     )

@@ -81,6 +81,7 @@ def _sensor_points(
             history.detect_frame(frame, params.history, params.spike, w, reading_start, end, res),
         ]
     )
+    stuck = flatline.detect_frame(frame, params.flatline, w, reading_start, end, res, params.history)
     mv = POINTS.empty_table()
     if params.multivariate.enabled:
         explained: list = []
@@ -92,9 +93,9 @@ def _sensor_points(
         [
             univariate,
             mv,
-            flatline.detect_frame(wf, params.flatline, w, start, end),
+            stuck,
             thresholds.detect_frame(wf, params.thresholds, w, start, end, bf.known, res.alarms(params.thresholds)),
-            drift.detect_frame(wf, bf, params.drift, w, start, end),
+            drift.detect_frame(wf, bf, params.drift, w, start, end, res, frame.length_us),
             silence.detect_frame(frame, wf, bf, params.silence, w, start, end),
         ]
     )
@@ -270,8 +271,8 @@ def run_day_chunked(
     the day's readings of some sensors and the previous day's last
     ``context_seconds(params).readings_s`` of readings of the same sensors.
     ``baseline_stats``: WINDOW_STATS of the previous days (the columns
-    sensor_id, window_end, n_readings, temp_mean and temp_std suffice: read
-    only those), the last
+    sensor_id, window_end, n_readings, temp_mean, temp_std, the other metrics'
+    means and vibration_max suffice: read only those), the last
     ``drift.history_days`` of which make the drift baseline and the last
     ``context_seconds(params).window_stats_s`` the drift/silence context.
     Sensors known from it but absent from every chunk are reported silent.
@@ -378,7 +379,8 @@ class _History:
     sensor codes. Rows in any other order are gathered instead. Only rows with window_end in (lo, hi] count.
     """
 
-    COLUMNS = ("sensor_id", "window_end", "n_readings", "temp_mean", "temp_std")  # what drift and silence read
+    COLUMNS = ("sensor_id", "window_end", "n_readings", "temp_mean", "temp_std", "humidity_mean", "pressure_mean",
+               "vibration_mean", "vibration_max")  # what drift and silence read  # fmt: skip
     MAX_RUNS = 64
 
     def __init__(self, table: pa.Table | None, lo: int, hi: int):
@@ -452,11 +454,15 @@ DETECTORS: dict[str, Detector] = {
     "multivariate": lambda r, ws, bl, p, a, b: multivariate.detect(
         r, p.multivariate, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry
     ),
-    "flatline": lambda r, ws, bl, p, a, b: flatline.detect(ws, p.flatline, windows=p.windows, emit_start=a, emit_end=b),
+    "flatline": lambda r, ws, bl, p, a, b: flatline.detect(
+        r, p.flatline, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry, history=p.history
+    ),
     "thresholds": lambda r, ws, bl, p, a, b: thresholds.detect(
         ws, p.thresholds, windows=p.windows, emit_start=a, emit_end=b
     ),
-    "drift": lambda r, ws, bl, p, a, b: drift.detect(ws, bl, p.drift, windows=p.windows, emit_start=a, emit_end=b),
+    "drift": lambda r, ws, bl, p, a, b: drift.detect(
+        ws, bl, p.drift, windows=p.windows, emit_start=a, emit_end=b, registry=p.registry
+    ),
     "silence": lambda r, ws, bl, p, a, b: silence.detect(
         r, ws, bl, p.silence, windows=p.windows, emit_start=a, emit_end=b
     ),
