@@ -77,6 +77,11 @@ storage:
 """
 
 
+def _quiet_alembic() -> None:
+    # Dagster migrates its storage with alembic, which logs a dozen INFO lines on import and per open.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def max_backfill_runs() -> int:
     raw = os.environ.get(MAX_BACKFILL_RUNS_ENV) or str(DEFAULT_MAX_BACKFILL_RUNS)
     try:
@@ -170,6 +175,7 @@ def use_dagster_home() -> Path:
     """Point this process (and the processes it starts) at the data root's Dagster home."""
     raw = os.environ.get(DAGSTER_POSTGRES_URL_ENV)
     if raw:
+        _quiet_alembic()
         try:
             import dagster_postgres  # noqa: F401
         except ImportError:
@@ -214,6 +220,5 @@ def open_instance(home: Path):
     """The persistent ``DagsterInstance`` of ``home`` (use it as a context manager)."""
     import dagster as dg
 
-    # Dagster migrates its storage with alembic, which logs a dozen INFO lines per open.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _quiet_alembic()
     return dg.DagsterInstance.from_config(str(home))

@@ -1,0 +1,109 @@
+"""Dagster on a real PostgreSQL server: a backfill from the CLI and a micro-batch run, recorded there.
+
+The server is the session's (tests/servers/postgres.py), password-protected; each
+test has its own database. IOT_DAGSTER_POSTGRES_URL is given without a driver
+(``postgresql://``), the way a user writes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from conftest_serial import cli_command
+
+from iot_platform.core import simulator as sim
+from iot_platform.core.batching import Cursor, decide
+from iot_platform.orchestration.micro_batch import micro_batch_job
+
+pytestmark = pytest.mark.postgres
+DAYS = ["2024-01-01", "2024-01-02"]
+LAKE_ASSETS = ("anomalies", "fault_labels", "readings", "window_stats")
+
+
+def _env(data_dir: Path, home: Path, url: str) -> dict[str, str]:
+    return dict(os.environ, IOT_DATA_DIR=str(data_dir), DAGSTER_HOME=str(home), IOT_DAGSTER_POSTGRES_URL=url,
+                IOT_FLEET_SIZE="3", IOT_SAMPLE_INTERVAL_S="10")  # fmt: skip
+
+
+def _database(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def test_a_cli_backfill_is_recorded_in_postgres(tmp_path, postgres_url, postgres_server):
+    data_dir, home = tmp_path / "data", tmp_path / "home"
+    proc = subprocess.run([*cli_command(), "backfill", *DAYS], env=_env(data_dir, home, postgres_url),
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
+    run_id = proc.stdout.splitlines()[-1].rsplit(" ", 1)[1]
+
+    # the run, its events and the partitions' materializations are rows in PostgreSQL
+    db = _database(postgres_url)
+    assert postgres_server.psql(db, "SELECT run_id, pipeline_name, status FROM runs").splitlines() == [
+        f"{run_id}|__ASSET_JOB|SUCCESS"
+    ]
+    materialized = postgres_server.psql(
+        db, f"SELECT asset_key, partition FROM event_logs WHERE run_id = '{run_id}' "
+            "AND dagster_event_type = 'ASSET_MATERIALIZATION' ORDER BY asset_key, partition",
+    ).splitlines()  # fmt: skip
+    assert materialized == [f'["{a}"]|{d}' for a in LAKE_ASSETS for d in DAYS]
+    # nothing went to SQLite, and the password is in no file of the Dagster home
+    assert not list(home.rglob("*.db"))
+    assert all(postgres_server.password not in p.read_text(errors="replace") for p in home.rglob("*") if p.is_file())
+    assert "postgres_url:\n      env: IOT_DAGSTER_POSTGRES_URL\n" in (home / "dagster.yaml").read_text()
+
+
+def test_a_micro_batch_run_is_recorded_in_postgres_with_its_queue_lane(tmp_path, postgres_url, postgres_server, monkeypatch):
+    from iot_platform.cli.dagster_home import open_instance, use_dagster_home
+
+    for name, value in _env(tmp_path / "data", tmp_path / "home", postgres_url).items():
+        monkeypatch.setenv(name, value)
+    home = use_dagster_home()
+    day0 = sim.day_start_us(dt.date(2024, 1, 3))
+    batch = decide(Cursor(), day0 + 75_000_000, True, []).batch
+    assert batch is not None
+    with open_instance(home) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        queue = instance.get_concurrency_config().run_queue_config
+        assert [dict(lim) for lim in queue.tag_concurrency_limits] == [
+            {"key": "iot/queue", "value": "micro_batch", "limit": 1},
+            {"key": "dagster/backfill", "limit": 2},
+        ]
+        from iot_platform.definitions import defs
+
+        result = defs.resolve_job_def("micro_batch_job").execute_in_process(
+            run_config={"ops": {"micro_batch": {"config": {"batch_id": batch.batch_id, "until_us": batch.until_us}}}},
+            instance=instance,
+        )
+        assert result.success
+        assert micro_batch_job.name == "micro_batch_job"
+    db = _database(postgres_url)
+    assert postgres_server.psql(db, "SELECT run_id, pipeline_name, status FROM runs").splitlines() == [
+        f"{result.run_id}|micro_batch_job|SUCCESS"
+    ]
+    assert postgres_server.psql(db, f"SELECT key, value FROM run_tags WHERE run_id = '{result.run_id}' AND key = 'iot/queue'") == (
+        "iot/queue|micro_batch\n"
+    )
+    readings = postgres_server.psql(
+        db, f"SELECT partition FROM event_logs WHERE run_id = '{result.run_id}' AND dagster_event_type = "
+            "'ASSET_MATERIALIZATION' AND asset_key = '[\"readings\"]'",
+    )  # fmt: skip
+    assert readings == "2024-01-03\n"
+
+
+def test_a_wrong_password_is_one_line_without_the_password(tmp_path, postgres_url, postgres_server):
+    bad = postgres_url.replace(f":{postgres_server.password}@", ":not-the-password@")
+    proc = subprocess.run([*cli_command(), "backfill", *DAYS], env=_env(tmp_path / "data", tmp_path / "home", bad),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    db = _database(postgres_url)
+    assert proc.stderr == (
+        f"Error: PostgreSQL at 127.0.0.1:{postgres_server.port}/{db} (IOT_DAGSTER_POSTGRES_URL) is unreachable: "
+        'connection to server at "127.0.0.1", port ' f'{postgres_server.port} failed: FATAL:  password authentication failed for user "postgres"\n'
+    )
