@@ -107,3 +107,20 @@ def test_a_wrong_password_is_one_line_without_the_password(tmp_path, postgres_ur
         f"Error: PostgreSQL at 127.0.0.1:{postgres_server.port}/{db} (IOT_DAGSTER_POSTGRES_URL) is unreachable: "
         'connection to server at "127.0.0.1", port ' f'{postgres_server.port} failed: FATAL:  password authentication failed for user "postgres"\n'
     )
+
+
+def test_a_backfill_on_two_workers_with_postgres_builds_the_same_lake_as_one(tmp_path, postgres_url, postgres_server, monkeypatch):
+    from test_backfill_workers import _backfill, assert_spread_like_one_worker
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    p1 = _backfill(one)  # SQLite, one worker: the reference
+    assert p1.returncode == 0, p1.stderr
+    p2 = _backfill(two, "--workers", "2", extra_env={"IOT_DAGSTER_POSTGRES_URL": postgres_url})
+    assert p2.returncode == 0, p2.stderr
+    assert "Warning" not in p2.stderr, p2.stderr
+    # the step processes wrote their events to PostgreSQL too (read back through the home's dagster.yaml)
+    monkeypatch.setenv("IOT_DAGSTER_POSTGRES_URL", postgres_url.replace("postgresql://", "postgresql+psycopg2://"))
+    assert_spread_like_one_worker(one, two, p2)
+    db = _database(postgres_url)
+    assert postgres_server.psql(db, "SELECT pipeline_name, status FROM runs") == "backfill_days|SUCCESS\n"
+    assert not list((two / "home").rglob("*.db"))
