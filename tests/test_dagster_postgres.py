@@ -124,3 +124,45 @@ def test_a_backfill_on_two_workers_with_postgres_builds_the_same_lake_as_one(tmp
     db = _database(postgres_url)
     assert postgres_server.psql(db, "SELECT pipeline_name, status FROM runs") == "backfill_days|SUCCESS\n"
     assert not list((two / "home").rglob("*.db"))
+
+
+@pytest.mark.slow
+def test_the_daemon_on_postgres_queues_and_runs_a_micro_batch_in_its_lane(tmp_path, postgres_url, postgres_server, monkeypatch):
+    """The real `dagster-daemon` on a PostgreSQL home made by iot-platform: sensor, queue, launch, success."""
+    import sys
+    import time
+
+    from iot_platform.cli.dagster_home import open_instance, use_dagster_home
+
+    project_root = Path(__file__).resolve().parents[1]
+    for name, value in _env(tmp_path / "data", tmp_path / "home", postgres_url).items():
+        monkeypatch.setenv(name, value)
+    home = use_dagster_home()  # writes the home's dagster.yaml, makes the driver explicit in os.environ
+    with open_instance(home):  # creates the tables first, as `iot-platform ui` does
+        pass
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagster._daemon", "run", "-w", "workspace.yaml"],
+        cwd=project_root, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    db = _database(postgres_url)
+    try:
+        deadline = time.monotonic() + 240
+        statuses: list[str] = []
+        while "SUCCESS" not in statuses:
+            assert proc.poll() is None, "the daemon exited"
+            assert time.monotonic() < deadline, f"no successful micro-batch run within 240 s: {statuses}"
+            time.sleep(2)
+            statuses = postgres_server.psql(db, "SELECT status FROM runs WHERE pipeline_name = 'micro_batch_job'").split()
+            assert "FAILURE" not in statuses
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    # the run went through the queue: enqueued by the sensor, launched by the daemon when its lane was free
+    run_id = postgres_server.psql(db, "SELECT run_id FROM runs WHERE status = 'SUCCESS' LIMIT 1").strip()
+    events = postgres_server.psql(
+        db, f"SELECT dagster_event_type FROM event_logs WHERE run_id = '{run_id}' "
+            "AND dagster_event_type IN ('PIPELINE_ENQUEUED', 'PIPELINE_STARTING', 'PIPELINE_SUCCESS') ORDER BY id",
+    ).split()  # fmt: skip
+    assert events == ["PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_SUCCESS"]
+    assert postgres_server.psql(db, f"SELECT value FROM run_tags WHERE run_id = '{run_id}' AND key = 'iot/queue'") == "micro_batch\n"
+    assert not list(home.rglob("*.db"))
