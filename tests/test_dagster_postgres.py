@@ -158,7 +158,7 @@ def test_the_daemon_on_postgres_queues_and_runs_a_micro_batch_in_its_lane(tmp_pa
         proc.terminate()
         proc.wait(timeout=60)
     # the run went through the queue: enqueued by the sensor, launched by the daemon when its lane was free
-    run_id = postgres_server.psql(db, "SELECT run_id FROM runs WHERE status = 'SUCCESS' LIMIT 1").strip()
+    run_id = postgres_server.psql(db, "SELECT run_id FROM runs WHERE status = 'SUCCESS' AND pipeline_name = 'micro_batch_job' LIMIT 1").strip()
     events = postgres_server.psql(
         db, f"SELECT dagster_event_type FROM event_logs WHERE run_id = '{run_id}' "
             "AND dagster_event_type IN ('PIPELINE_ENQUEUED', 'PIPELINE_STARTING', 'PIPELINE_SUCCESS') ORDER BY id",
