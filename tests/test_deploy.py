@@ -121,7 +121,11 @@ def test_the_dockerfile_pins_the_dagster_family_and_copies_what_exists():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "dagster==1.13.27" in deps["dependencies"]
     assert deps["optional-dependencies"]["postgres"] == ["dagster-postgres==0.29.27"]
-    assert '"dagster-k8s==0.29.27"' in text and '".[postgres]"' in text
+    assert '"dagster-k8s==0.29.27"' in text and '-e ".[postgres]"' in text
+    # the SQL models are looked up beside the package: the image must keep the checkout layout
+    from iot_platform.io.warehouse import default_project_dir
+
+    assert default_project_dir() == ROOT / "dbt_like_sql" and "COPY dbt_like_sql ./dbt_like_sql" in text
     for line in text.splitlines():
         if line.startswith("COPY "):
             for src in line.split()[1:-1]:
