@@ -123,3 +123,16 @@ def test_bad_workers_are_named(args, message, data_dir, tmp_path, monkeypatch, c
         code = exc.code
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_failing_step_is_reported_with_its_own_error_and_exit_1(tmp_path):
+    (tmp_path / "data").mkdir()
+    bad = tmp_path / "data" / "sensors.yaml"
+    bad.write_text("sensors:\n  - id: [\n")
+    proc = _backfill(tmp_path, "--workers", "2")
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    # the step's own exception, not Dagster's wrapper of it (the step ran in another process)
+    assert lines[-2] == f"failed: plan_backfill: ValueError: {bad}: not valid YAML (while parsing a flow node)"
+    assert lines[-1].startswith("backfill FAILED: 4 partitions (2024-01-01..2024-01-04), 4 assets, rows: -; ")
+    assert not (tmp_path / "data" / "lake" / "readings").exists()

@@ -223,11 +223,18 @@ def execute(
     if not result.success:
         failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
         outcome.failure = "; ".join(
-            f"{e.step_key}: {e.step_failure_data.error.message.strip().splitlines()[-1]}"  # type: ignore[union-attr]
+            f"{e.step_key}: {_root_cause(e.step_failure_data.error)}"  # type: ignore[union-attr]
             for e in failures
             if e.step_failure_data and e.step_failure_data.error
         ) or "the run failed; see it in the UI"
     return outcome
+
+
+def _root_cause(error) -> str:
+    """The last line of the innermost error: the step's own exception, not Dagster's wrapper of it."""
+    while error.cause is not None and "DagsterExecutionStepExecutionError" in (error.cls_name or ""):
+        error = error.cause
+    return error.message.strip().splitlines()[-1]
 
 
 def summary_line(verb: str, plan: Plan, outcome: Outcome) -> str:
