@@ -166,3 +166,52 @@ def test_the_daemon_on_postgres_queues_and_runs_a_micro_batch_in_its_lane(tmp_pa
     assert events == ["PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_SUCCESS"]
     assert postgres_server.psql(db, f"SELECT value FROM run_tags WHERE run_id = '{run_id}' AND key = 'iot/queue'") == "micro_batch\n"
     assert not list(home.rglob("*.db"))
+
+
+def _graphql(port: int, query: str) -> dict:
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())["data"]
+
+
+@pytest.mark.slow
+def test_the_ui_on_postgres_shows_a_run_the_cli_recorded_there(tmp_path, postgres_url, postgres_server):
+    import signal
+    import socket
+    import time
+
+    env = _env(tmp_path / "data", tmp_path / "home", postgres_url)
+    proc = subprocess.run([*cli_command(), "materialize", "--select", "readings", "--partition", "2024-01-03"],
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    run_id = proc.stdout.splitlines()[-1].rsplit(" ", 1)[1]
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "console.log"
+    with open(log, "w") as out:
+        ui = subprocess.Popen([*cli_command(), "ui", "--port", str(port)], cwd=Path(__file__).resolve().parents[1],
+                              env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        runs = None
+        while runs is None:
+            assert ui.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+            try:
+                runs = _graphql(port, "{ runsOrError { ... on Runs { results { runId status } } } }")["runsOrError"]["results"]
+            except (OSError, KeyError, TypeError):
+                runs = None
+        assert {"runId": run_id, "status": "SUCCESS"} in runs
+    finally:
+        ui.send_signal(signal.SIGINT)
+        code = ui.wait(60)
+    console = log.read_text()
+    assert code == 0, console[-3000:]
+    assert "Warning:" not in console and postgres_server.password not in console
