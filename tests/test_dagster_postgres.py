@@ -58,10 +58,11 @@ def test_a_cli_backfill_is_recorded_in_postgres(tmp_path, postgres_url, postgres
     assert "postgres_url:\n      env: IOT_DAGSTER_POSTGRES_URL\n" in (home / "dagster.yaml").read_text()
 
 
-def test_a_micro_batch_run_is_recorded_in_postgres_with_its_queue_lane(tmp_path, postgres_url, postgres_server, monkeypatch):
+def test_a_micro_batch_run_is_recorded_in_postgres_with_its_queue_lane(tmp_path, postgres_url, postgres_server, monkeypatch,
+                                                                       resources, data_dir):  # fmt: skip
     from iot_platform.cli.dagster_home import open_instance, use_dagster_home
 
-    for name, value in _env(tmp_path / "data", tmp_path / "home", postgres_url).items():
+    for name, value in _env(data_dir, tmp_path / "home", postgres_url).items():
         monkeypatch.setenv(name, value)
     home = use_dagster_home()
     day0 = sim.day_start_us(dt.date(2024, 1, 3))
@@ -74,14 +75,12 @@ def test_a_micro_batch_run_is_recorded_in_postgres_with_its_queue_lane(tmp_path,
             {"key": "iot/queue", "value": "micro_batch", "limit": 1},
             {"key": "dagster/backfill", "limit": 2},
         ]
-        from iot_platform.definitions import defs
-
-        result = defs.resolve_job_def("micro_batch_job").execute_in_process(
+        # the resources of this test's data root (the code location's were read at its first import)
+        result = micro_batch_job.execute_in_process(
             run_config={"ops": {"micro_batch": {"config": {"batch_id": batch.batch_id, "until_us": batch.until_us}}}},
-            instance=instance,
-        )
+            instance=instance, resources=resources,
+        )  # fmt: skip
         assert result.success
-        assert micro_batch_job.name == "micro_batch_job"
     db = _database(postgres_url)
     assert postgres_server.psql(db, "SELECT run_id, pipeline_name, status FROM runs").splitlines() == [
         f"{result.run_id}|micro_batch_job|SUCCESS"
