@@ -19,3 +19,12 @@ def data_dir() -> Path:
 def landing_dir(root: Path | None = None) -> Path:
     """Where capture and import drop complete Parquet files for ingestion."""
     return (root or data_dir()) / "landing"
+
+# -- the Dagster instance (read by iot_platform.cli.dagster_home) ----------------------
+
+DAGSTER_POSTGRES_URL_ENV = "IOT_DAGSTER_POSTGRES_URL"
+MAX_BACKFILL_RUNS_ENV = "IOT_MAX_BACKFILL_RUNS"
+DEFAULT_MAX_BACKFILL_RUNS = 2  # one per core of the reference machine
+# The run tag that puts a run in the micro-batch lane of the run queue (at most one at a time).
+QUEUE_TAG = "iot/queue"
+MICRO_BATCH_QUEUE = "micro_batch"

@@ -12,8 +12,8 @@ from iot_platform.core.simulator import FleetParams
 from iot_platform.io.lake import Lake
 from iot_platform.orchestration.resources import ClockResource, DetectionResource, FleetResource, LakeResource
 
-# real servers started by the test session (tests/servers/)
-pytest_plugins = ["servers.s3"]
+# Real servers the session starts on demand (each only when a test asks for its fixture).
+pytest_plugins = ["servers.s3", "servers.postgres"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAY = dt.date(2024, 1, 3)

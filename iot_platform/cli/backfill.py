@@ -27,9 +27,28 @@ def run(args: argparse.Namespace) -> int:
     if first > last:
         raise CliError(f"START {first} is after END {last}; expected START <= END within {runs.valid_range_text(partitions)}")
     plan = runs.Plan(keys=keys, first=first, last=last)
+    if args.workers > 1:
+        from iot_platform.orchestration.backfill import LAKE_ASSETS
+
+        if {k.to_user_string() for k in keys} != set(LAKE_ASSETS):
+            raise CliError(
+                f"--workers {args.workers} builds the whole lake (--select {DEFAULT_SELECT!r}); "
+                f"--select {args.select!r} runs with --workers 1"
+            )
     days = (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days + 1
-    print(f"backfill {first}..{last} ({days} days) of {', '.join(k.to_user_string() for k in keys)}", flush=True)
-    return runs.run_and_report("backfill", defs, plan, home, data_root=str(data_dir()), debug=args.debug)
+    on = f" on {args.workers} workers" if args.workers > 1 else ""
+    print(f"backfill {first}..{last} ({days} days) of {', '.join(k.to_user_string() for k in keys)}{on}", flush=True)
+    return runs.run_and_report("backfill", defs, plan, home, data_root=str(data_dir()), debug=args.debug, workers=args.workers)
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"workers {text!r} is not valid; expected a whole number >= 1")
+    return n
 
 
 def register(sub) -> None:
@@ -47,6 +66,14 @@ def register(sub) -> None:
     p.add_argument(
         "--select", default=DEFAULT_SELECT,
         help=f"which assets, in Dagster's selection syntax (default {DEFAULT_SELECT!r}; e.g. 'anomalies', '+anomalies')",
+    )  # fmt: skip
+    p.add_argument(
+        "--workers", type=_workers, default=1,
+        help=(
+            "processes building days at once (default 1: one process, one run step per asset). With N > 1 the "
+            "run is the backfill_days job on Dagster's multiprocess executor: readings of N chunks of days side "
+            "by side, then window_stats and anomalies day after day; the same lake, byte for byte"
+        ),
     )  # fmt: skip
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and Dagster's event log")
     p.set_defaults(func=run)

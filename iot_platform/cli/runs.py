@@ -26,6 +26,7 @@ from iot_platform.cli.dagster_home import open_instance
 # Dagster's run tags for a run over a range of partitions (what a single-run backfill sets).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+INVOCATION_TAG = "iot/invocation"  # finds a run whose id Dagster chose (execute_job)
 _DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -124,27 +125,67 @@ def execute(
     data_root: str,
     echo: Callable[[str], None] = print,
     debug: bool = False,
+    workers: int = 1,
 ) -> Outcome:
-    """Run ``plan`` in-process in ``instance``; echo one line per (asset, partition) as it is materialized."""
-    job = defs.resolve_implicit_job_def_def_for_assets(list(plan.keys))
-    if job is None:  # pragma: no cover - every materializable selection has an implicit job
-        raise CliError("Dagster found no job for the selection")
-    run_id = str(uuid.uuid4())  # chosen here so that progress can follow the run while it executes
-    run_tags = dict(tags)
-    partition_key = None
-    if plan.first is not None and plan.first == plan.last:
-        partition_key = plan.first
-    elif plan.first is not None:
-        run_tags.update({RANGE_START_TAG: plan.first, RANGE_END_TAG: plan.last})
-    # Dagster's console logger would print every event; the lines below say what matters.
-    run_config = {"loggers": {"console": {"config": {"log_level": "DEBUG" if debug else "WARNING"}}}}
+    """Run ``plan`` in ``instance``; echo one line per (asset, partition) as it is materialized.
 
-    outcome = Outcome(run_id=run_id, success=False, seconds=0.0)
+    ``workers=1``: the assets' own job, in this process (one step per asset). More:
+    the ``backfill_days`` job on Dagster's multiprocess executor with ``max_concurrent``
+    = workers (readings of different days side by side, detection day after day).
+    """
+    run_tags = dict(tags)
+    # Dagster's console logger would print every event; the lines below say what matters.
+    loggers = {"console": {"config": {"log_level": "DEBUG" if debug else "WARNING"}}}
+    if workers == 1:
+        job = defs.resolve_implicit_job_def_def_for_assets(list(plan.keys))
+        if job is None:  # pragma: no cover - every materializable selection has an implicit job
+            raise CliError("Dagster found no job for the selection")
+        run_id = str(uuid.uuid4())  # chosen here so that progress can follow the run while it executes
+        partition_key = None
+        if plan.first is not None and plan.first == plan.last:
+            partition_key = plan.first
+        elif plan.first is not None:
+            run_tags.update({RANGE_START_TAG: plan.first, RANGE_END_TAG: plan.last})
+
+        def launch():
+            return job.execute_in_process(
+                run_config={"loggers": loggers}, instance=instance, partition_key=partition_key,
+                asset_selection=list(plan.keys), run_id=run_id, tags=run_tags, raise_on_error=False,
+            )  # fmt: skip
+
+        def find_run_id() -> str | None:
+            return run_id
+    else:
+        from iot_platform.orchestration.backfill import backfill_job_from_definitions
+
+        # execute_job picks the run id: the run is found by a tag of its own
+        token = str(uuid.uuid4())
+        run_tags.update({INVOCATION_TAG: token, "iot/backfill_range": f"{plan.first}..{plan.last}"})
+        run_config = {
+            "ops": {"plan_backfill": {"config": {"start": plan.first, "end": plan.last, "chunks": workers}}},
+            "execution": {"config": {"max_concurrent": workers}},
+            "loggers": loggers,
+        }
+
+        def launch():
+            return dg.execute_job(dg.reconstructable(backfill_job_from_definitions), instance, run_config=run_config,
+                                  tags=run_tags, raise_on_error=False)  # fmt: skip
+
+        def find_run_id() -> str | None:
+            found = instance.get_run_ids(filters=dg.RunsFilter(tags={INVOCATION_TAG: token}), limit=1)
+            return found[0] if found else None
+
+    outcome = Outcome(run_id="", success=False, seconds=0.0)
     seen: set[tuple[str, str | None]] = set()
     done = threading.Event()
 
     def report_new() -> None:
-        for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        if not outcome.run_id:
+            outcome.run_id = find_run_id() or ""
+            if not outcome.run_id:
+                return
+            echo(f"run {outcome.run_id} in Dagster home {instance.root_directory}")
+        for record in instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
             event = record.dagster_event
             if event is None or event.asset_key is None:
                 continue
@@ -166,20 +207,13 @@ def execute(
         while not done.wait(0.5):
             report_new()
 
-    echo(f"run {run_id} in Dagster home {instance.root_directory}")
     follower = threading.Thread(target=follow, name="iot-progress", daemon=True)
     started = time.monotonic()
+    if workers == 1:
+        report_new()  # the run id is known before the run starts
     follower.start()
     try:
-        result = job.execute_in_process(
-            run_config=run_config,
-            instance=instance,
-            partition_key=partition_key,
-            asset_selection=list(plan.keys),
-            run_id=run_id,
-            tags=run_tags,
-            raise_on_error=False,
-        )
+        result = launch()
     finally:
         done.set()
         follower.join()
@@ -189,11 +223,18 @@ def execute(
     if not result.success:
         failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
         outcome.failure = "; ".join(
-            f"{e.step_key}: {e.step_failure_data.error.message.strip().splitlines()[-1]}"  # type: ignore[union-attr]
+            f"{e.step_key}: {_root_cause(e.step_failure_data.error)}"  # type: ignore[union-attr]
             for e in failures
             if e.step_failure_data and e.step_failure_data.error
         ) or "the run failed; see it in the UI"
     return outcome
+
+
+def _root_cause(error) -> str:
+    """The last line of the innermost error: the step's own exception, not Dagster's wrapper of it."""
+    while error.cause is not None and "DagsterExecutionStepExecutionError" in (error.cls_name or ""):
+        error = error.cause
+    return error.message.strip().splitlines()[-1]
 
 
 def summary_line(verb: str, plan: Plan, outcome: Outcome) -> str:
@@ -204,7 +245,7 @@ def summary_line(verb: str, plan: Plan, outcome: Outcome) -> str:
     return f"{verb} {state}: {span}, {len(plan.keys)} assets, rows: {rows}; {outcome.seconds:.1f} s; run {outcome.run_id}"
 
 
-def run_and_report(command: str, defs: dg.Definitions, plan: Plan, home, *, data_root: str, debug: bool) -> int:
+def run_and_report(command: str, defs: dg.Definitions, plan: Plan, home, *, data_root: str, debug: bool, workers: int = 1) -> int:
     """Execute ``plan`` in the Dagster home ``home``, echo its progress, end with the summary line.
 
     Returns the exit code: 0 when the run succeeded, 1 when it failed.
@@ -212,7 +253,7 @@ def run_and_report(command: str, defs: dg.Definitions, plan: Plan, home, *, data
     with open_instance(home) as instance:
         outcome = execute(
             defs, plan, instance, tags={"iot/started_by": f"iot-platform {command}"}, data_root=data_root,
-            echo=lambda line: print(line, flush=True), debug=debug,
+            echo=lambda line: print(line, flush=True), debug=debug, workers=workers,
         )  # fmt: skip
     if not outcome.success:
         print(f"failed: {outcome.failure}", flush=True)

@@ -41,8 +41,8 @@ def code_target() -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     home = use_dagster_home()
-    # Create the instance's SQLite storage here, once: the webserver and the daemon starting
-    # together on a new Dagster home would both create its tables, and one of them would fail.
+    # Create the instance's storage (SQLite or PostgreSQL) here, once: the webserver and the daemon
+    # starting together on a new Dagster home would both create its tables, and one of them would fail.
     with open_instance(home):
         pass
     target = code_target()
@@ -104,7 +104,8 @@ def register(sub) -> None:
             "($IOT_DATA_DIR, default ./data). Run history lives in $DAGSTER_HOME (default "
             "$IOT_DATA_DIR/dagster_home), which `iot-platform backfill` and `materialize` share, so their runs "
             "show here. The Dagster home is created with telemetry and the first-visit pop-up off "
-            "(see its dagster.yaml). Loads workspace.yaml when started in the project root, else the "
+            "(see its dagster.yaml). With IOT_DAGSTER_POSTGRES_URL set when the home is created, run history "
+            "lives in that PostgreSQL database instead. Loads workspace.yaml when started in the project root, else the "
             "installed iot_platform.definitions. Ctrl-C stops both processes."
         ),
     )

@@ -19,7 +19,7 @@ from iot_platform.io.microbatch import landing_id, pending_landing_files, run_mi
 from iot_platform.orchestration.metadata import ts_text
 from iot_platform.orchestration.partitions import start_date
 from iot_platform.orchestration.resources import ClockResource, DetectionResource, FleetResource, LakeResource
-from iot_platform.settings import landing_dir
+from iot_platform.settings import MICRO_BATCH_QUEUE, QUEUE_TAG, landing_dir
 
 
 class MicroBatchConfig(dg.Config):
@@ -79,8 +79,9 @@ def micro_batch(
     name="micro_batch_job",
     # in-process: a sensor tick to a trivial run's success takes ~4.4 s instead of ~10.7 s
     executor_def=dg.in_process_executor,
-    # every run ingests all that is pending, so a retry is always safe
-    tags={"dagster/max_retries": "2"},
+    # every run ingests all that is pending, so a retry is always safe; the queue tag puts the
+    # runs in the run queue's micro-batch lane (one at a time, see cli/dagster_home.py)
+    tags={"dagster/max_retries": "2", QUEUE_TAG: MICRO_BATCH_QUEUE},
     description="One micro-batch: new simulated readings and landing files into today's partitions.",
 )
 def micro_batch_job():

@@ -37,7 +37,7 @@ out_of_order, clock_skew). An episode spanning midnight appears in each day
 it touches, with the same label_id."""
 
 
-def _day_metadata(s: DayStats) -> dict:
+def day_metadata(s: DayStats) -> dict:
     return {
         "dagster/row_count": s.rows,
         "sensors": s.sensors,
@@ -49,19 +49,19 @@ def _day_metadata(s: DayStats) -> dict:
     }
 
 
-def _drain_landing(context: AssetExecutionContext, lake: LakeResource, fleet: FleetResource, detection: DetectionResource) -> None:
+def drain_landing_first(log, days, lake: LakeResource, fleet: FleetResource, detection: DetectionResource) -> None:
     """Files waiting in the landing zone (an import, a capture) reach the lake before the days are built.
 
     Without it, history imported while the daemon is off would miss the
-    backfill of its own days. The days being backfilled are left to this run.
+    backfill of its own days. The days being backfilled (``days``) are left to this run.
     """
-    days = frozenset(days_of(context))
+    days = frozenset(days)
     first_day = dt.date.fromisoformat(start_date())
     downstream = make_update_downstream(detection.settings(fleet.params(), lake.lake.root), first_day, skip_days=days)
     r = drain_landing(lake.lake, time.time_ns() // 1000, fleet=fleet.params(), landing=landing_dir(lake.lake.root),
                       first_day=first_day, downstream=downstream)  # fmt: skip
     if r is not None:
-        context.log.info(
+        log.info(
             f"landing zone: {r.landing_files} files ingested first ({r.ingested} readings, {r.rejected} rejected, "
             f"{r.duplicates} duplicates) into {', '.join(sorted(r.per_day)) or 'no day'}"
         )
@@ -86,13 +86,13 @@ def fleet_readings(context: AssetExecutionContext, fleet: FleetResource, lake: L
     params = fleet.params()
     selected = {k.to_user_string() for k in context.selected_asset_keys}
     if "readings" in selected:
-        _drain_landing(context, lake, fleet, detection)
+        drain_landing_first(context.log, days_of(context), lake, fleet, detection)
     for day in days_of(context):  # streamed: memory follows one chunk of sensors
         s = build_readings_day(lake.lake, params, day, now_us=time.time_ns() // 1000, write_labels="fault_labels" in selected)
         context.log.info(f"readings {day}: {s.rows} rows, {s.rejected} rejected, missing {s.missing_rate:.2%}")
         # per partition, so each day of a single-run backfill carries its own figures
         if "readings" in selected:
-            context.add_asset_metadata(_day_metadata(s), asset_key="readings", partition_key=day.isoformat())
+            context.add_asset_metadata(day_metadata(s), asset_key="readings", partition_key=day.isoformat())
         if "fault_labels" in selected:
             context.add_asset_metadata({"dagster/row_count": s.labels, "simulated": params is not None},
                                        asset_key="fault_labels", partition_key=day.isoformat())  # fmt: skip

@@ -1,0 +1,124 @@
+"""`backfill_days`: the lake's days START..END built by several workers, in one Dagster run.
+
+Which work may run side by side follows from the partition mappings of the
+assets: `readings` (and `fault_labels`) of one day depend on nothing but the
+simulator and the landing zone, so any number of days build at once; but
+`window_stats`/`anomalies` of day D read the readings of D-1 and D and the
+window_stats of D-7..D-1, so that step goes day after day. The job says
+exactly that as a graph:
+
+    plan_backfill --(one chunk of consecutive days each)--> readings_days (x chunks)
+                                                               \\-- collect --> detection_days
+
+and leaves the spreading to Dagster's executor: the multiprocess executor
+(`max_concurrent` = workers) on one machine, ``k8s_job_executor`` (one pod
+per step) on Kubernetes when ``IOT_BACKFILL_EXECUTOR=k8s``. Each step calls
+the same functions as the assets (``build_readings_day``, ``build_day``) and
+reports the same materializations, partition by partition, so the lake, the
+UI and a later run cannot tell it from a one-worker backfill.
+"""
+
+# No `from __future__ import annotations`: Dagster inspects the op annotations at runtime.
+
+import datetime as dt
+import os
+import time
+
+import dagster as dg
+from dagster import OpExecutionContext
+
+from iot_platform.io.downstream import build_day
+from iot_platform.io.ingest import build_readings_day
+from iot_platform.orchestration.assets.fleet import day_metadata, drain_landing_first
+from iot_platform.orchestration.metadata import anomaly_metadata, window_metadata
+from iot_platform.orchestration.resources import DetectionResource, FleetResource, LakeResource
+
+BACKFILL_EXECUTOR_ENV = "IOT_BACKFILL_EXECUTOR"
+LAKE_ASSETS = ("readings", "fault_labels", "window_stats", "anomalies")
+
+
+class BackfillConfig(dg.Config):
+    start: str  # first day, YYYY-MM-DD
+    end: str  # last day (inclusive)
+    chunks: int = 1  # steps the readings are split into (normally the number of workers)
+
+
+def day_chunks(start: dt.date, end: dt.date, chunks: int) -> list[list[dt.date]]:
+    """START..END as ``chunks`` runs of consecutive days, sizes differing by at most one, none empty."""
+    if chunks < 1:
+        raise ValueError(f"chunks={chunks} is invalid; expected an integer >= 1")
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    n = min(chunks, len(days))
+    size, extra = divmod(len(days), n)
+    out, at = [], 0
+    for i in range(n):
+        step = size + (i < extra)
+        out.append(days[at : at + step])
+        at += step
+    return out
+
+
+@dg.op(out=dg.DynamicOut(list), description="Drain the landing zone, then cut the days into chunks for the workers.")
+def plan_backfill(context: OpExecutionContext, config: BackfillConfig, lake: LakeResource, fleet: FleetResource,
+                  detection: DetectionResource):  # fmt: skip
+    start, end = dt.date.fromisoformat(config.start), dt.date.fromisoformat(config.end)
+    chunks = day_chunks(start, end, config.chunks)
+    drain_landing_first(context.log, [d for c in chunks for d in c], lake, fleet, detection)
+    for chunk in chunks:
+        key = f"{chunk[0]:%Y_%m_%d}__{chunk[-1]:%Y_%m_%d}"
+        yield dg.DynamicOutput([d.isoformat() for d in chunk], mapping_key=key)
+
+
+@dg.op(description="Build `readings` and `fault_labels` of a chunk of days (independent of every other day).")
+def readings_days(context: OpExecutionContext, days: list, lake: LakeResource, fleet: FleetResource) -> list:
+    params = fleet.params()
+    for key in days:
+        s = build_readings_day(lake.lake, params, dt.date.fromisoformat(key), now_us=time.time_ns() // 1000, write_labels=True)
+        context.log.info(f"readings {key}: {s.rows} rows, {s.rejected} rejected, missing {s.missing_rate:.2%}")
+        yield dg.AssetMaterialization("readings", partition=key, metadata=day_metadata(s))
+        yield dg.AssetMaterialization("fault_labels", partition=key,
+                                      metadata={"dagster/row_count": s.labels, "simulated": params is not None})  # fmt: skip
+    yield dg.Output(days)
+
+
+@dg.op(description="Build `window_stats` and `anomalies` day after day (day D needs D-1 .. D-7 built first).")
+def detection_days(context: OpExecutionContext, chunks: list, lake: LakeResource, fleet: FleetResource,
+                   detection: DetectionResource) -> None:  # fmt: skip
+    settings = detection.settings(fleet.params(), lake.lake.root)
+    for key in sorted(k for chunk in chunks for k in chunk):
+        day = dt.date.fromisoformat(key)
+        out = build_day(lake.lake, day, settings, now_us=time.time_ns() // 1000)
+        context.log.info(f"{day}: {out.window_stats.num_rows} windows, {out.anomalies.num_rows} episodes from {out.points.num_rows} points")
+        yield dg.AssetMaterialization("window_stats", partition=key, metadata=window_metadata(out.window_stats))
+        yield dg.AssetMaterialization("anomalies", partition=key, metadata=anomaly_metadata(lake.lake, day, out.anomalies))
+    yield dg.Output(None)
+
+
+def _executor() -> dg.ExecutorDefinition:
+    kind = os.environ.get(BACKFILL_EXECUTOR_ENV) or "multiprocess"
+    if kind == "multiprocess":
+        return dg.multiprocess_executor
+    if kind == "k8s":
+        from dagster_k8s import k8s_job_executor  # only in the Kubernetes image (deploy/Dockerfile)
+
+        return k8s_job_executor
+    raise ValueError(f"{BACKFILL_EXECUTOR_ENV}={kind!r} is invalid; expected multiprocess or k8s")
+
+
+@dg.job(
+    name="backfill_days",
+    executor_def=_executor(),
+    description=(
+        "Build the lake's days START..END with several workers: readings in parallel chunks, then "
+        "window_stats and anomalies day after day. Set the workers with the executor's max_concurrent."
+    ),
+)
+def backfill_days():
+    detection_days(plan_backfill().map(readings_days).collect())
+
+
+def backfill_job_from_definitions() -> dg.JobDefinition:
+    """The job with the code location's resources bound: what each worker process reconstructs."""
+    from iot_platform.definitions import defs
+
+    return defs.resolve_job_def("backfill_days")
