@@ -8,7 +8,7 @@ from iot_platform.orchestration.alerts import alert_delivery_sensor, alerts_job
 from iot_platform.orchestration.assets.detection import window_stats_and_anomalies
 from iot_platform.orchestration.assets.fleet import fleet_readings
 from iot_platform.orchestration.assets.sensors import sensors
-from iot_platform.orchestration.backfill import backfill_days
+from iot_platform.orchestration.backfill import backfill_days, backfill_days_in_waves
 from iot_platform.orchestration.checks import all_checks
 from iot_platform.orchestration.models import build_model_assets, build_model_checks
 from iot_platform.orchestration.micro_batch import (
@@ -24,7 +24,7 @@ from iot_platform.orchestration.resources import ClockResource, detection_from_e
 defs = dg.Definitions(
     assets=[fleet_readings, window_stats_and_anomalies, sensors, *build_model_assets()],
     asset_checks=[*all_checks, *build_model_checks()],
-    jobs=[micro_batch_job, finalize_job, refresh_models_job, alerts_job, backfill_days],
+    jobs=[micro_batch_job, finalize_job, refresh_models_job, alerts_job, backfill_days, backfill_days_in_waves],
     sensors=[micro_batch_sensor, alert_delivery_sensor],
     schedules=[finalize_yesterday, refresh_models_schedule],
     resources={

@@ -136,3 +136,34 @@ def test_a_failing_step_is_reported_with_its_own_error_and_exit_1(tmp_path):
     assert lines[-2] == f"failed: plan_backfill: ValueError: {bad}: not valid YAML (while parsing a flow node)"
     assert lines[-1].startswith("backfill FAILED: 4 partitions (2024-01-01..2024-01-04), 4 assets, rows: -; ")
     assert not (tmp_path / "data" / "lake" / "readings").exists()
+
+
+def test_from_three_workers_detection_runs_in_two_waves_and_builds_the_same_lake(tmp_path):
+    one, four = tmp_path / "one", tmp_path / "four"
+    p1 = _backfill(one)
+    assert p1.returncode == 0, p1.stderr
+    p4 = _backfill(four, "--workers", "4")
+    assert p4.returncode == 0, p4.stderr
+    assert "Warning" not in p4.stderr, p4.stderr
+    assert _lake_files(four) == _lake_files(one)
+    run_id = p4.stdout.splitlines()[-1].rsplit(" ", 1)[1]
+    events = _step_events(four / "home", run_id)
+    days = ["2024_01_01__2024_01_01", "2024_01_02__2024_01_02", "2024_01_03__2024_01_03", "2024_01_04__2024_01_04"]
+    waves = [f"window_days[{d}]" for d in days], [f"anomaly_days[{d}]" for d in days]
+    done = {step for kind, step, _ in events if kind == "STEP_SUCCESS"}
+    assert done == {"plan_backfill", "plan_waves", "plan_days", "detection_after_waves",
+                    *[f"readings_days[{d}]" for d in days], *waves[0], *waves[1]}  # fmt: skip
+    order = [(kind, step) for kind, step, _ in events]
+    # every day's anomalies began after every day's windows were in: the history they read is complete
+    assert min(order.index(("STEP_START", s)) for s in waves[1]) > max(order.index(("STEP_SUCCESS", s)) for s in waves[0])
+    with dg.DagsterInstance.from_config(str(four / "home")) as instance:
+        (run,) = instance.get_runs()
+        assert (run.job_name, run.status) == ("backfill_days_in_waves", dg.DagsterRunStatus.SUCCESS)
+
+
+def test_the_waves_leave_yesterday_and_today_to_the_ordered_step():
+    from iot_platform.orchestration.backfill import past_days
+
+    keys = ["2024-03-08", "2024-03-09", "2024-03-10", "2024-03-11"]
+    assert past_days(keys, dt.date(2024, 3, 11)) == ["2024-03-08", "2024-03-09"]
+    assert past_days(keys, dt.date(2024, 3, 9)) == []

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from iot_platform.cli import CliError, main
-from iot_platform.cli.dagster_home import dagster_home, instance_yaml, postgres_sqlalchemy_url, use_dagster_home
+from iot_platform.cli.dagster_home import dagster_home, instance_yaml, postgres_sqlalchemy_url
 from iot_platform.definitions import defs
 
 

@@ -12,7 +12,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import dagster as dg
 import pytest
 from conftest_serial import cli_command
 

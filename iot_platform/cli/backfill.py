@@ -72,7 +72,8 @@ def register(sub) -> None:
         help=(
             "processes building days at once (default 1: one process, one run step per asset). With N > 1 the "
             "run is the backfill_days job on Dagster's multiprocess executor: readings of N chunks of days side "
-            "by side, then window_stats and anomalies day after day; the same lake, byte for byte"
+            "by side, then window_stats and anomalies day after day; from 3 workers backfill_days_in_waves, which "
+            "also builds the window_stats, then the anomalies, of past days side by side; the same lake, byte for byte"
         ),
     )  # fmt: skip
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and Dagster's event log")

@@ -131,7 +131,8 @@ def execute(
 
     ``workers=1``: the assets' own job, in this process (one step per asset). More:
     the ``backfill_days`` job on Dagster's multiprocess executor with ``max_concurrent``
-    = workers (readings of different days side by side, detection day after day).
+    = workers (readings of different days side by side, detection day after day); from 3
+    workers ``backfill_days_in_waves`` (detection of past days side by side too).
     """
     run_tags = dict(tags)
     # Dagster's console logger would print every event; the lines below say what matters.
@@ -156,7 +157,7 @@ def execute(
         def find_run_id() -> str | None:
             return run_id
     else:
-        from iot_platform.orchestration.backfill import backfill_job_from_definitions
+        from iot_platform.orchestration.backfill import reconstructable_backfill_job
 
         # execute_job picks the run id: the run is found by a tag of its own
         token = str(uuid.uuid4())
@@ -168,7 +169,7 @@ def execute(
         }
 
         def launch():
-            return dg.execute_job(dg.reconstructable(backfill_job_from_definitions), instance, run_config=run_config,
+            return dg.execute_job(reconstructable_backfill_job(workers), instance, run_config=run_config,
                                   tags=run_tags, raise_on_error=False)  # fmt: skip
 
         def find_run_id() -> str | None:

@@ -35,9 +35,9 @@ from iot_platform.core import simulator as sim
 from iot_platform.core.detectors.drift import drift_baseline
 from iot_platform.core.detectors.episodes import to_episodes
 from iot_platform.core.detectors.params import READING_TYPES, DetectionParams, context_seconds
-from iot_platform.core.detectors.pipeline import detect_points, run_day_chunked
+from iot_platform.core.detectors.pipeline import detect_points, run_day_chunked, window_stats_day
 from iot_platform.core.detectors.points import POINTS
-from iot_platform.core.schemas import READINGS, WINDOW_STATS, conform
+from iot_platform.core.schemas import ANOMALIES, READINGS, WINDOW_STATS, conform
 from iot_platform.core.windows import compute_window_stats
 from iot_platform.io.commit import PartInfo, State, committed_files, day_lock, part_file, remove_uncommitted_parts
 from iot_platform.io.lake import COMPACTED, TABLES, Lake, read_metadata, write_parquet_atomic
@@ -256,6 +256,22 @@ def build_day(
             before_write()
         write_day(lake, day, out)
     return out
+
+
+def build_window_stats_day(lake: Lake, day: dt.date, settings: DownstreamSettings) -> pa.Table:
+    """Only ``day``'s window_stats, as :func:`build_day` would write them: a parallel backfill's first wave.
+
+    For past days only (a micro-batch updates today and yesterday incrementally
+    from their anomaly_points' watermark, which must not lag their windows);
+    the day's :func:`build_day` follows and rewrites the same windows with the
+    points and episodes.
+    """
+    with day_lock(lake, day):  # computed under the lock too: a late-data rebuild of the day cannot slip in between
+        window_stats = window_stats_day(iter_day_chunks(lake, day, settings), settings.params, day=day,
+                                        intervals=settings.intervals(), workers=settings.workers)  # fmt: skip
+        write_day(lake, day, DayOutput(window_stats, POINTS.empty_table(), ANOMALIES.empty_table(),
+                                       _day_start(day) + DAY_US), tables=("window_stats",))  # fmt: skip
+    return window_stats
 
 
 # -- micro-batches -------------------------------------------------------------------------------

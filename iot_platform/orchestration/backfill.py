@@ -10,7 +10,22 @@ exactly that as a graph:
     plan_backfill --(one chunk of consecutive days each)--> readings_days (x chunks)
                                                                \\-- collect --> detection_days
 
-and leaves the spreading to Dagster's executor: the multiprocess executor
+From 3 workers on, `backfill_days_in_waves` also spreads detection: a
+window needs only its sensor's readings, so the window_stats of every past
+day are built side by side first (wave 1), then each day's anomalies, which
+read the previous days' windows as history, side by side too (wave 2: the
+day's windows are rewritten, the same bytes, with its points and episodes
+under the day's lock); yesterday and today, which micro-batches update
+incrementally, still go last, in order:
+
+    ... collect --> plan_waves --> window_days (x chunks) --> collect --> plan_days
+        --> anomaly_days (x chunks) --> collect --> detection_days (the days left, in order)
+
+Wave 1 costs about half a day's detection per day again (reading the
+readings and the panes twice), so with 2 workers, whose days already use
+both cores through threads, the serial plan is the faster one.
+
+Both leave the spreading to Dagster's executor: the multiprocess executor
 (`max_concurrent` = workers) on one machine, ``k8s_job_executor`` (one pod
 per step) on Kubernetes when ``IOT_BACKFILL_EXECUTOR=k8s``. Each step calls
 the same functions as the assets (``build_readings_day``, ``build_day``) and
@@ -27,7 +42,7 @@ import time
 import dagster as dg
 from dagster import OpExecutionContext
 
-from iot_platform.io.downstream import build_day
+from iot_platform.io.downstream import build_day, build_window_stats_day
 from iot_platform.io.ingest import build_readings_day
 from iot_platform.orchestration.assets.fleet import day_metadata, drain_landing_first
 from iot_platform.orchestration.metadata import anomaly_metadata, window_metadata
@@ -84,13 +99,65 @@ def readings_days(context: OpExecutionContext, days: list, lake: LakeResource, f
 @dg.op(description="Build `window_stats` and `anomalies` day after day (day D needs D-1 .. D-7 built first).")
 def detection_days(context: OpExecutionContext, chunks: list, lake: LakeResource, fleet: FleetResource,
                    detection: DetectionResource) -> None:  # fmt: skip
+    yield from _detect(context, sorted(k for chunk in chunks for k in chunk), lake, fleet, detection)
+    yield dg.Output(None)
+
+
+def _detect(context: OpExecutionContext, keys: list, lake: LakeResource, fleet: FleetResource,
+            detection: DetectionResource):  # fmt: skip
+    """Build the days ``keys`` in this order with the assets' own function, reporting their materializations."""
     settings = detection.settings(fleet.params(), lake.lake.root)
-    for key in sorted(k for chunk in chunks for k in chunk):
+    for key in keys:
         day = dt.date.fromisoformat(key)
         out = build_day(lake.lake, day, settings, now_us=time.time_ns() // 1000)
         context.log.info(f"{day}: {out.window_stats.num_rows} windows, {out.anomalies.num_rows} episodes from {out.points.num_rows} points")
         yield dg.AssetMaterialization("window_stats", partition=key, metadata=window_metadata(out.window_stats))
         yield dg.AssetMaterialization("anomalies", partition=key, metadata=anomaly_metadata(lake.lake, day, out.anomalies))
+
+
+def past_days(keys: list, today: dt.date) -> list:
+    """The day keys a micro-batch no longer updates incrementally: before yesterday."""
+    return [k for k in keys if dt.date.fromisoformat(k) < today - dt.timedelta(days=1)]
+
+
+@dg.op(out=dg.DynamicOut(list), description="Wave 1's chunks: the past days of each readings chunk.")
+def plan_waves(chunks: list):
+    today = dt.datetime.now(dt.UTC).date()
+    waves = [past_days(chunk, today) for chunk in chunks]
+    waves = [w for w in waves if w] or [[]]  # always one mapping: an empty fan-out would skip what follows
+    for w in waves:
+        yield dg.DynamicOutput(w, mapping_key=f"{w[0].replace('-', '_')}__{w[-1].replace('-', '_')}" if w else "none")
+
+
+@dg.op(description="Wave 1: `window_stats` of a chunk of past days (a window needs no other day's windows).")
+def window_days(context: OpExecutionContext, days: list, lake: LakeResource, fleet: FleetResource,
+                detection: DetectionResource) -> list:  # fmt: skip
+    settings = detection.settings(fleet.params(), lake.lake.root)
+    for key in days:
+        ws = build_window_stats_day(lake.lake, dt.date.fromisoformat(key), settings)
+        context.log.info(f"{key}: {ws.num_rows} windows (wave 1)")
+    return days
+
+
+@dg.op(out=dg.DynamicOut(list), description="Wave 2's chunks: the days wave 1 built windows for.")
+def plan_days(waves: list):
+    waves = [w for w in waves if w] or [[]]
+    for w in waves:
+        yield dg.DynamicOutput(w, mapping_key=f"{w[0].replace('-', '_')}__{w[-1].replace('-', '_')}" if w else "none")
+
+
+@dg.op(description="Wave 2: `window_stats` and `anomalies` of a chunk of past days, their history built by wave 1.")
+def anomaly_days(context: OpExecutionContext, days: list, lake: LakeResource, fleet: FleetResource,
+                 detection: DetectionResource):  # fmt: skip
+    yield from _detect(context, days, lake, fleet, detection)
+    yield dg.Output(days)
+
+
+@dg.op(description="`window_stats` and `anomalies` of the days the waves left (yesterday, today), in order.")
+def detection_after_waves(context: OpExecutionContext, chunks: list, done: list, lake: LakeResource,
+                          fleet: FleetResource, detection: DetectionResource) -> None:  # fmt: skip
+    built = {k for chunk in done for k in chunk}
+    yield from _detect(context, sorted(k for chunk in chunks for k in chunk if k not in built), lake, fleet, detection)
     yield dg.Output(None)
 
 
@@ -117,8 +184,39 @@ def backfill_days():
     detection_days(plan_backfill().map(readings_days).collect())
 
 
+@dg.job(
+    name="backfill_days_in_waves",
+    executor_def=_executor(),
+    description=(
+        "Build the lake's days START..END with many workers: readings in parallel chunks, then the window_stats "
+        "of every past day side by side, then their anomalies side by side; yesterday and today last, in order."
+    ),
+)
+def backfill_days_in_waves():
+    chunks = plan_backfill().map(readings_days).collect()
+    done = plan_days(plan_waves(chunks).map(window_days).collect()).map(anomaly_days).collect()
+    detection_after_waves(chunks, done)
+
+
+WAVES_FROM_WORKERS = 3  # below, the serial detection plan is faster (see the module docstring)
+
+
 def backfill_job_from_definitions() -> dg.JobDefinition:
-    """The job with the code location's resources bound: what each worker process reconstructs."""
+    """``backfill_days`` with the code location's resources bound: what each worker process reconstructs."""
     from iot_platform.definitions import defs
 
     return defs.resolve_job_def("backfill_days")
+
+
+def backfill_in_waves_job_from_definitions() -> dg.JobDefinition:
+    """``backfill_days_in_waves``, likewise."""
+    from iot_platform.definitions import defs
+
+    return defs.resolve_job_def("backfill_days_in_waves")
+
+
+def reconstructable_backfill_job(workers: int):
+    """The job a ``--workers`` backfill runs, reconstructable in each worker process."""
+    if workers >= WAVES_FROM_WORKERS:
+        return dg.reconstructable(backfill_in_waves_job_from_definitions)
+    return dg.reconstructable(backfill_job_from_definitions)

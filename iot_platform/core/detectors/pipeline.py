@@ -337,12 +337,57 @@ def run_day_chunked(
         collect([process(ReadingsSource([], names).frame(0, len(names), w, registry=params.registry))])
 
     points = _finish(concat_points(pt_parts), fleet, params, a, b)
-    window_stats = pa.concat_tables(ws_parts) if ws_parts else WINDOW_STATS.empty_table()
-    if len(ws_parts) > 1:
-        window_stats = window_stats.take(
-            pc.sort_indices(window_stats, sort_keys=[("sensor_id", "ascending"), ("window_end", "ascending")])
-        )
-    return DayRun(window_stats, points, to_episodes(points, params))
+    return DayRun(_sorted_windows(ws_parts), points, to_episodes(points, params))
+
+
+def _sorted_windows(parts: list[pa.Table]) -> pa.Table:
+    """A day's window_stats from its chunks, in (sensor_id, window_end) order, one chunk: the same bytes however
+    the day was cut."""
+    if not parts:
+        return WINDOW_STATS.empty_table()
+    windows = pa.concat_tables(parts)
+    return windows.take(pc.sort_indices(windows, sort_keys=[("sensor_id", "ascending"), ("window_end", "ascending")]))
+
+
+def window_stats_day(
+    chunks: Iterable[tuple[pa.Table, pa.Table | None]],
+    params: DetectionParams = DetectionParams(),
+    *,
+    day: dt.date,
+    intervals: pa.Table | None = None,
+    chunk_rows: int = 1_000_000,
+    workers: int = 1,
+) -> pa.Table:
+    """The window_stats :func:`run_day_chunked` gives for ``day``, without the detectors.
+
+    A window needs only the readings of its sensor (the day's and the previous
+    day's tail), never the previous days' windows: so the window_stats of many
+    days can be built side by side (a parallel backfill's first wave), and the
+    detection of each day then reads them as its history.
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r} is invalid; expected an integer >= 1")
+    w = params.windows
+    a = _day_start(day)
+
+    def chunk(readings: pa.Table, prev_tail: pa.Table | None) -> list[pa.Table]:
+        source = ReadingsSource([prev_tail, readings])
+        out = []
+        for lo, hi in source.chunks(chunk_rows):
+            frame = source.frame(lo, hi, w, intervals, params.registry)
+            out.append(window_table(frame.names, window_arrays(frame, aggregate_panes(frame), a, a + DAY_US)))
+        return out
+
+    parts: list[pa.Table] = []
+    with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: collections.deque[cf.Future] = collections.deque()
+        for readings, prev_tail in chunks:
+            pending.append(pool.submit(chunk, readings, prev_tail))
+            if len(pending) >= workers:
+                parts += pending.popleft().result()
+        while pending:
+            parts += pending.popleft().result()
+    return _sorted_windows(parts)
 
 
 def run_day(
