@@ -40,7 +40,7 @@ from iot_platform.core.detectors.points import POINTS
 from iot_platform.core.schemas import READINGS, WINDOW_STATS, conform
 from iot_platform.core.windows import compute_window_stats
 from iot_platform.io.commit import PartInfo, State, committed_files, day_lock, part_file, remove_uncommitted_parts
-from iot_platform.io.lake import COMPACTED, TABLES, Lake, read_metadata, write_parquet_atomic
+from iot_platform.io.lake import TABLES, Lake, read_metadata, write_parquet_atomic
 
 UNTIL_KEY = "iot.until_us"
 # window_stats and anomaly_points parts of a day are merged into one part when
@@ -260,8 +260,8 @@ def build_day(
 def downstream_until(lake: Lake, state: State, day: dt.date) -> int | None:
     """Up to which window end ``day``'s derived tables are built (None: never built)."""
     until = None
-    compacted = lake.partition_dir("anomaly_points", day) / COMPACTED
-    if compacted.exists():
+    compacted = lake.compacted("anomaly_points", day)
+    if compacted is not None:
         raw = read_metadata(compacted).get(UNTIL_KEY)
         until = int(raw) if raw is not None else _day_start(day) + DAY_US
     for info in state.day_parts("anomaly_points", day).values():
@@ -357,7 +357,7 @@ def _update_day_locked(lake: Lake, state: State, batch_id: str, day: dt.date, st
                            emit_start=prev, emit_end=end, intervals=intervals)  # fmt: skip
     name = part_file(batch_id)
     for table, data in (("window_stats", new_ws), ("anomaly_points", points)):
-        lake.write_part(table, day, batch_id, data, metadata={UNTIL_KEY: str(end)})
+        lake.write_part(table, day, batch_id, data, metadata={UNTIL_KEY: str(end)}, commit=False)
         col = "window_end" if table == "window_stats" else "ts"
         ts = data[col].cast(pa.int64()) if data.num_rows else None
         state.day_parts(table, day)[name] = PartInfo(
@@ -384,7 +384,7 @@ def _merge_parts(lake: Lake, state: State, table: str, day: dt.date, batch_id: s
     data = data.sort_by([("sensor_id", "ascending"), (col, "ascending")])
     infos = list(parts.values())
     until = max(i.until for i in infos if i.until is not None)
-    lake.write_part(table, day, f"merged-{batch_id}", data, metadata={UNTIL_KEY: str(until)})
+    lake.write_part(table, day, f"merged-{batch_id}", data, metadata={UNTIL_KEY: str(until)}, commit=False)
     lo = [i.ts_min for i in infos if i.ts_min is not None]
     hi = [i.ts_max for i in infos if i.ts_max is not None]
     parts.clear()

@@ -1,33 +1,43 @@
-"""The Parquet lake: ``<root>/lake/<table>/date=YYYY-MM-DD/*.parquet``, hive-style.
+"""The lake: one Delta Lake table per lake table under ``<root>/lake/<table>``, partitioned by ``date``.
 
-A partition is a directory. It holds either one compacted ``data.parquet``
-(written by a backfill or the daily finalize) or that plus micro-batch parts
-``part-<batch_id>.parquet``. Two write operations exist, both atomic:
+Data files sit hive-style in ``<table>/date=YYYY-MM-DD/``; a file is part of
+the table only once a commit of the table's log (``_delta_log/``, written by
+the ``deltalake`` package: a create-if-absent of the next version) adds it.
+So readers take the snapshot's file list (:meth:`Lake.files`), never a
+directory listing, and every write is one commit (docs/lake-protocol.md):
 
-* :meth:`Lake.replace_partition` builds the new directory beside the lake and
-  swaps it in with one ``renameat2(RENAME_EXCHANGE)``: a reader or a crash sees
-  the old partition or the new one, never a mix.
-* :meth:`Lake.write_part` writes one file to a temp name, fsyncs and renames
-  it; a part is named by its batch id, so a retried batch overwrites its own
-  part instead of adding a second copy.
+* :meth:`Lake.replace_partition` writes one compacted ``data-<id>.parquet``
+  and commits an overwrite of the partition (its files removed, the new one
+  added): a reader sees the old partition or the new one, never a mix.
+* :meth:`Lake.write_part` writes ``part-<batch_id>.parquet`` and commits it,
+  or only stages it for the micro-batch's commit (:meth:`Lake.commit_record`,
+  used by :mod:`iot_platform.io.commit`): the batch's record is one commit,
+  applied to each table with the application transaction ``(app, seq)``, so a
+  plan is applied exactly once even when its process dies half-way.
 
 Writers of one partition serialize on a per-partition ``flock``, so a backfill
-and a micro-batch touching the same day cannot interleave.
+and a micro-batch touching the same day cannot interleave (a replace computed
+before a concurrent part was committed would remove that part).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
+import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import Schema as DeltaSchema
+from deltalake.transaction import AddAction, RemoveAction
 
 from iot_platform.core.detectors.points import POINTS
 from iot_platform.core.schemas import TABLES as _CORE_TABLES
@@ -38,14 +48,19 @@ from iot_platform.io.fsutil import exclusive_lock, fsync_path
 # `anomalies` episodes; kept so micro-batches can re-merge a day exactly)
 TABLES = {**_CORE_TABLES, "anomaly_points": POINTS}
 
-COMPACTED = "data.parquet"
+# a replace writes data-<id>.parquet: a fresh name, since the old file stays in the old snapshot
+COMPACTED_PREFIX = "data-"
 PART_PREFIX = "part-"
-_TMP_DIR = ".tmp"
+PARTITION = "date"
+DELTA_LOG = "_delta_log"
+MICRO_BATCH_APP = "iot-micro-batch"
+# the lock that guards a table's partitions when it is not the table's own
+LOCK_OF = {"rejected_readings": "readings"}
+# the micro-batch commit record (a one-row Delta table; see Lake.commit_record)
+COMMITS_TABLE = "_commits"
 # damaged files are moved here (never deleted), beside a note of why
 QUARANTINE_DIR = "_quarantine"
 _MAGIC = b"PAR1"
-_AT_FDCWD = -100
-_RENAME_EXCHANGE = 2
 
 # zstd keeps a day of 100 sensors near 100 MB; row groups of 1 M rows keep
 # the per-group min/max statistics useful for DuckDB's pruning.
@@ -92,20 +107,26 @@ def read_metadata(path: Path) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW")}
 
 
-def _exchange(a: Path, b: Path) -> None:
-    """Atomically swap two existing paths (Linux renameat2 RENAME_EXCHANGE)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"renameat2(RENAME_EXCHANGE) {a} <-> {b}: {os.strerror(err)}")
-
-
 def partition_name(day: dt.date | str) -> str:
     return f"date={day}" if isinstance(day, str) else f"date={day.isoformat()}"
 
 
+class LakeFormatError(RuntimeError):
+    """A lake table that is not a Delta table (a lake from before the migration)."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class Lake:
-    """The lake under ``root`` (the data root, ``$IOT_DATA_DIR``)."""
+    """The lake under ``root`` (the data root, ``$IOT_DATA_DIR``): one Delta table per lake table.
+
+    Data files are written by our own Parquet writer (zstd, sorted, with the
+    key-value metadata the readers use) into ``<table>/date=D/`` and become
+    part of the table only when a Delta commit adds them; every reader takes
+    the files of the table's current snapshot (:meth:`files`), never a listing.
+    """
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
@@ -118,29 +139,65 @@ class Lake:
     def partition_dir(self, table: str, day: dt.date | str) -> Path:
         return self.table_dir(table) / partition_name(day)
 
-    def glob(self, table: str) -> str:
-        """The glob DuckDB reads a table with (``hive_partitioning=true``)."""
-        return str(self.table_dir(table) / "*" / "*.parquet")
+    # -- the Delta table ----------------------------------------------------
+    def delta(self, table: str) -> DeltaTable | None:
+        """The table's current snapshot (None: never written)."""
+        d = self.table_dir(table)
+        if not (d / DELTA_LOG).is_dir():
+            if table in TABLES and d.is_dir() and any(d.glob("date=*/*.parquet")):
+                raise LakeFormatError(
+                    f"{d} is a plain Parquet directory from before the lake became Delta tables; "
+                    "run 'iot-platform doctor --convert' once to convert the lake in place"
+                )
+            return None
+        return DeltaTable(str(d))
+
+    def _snapshot(self, table: str) -> dict[str, list[str]]:
+        """day (ISO) -> relative paths of the snapshot's files."""
+        t = self.delta(table)
+        if t is None:
+            if table not in TABLES:  # tables outside the Delta set (alarm history): their files
+                return _listing(self.table_dir(table))
+            return {}
+        acts = t.get_add_actions(flatten=True)
+        out: dict[str, list[str]] = {}
+        for path, day in zip(acts.column("path").to_pylist(), acts.column(f"partition.{PARTITION}").to_pylist(), strict=True):
+            out.setdefault(str(day), []).append(path)
+        return out
 
     def files(self, table: str, day: dt.date | str) -> list[Path]:
-        d = self.partition_dir(table, day)
-        if not d.is_dir():
-            return []
-        return sorted(p for p in d.iterdir() if p.suffix == ".parquet" and not p.name.startswith("."))
+        """The partition's files in the table's current snapshot."""
+        key = day if isinstance(day, str) else day.isoformat()
+        return sorted(self.table_dir(table) / p for p in self._snapshot(table).get(key, []))
+
+    def all_files(self, table: str) -> list[Path]:
+        return sorted(self.table_dir(table) / p for ps in self._snapshot(table).values() for p in ps)
+
+    def scan_sql(self, table: str) -> str:
+        """A DuckDB ``read_parquet`` of the table's snapshot, with its hive partition column ``date``."""
+        files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in self.all_files(table))
+        return f"read_parquet([{files}], hive_partitioning = true, hive_types = {{'date': 'DATE'}})"
+
+    def compacted(self, table: str, day: dt.date | str) -> Path | None:
+        """The partition's compacted file (written by a replace), if any."""
+        found = [f for f in self.files(table, day) if f.name.startswith(COMPACTED_PREFIX)]
+        return found[-1] if found else None
 
     def exists(self, table: str, day: dt.date | str) -> bool:
         return bool(self.files(table, day))
 
     def days(self, table: str) -> list[dt.date]:
-        d = self.table_dir(table)
-        if not d.is_dir():
-            return []
         out = []
-        for p in d.iterdir():
-            if p.is_dir() and p.name.startswith("date="):
+        for key, paths in self._snapshot(table).items():
+            if paths:
                 with contextlib.suppress(ValueError):
-                    out.append(dt.date.fromisoformat(p.name[5:]))
+                    out.append(dt.date.fromisoformat(key))
         return sorted(out)
+
+    def committed_seq(self, table: str, app_id: str = MICRO_BATCH_APP) -> int:
+        t = self.delta(table)
+        v = t.transaction_version(app_id) if t is not None else None
+        return -1 if v is None else v
 
     # -- locking -----------------------------------------------------------
     @contextlib.contextmanager
@@ -152,6 +209,51 @@ class Lake:
     def _lock_file(self, table: str, day: dt.date | str) -> Path:
         return self.lake_dir / ".locks" / table / f"{partition_name(day)}.lock"
 
+    # -- commits -----------------------------------------------------------
+    def _ensure(self, table: str) -> DeltaTable:
+        """The table, created (empty, version 0) before its first file is written."""
+        t = self.delta(table)
+        if t is None:
+            DeltaTable.create(str(self.table_dir(table)), DeltaSchema.from_arrow(_table_schema(table)),
+                              partition_by=[PARTITION], mode="ignore")  # fmt: skip
+            t = DeltaTable(str(self.table_dir(table)))
+        return t
+
+    def commit(
+        self,
+        table: str,
+        adds: Iterable[tuple[dt.date | str, Path]] = (),
+        removes: Iterable[tuple[dt.date | str, Path]] = (),
+        *,
+        replace_day: dt.date | str | None = None,
+        seq: int | None = None,
+        app_id: str = MICRO_BATCH_APP,
+    ) -> None:
+        """One Delta commit of ``table``: add files, remove files, or replace a partition whole.
+
+        ``replace_day``: the commit removes every file of that partition and adds
+        ``adds`` (an overwrite with the predicate ``date = D``). ``seq``: the commit
+        carries the application transaction ``(app_id, seq)``.
+        """
+        schema = _table_schema(table)
+        adds, removes = list(adds), list(removes)
+        actions: list = [
+            AddAction(str(p.relative_to(self.table_dir(table))), p.stat().st_size, {PARTITION: _iso(d)}, _now_ms(), True,
+                      json.dumps({"numRecords": pq.ParquetFile(p).metadata.num_rows}))
+            for d, p in adds
+        ]  # fmt: skip
+        actions += [
+            RemoveAction(str(p.relative_to(self.table_dir(table))), True, _now_ms(), None, {PARTITION: _iso(d)})
+            for d, p in removes
+        ]  # fmt: skip
+        props = CommitProperties(app_transactions=[Transaction(app_id, seq)]) if seq is not None else None
+        t = self._ensure(table)
+        if replace_day is not None:
+            t.create_write_transaction(actions, mode="overwrite", schema=schema, partition_by=[PARTITION],
+                                       partition_filters=[(PARTITION, "=", _iso(replace_day))], commit_properties=props)  # fmt: skip
+        else:
+            t.create_write_transaction(actions, mode="append", schema=schema, partition_by=[PARTITION], commit_properties=props)
+
     # -- writes --------------------------------------------------------------
     def replace_partition(
         self,
@@ -162,32 +264,37 @@ class Lake:
         metadata: dict[str, str] | None = None,
         locked: bool = False,
     ) -> int:
-        """Replace a whole partition with ``data`` (one compacted file), atomically.
+        """Replace a whole partition with ``data`` (one compacted file), atomically: one Delta commit.
 
         ``data`` may be an iterable of tables, streamed to disk one at a time so
         that a large day never sits in memory whole. Pass ``locked=True`` when the
         caller already holds :meth:`lock`. Returns the number of rows written.
+        The lock is what keeps a concurrent micro-batch's part out of the window
+        between this replace's reads and its commit (a part committed there would
+        be removed by the overwrite): see docs/lake-protocol.md.
         """
         schema = TABLES[table]
         chunks = conform(data, schema) if isinstance(data, pa.Table) else (conform(t, schema) for t in data)
         ctx = contextlib.nullcontext() if locked else self.lock(table, day)
         with ctx:
+            self._ensure(table)
             self.remove_stale_staging(table, day)
-            final = self.partition_dir(table, day)
-            staging = self.table_dir(table) / _TMP_DIR / f"{partition_name(day)}.{uuid.uuid4().hex}"
-            staging.mkdir(parents=True)
+            old = self.files(table, day)
+            path = self.partition_dir(table, day) / f"{COMPACTED_PREFIX}{uuid.uuid4().hex[:16]}.parquet"
             try:
-                rows = write_parquet_atomic(chunks, staging / COMPACTED, schema, metadata)
-                if final.exists():
-                    _exchange(staging, final)  # staging now holds the old partition
-                    shutil.rmtree(staging)
-                else:
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                    os.rename(staging, final)
-                fsync_path(final.parent)
+                rows = write_parquet_atomic(chunks, path, schema, metadata)
+                self.commit(table, [(day, path)], replace_day=day)
             except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
+                path.unlink(missing_ok=True)
                 raise
+            # the old lake deleted a replaced partition at once too; a reader of the old
+            # snapshot that had not opened its files yet gets an error and re-reads
+            for f in old:
+                if f != path:
+                    f.unlink(missing_ok=True)
+            # parts a micro-batch staged but has not committed are superseded too (it drops
+            # them at its commit, as the old lake's swap deleted them with the old directory)
+            _remove_all(self.staged_files(table, day))
         return rows
 
     def write_part(
@@ -199,46 +306,105 @@ class Lake:
         *,
         metadata: dict[str, str] | None = None,
         locked: bool = False,
+        commit: bool = True,
     ) -> Path:
-        """Add (or, for a retried batch, overwrite) the part ``batch_id`` of a partition."""
+        """Write the part ``batch_id`` of a partition (a retry overwrites its own part).
+
+        ``commit`` True: it is added to the table at once (one commit). False: it
+        is only staged; the micro-batch's commit adds it (:mod:`iot_platform.io.commit`).
+        """
         schema = TABLES[table]
         path = self.partition_dir(table, day) / f"{PART_PREFIX}{batch_id}.parquet"
         ctx = contextlib.nullcontext() if locked else self.lock(table, day)
         with ctx:
+            self._ensure(table)
             self.remove_stale_staging(table, day)
             write_parquet_atomic(conform(data, schema), path, schema, metadata)
+            if commit:
+                self.commit(table, [(day, path)])
         return path
 
-    def remove_stale_staging(self, table: str, held: dt.date | str) -> list[Path]:
-        """Delete what killed writers of ``table`` left behind; the caller holds ``held``'s lock.
+    def staged_files(self, table: str, day: dt.date | str) -> list[Path]:
+        """Complete files in the partition's directory that its snapshot does not hold."""
+        d = self.partition_dir(table, day)
+        if not d.is_dir():
+            return []
+        live = set(self.files(table, day))
+        return sorted(p for p in d.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".") and p not in live)
 
-        A partition's staging directories (``<table>/.tmp/date=D.<id>``) and its
-        half-written files (``date=D/.<name>.<id>.tmp``) belong to a live writer
-        only while that writer holds the partition's lock. So they are removed
-        for the partition the caller holds, and for every other partition whose
-        lock is free right now (taken without waiting, released at once).
+    def remove_stale_staging(self, table: str, held: dt.date | str) -> list[Path]:
+        """Delete what killed writers of the partition ``held`` left; the caller holds its lock.
+
+        Half-written files (``.<name>.<id>.tmp``) and compacted files no commit
+        added belong to a live writer only while it holds the lock.
         """
-        held_name = partition_name(held)
-        by_partition: dict[str, list[Path]] = {}
-        tmp_root = self.table_dir(table) / _TMP_DIR
-        for entry in tmp_root.iterdir() if tmp_root.is_dir() else []:
-            by_partition.setdefault(entry.name.split(".", 1)[0], []).append(entry)
-        held_dir = self.partition_dir(table, held)
-        if held_dir.is_dir():
-            by_partition.setdefault(held_name, []).extend(held_dir.glob(".*.tmp"))
-        removed: list[Path] = []
-        for name, entries in sorted(by_partition.items()):
-            if name == held_name:
-                removed += _remove_all(entries)
-                continue
-            with exclusive_lock(self._lock_file(table, name.removeprefix("date=")), blocking=False) as free:
-                if free:
-                    removed += _remove_all(entries)
-        return removed
+        d = self.partition_dir(table, held)
+        if not d.is_dir():
+            return []
+        stale = [p for p in d.glob(".*.tmp")]
+        stale += [p for p in self.staged_files(table, held) if p.name.startswith(COMPACTED_PREFIX)]
+        return _remove_all(stale)
 
     def delete_partition(self, table: str, day: dt.date | str) -> None:
         with self.lock(table, day):
+            if self.delta(table) is not None:
+                self.commit(table, replace_day=day)
             shutil.rmtree(self.partition_dir(table, day), ignore_errors=True)
+
+    # -- the micro-batch commit record -------------------------------------------
+    def commit_record(self, seq: int, record: str, plan: dict[str, dict[str, list]]) -> None:
+        """Commit a micro-batch: its record (the commit point), then its plan applied to each table.
+
+        ``plan`` is ``table -> {"add": [[day, name], ...], "remove": [[day, name], ...]}``.
+        The record is one commit of the ``_commits`` table; a process killed after
+        it has its plan applied by the next :meth:`roll_forward` (each table's
+        commit carries ``(app, seq)``, so no plan is applied twice).
+        """
+        body = pa.table({"seq": pa.array([seq], pa.int64()), "record": [record], "plan": [json.dumps(plan, sort_keys=True)],
+                         "committed_us": pa.array([int(time.time() * 1e6)], pa.int64())})  # fmt: skip
+        write_deltalake(str(self.lake_dir / COMMITS_TABLE), body, mode="overwrite",
+                        commit_properties=CommitProperties(app_transactions=[Transaction(MICRO_BATCH_APP, seq)]),
+                        writer_properties=WriterProperties(compression="ZSTD"))  # fmt: skip
+        self._apply(seq, plan)
+
+    def last_record(self) -> tuple[int, str, dict, int] | None:
+        """(seq, record, plan, committed_us) of the last micro-batch commit, or None."""
+        path = self.lake_dir / COMMITS_TABLE
+        if not (path / DELTA_LOG).is_dir():
+            return None
+        row = DeltaTable(str(path)).to_pyarrow_table().to_pylist()
+        if not row:
+            return None
+        r = row[0]
+        return r["seq"], r["record"], json.loads(r["plan"]), r["committed_us"]
+
+    def roll_forward(self, table: str | None = None, *, held: tuple[str, str] | None = None) -> None:
+        """Apply the last committed micro-batch's plan where a process died before it did.
+
+        ``held``: the (table, day) whose lock the caller holds already.
+        """
+        last = self.last_record()
+        if last is not None:
+            seq, _, plan, _ = last
+            self._apply(seq, {t: p for t, p in plan.items() if table is None or t == table}, held=held)
+
+    def _apply(self, seq: int, plan: dict[str, dict[str, list]], *, held: tuple[str, str] | None = None) -> None:
+        for table, p in sorted(plan.items()):
+            days = sorted({d for d, _ in p.get("add", []) + p.get("remove", [])})
+            with contextlib.ExitStack() as stack:
+                # under the partitions' locks: a replace deletes the staged parts it supersedes,
+                # so the check that a part exists and its commit must not straddle one
+                for d in days:
+                    if held != (LOCK_OF.get(table, table), d):
+                        stack.enter_context(self.lock(LOCK_OF.get(table, table), d))
+                if self.committed_seq(table) >= seq:
+                    continue
+                adds = [(d, self.partition_dir(table, d) / n) for d, n in p.get("add", [])]
+                removes = [(d, self.partition_dir(table, d) / n) for d, n in p.get("remove", [])]
+                live = set(self.all_files(table))
+                self.commit(table, [(d, f) for d, f in adds if f.exists()], [(d, f) for d, f in removes if f in live], seq=seq)
+                for _, f in removes:  # superseded: in no snapshot from now on
+                    f.unlink(missing_ok=True)
 
     # -- damage ----------------------------------------------------------------
     def damaged_files(self, table: str, day: dt.date | str, *, quick: bool = False) -> list[tuple[Path, str]]:
@@ -246,12 +412,19 @@ class Lake:
         return [(f, why) for f in self.files(table, day) if (why := parquet_damage(f, TABLES[table], quick=quick)) is not None]
 
     def quarantine_file(self, path: Path, reason: str, rel: Path | None = None) -> Path:
-        """Move a damaged file out of the lake, keeping its bytes and the reason beside it.
+        """Take a damaged file out of the lake, keeping its bytes and the reason beside it.
 
-        ``lake/<table>/date=D/f.parquet`` goes to ``lake/_quarantine/<table>/date=D/f.parquet``
-        (plus ``f.parquet.reason.txt``), or to ``lake/_quarantine/<rel>`` for a file
-        from outside the lake; the caller holds the partition's lock.
+        A file of a table is first removed from the table (one commit); it then
+        moves from ``lake/<table>/date=D/f.parquet`` to
+        ``lake/_quarantine/<table>/date=D/f.parquet`` (plus ``f.parquet.reason.txt``),
+        or to ``lake/_quarantine/<rel>`` for a file from outside the lake; the
+        caller holds the partition's lock.
         """
+        if path.resolve().is_relative_to(self.lake_dir.resolve()):
+            inner = path.resolve().relative_to(self.lake_dir.resolve())
+            table = inner.parts[0]
+            if table in TABLES and len(inner.parts) == 3 and path in set(self.all_files(table)):
+                self.commit(table, removes=[(inner.parts[1].removeprefix("date="), path)])
         dest = self.lake_dir / QUARANTINE_DIR / (rel if rel is not None else path.relative_to(self.lake_dir))
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists():  # the same name damaged twice: keep both
@@ -273,6 +446,29 @@ class Lake:
         if not pieces:
             return (schema if columns is None else _project(schema, columns)).empty_table()
         return pa.concat_tables(pieces)
+
+    def dataset(self, table: str) -> pads.Dataset:
+        """The table's current snapshot as a pyarrow dataset, with its ``date`` column."""
+        t = self.delta(table)
+        if t is None:
+            return pads.dataset(_table_schema(table).empty_table())
+        return t.to_pyarrow_dataset()
+
+
+def _iso(day: dt.date | str) -> str:
+    return day if isinstance(day, str) else day.isoformat()
+
+
+def _table_schema(table: str) -> pa.Schema:
+    return TABLES[table].append(pa.field(PARTITION, pa.date32(), nullable=False))
+
+
+def _listing(d: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for p in sorted(d.glob("date=*/*.parquet")) if d.is_dir() else []:
+        if not p.name.startswith("."):
+            out.setdefault(p.parent.name.removeprefix("date="), []).append(f"{p.parent.name}/{p.name}")
+    return out
 
 
 def _kind(t: pa.DataType) -> str:

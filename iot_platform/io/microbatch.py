@@ -44,7 +44,7 @@ from iot_platform.core.schemas import LANDING, READINGS, conform
 from iot_platform.core.validation import NO_PARTITION, REJECTED, validate_readings
 from iot_platform.io.commit import PartInfo, State, batch_lock, commit_state, committed_files, day_lock, load_state, part_file, remove_uncommitted_parts
 from iot_platform.io.ingest import SIM_SENSORS_KEY, SIM_UNTIL_KEY, build_readings_day
-from iot_platform.io.lake import COMPACTED, Lake, read_metadata
+from iot_platform.io.lake import Lake, read_metadata
 from iot_platform.io.registry import fleet_registry
 
 INGESTED_DIR = "_ingested"
@@ -66,8 +66,8 @@ class SimCoverage:
 def sim_coverage(lake: Lake, state: State, day: dt.date) -> SimCoverage:
     start = sim.day_start_us(day)
     covered = SimCoverage(start, None)
-    compacted = lake.partition_dir("readings", day) / COMPACTED
-    if compacted.exists():
+    compacted = lake.compacted("readings", day)
+    if compacted is not None:
         meta = read_metadata(compacted)
         n = meta.get(SIM_SENSORS_KEY)
         covered = SimCoverage(max(start, int(meta.get(SIM_UNTIL_KEY, start))), int(n) if n is not None else None)
@@ -246,7 +246,7 @@ def ingest_readings(
                 good = _drop_existing(lake, state, day, good)
             name = part_file(batch_id)
             if good.num_rows or day in sim_ranges:
-                lake.write_part("readings", day, batch_id, good, locked=True)
+                lake.write_part("readings", day, batch_id, good, locked=True, commit=False)
                 ts = good["ts"].cast(pa.int64())
                 lo, hi = sim_ranges.get(day, (None, None))
                 state.day_parts("readings", day)[name] = PartInfo(
@@ -256,7 +256,7 @@ def ingest_readings(
             remove_uncommitted_parts(lake, state, "rejected_readings", day)
             rejected = pa.concat_tables([v.rejected, *(refused if day == batch_day else [])])
             if rejected.num_rows:
-                lake.write_part("rejected_readings", day, batch_id, rejected, locked=True)
+                lake.write_part("rejected_readings", day, batch_id, rejected, locked=True, commit=False)
                 state.day_parts("rejected_readings", day)[name] = PartInfo(ts_min=None, ts_max=None)
             result.rejected += rejected.num_rows - v.rejected.num_rows
         result.ingested += good.num_rows
@@ -381,8 +381,6 @@ def run_micro_batch(
             result.seconds["downstream"] = time.perf_counter() - t0
         state.batches += 1
         commit_state(lake, state)
-        for path in state.superseded:  # a crash here leaves them uncommitted: the next batch deletes them
-            path.unlink(missing_ok=True)
         for f in pending_landing_files(landing):
             if landing_id(f) in state.landing_ingested and landing_id(f) not in before:
                 archive_landing(landing, f)

@@ -153,12 +153,13 @@ def lake_select(data_dir: str | os.PathLike[str], table: str, schema_dir: Path |
     """
     if table not in LAKE_SCHEMAS:
         raise ProjectError(f"lake table {table!r} is unknown; expected one of {', '.join(LAKE_SCHEMAS)}")
-    table_dir = Lake(Path(data_dir).resolve()).table_dir(table)
-    if any(table_dir.glob("date=*/*.parquet")):
-        pattern = _sql_string(str(table_dir / "date=*" / "*.parquet"))
+    # the files of the table's current Delta snapshot, never a glob (superseded or staged files
+    # may sit beside them); the view is fixed when it is created, a snapshot of its own
+    files = [_sql_string(str(f)) for f in Lake(Path(data_dir).resolve()).all_files(table)]
+    if files:
         if schema_dir is not None:
-            pattern = f"[{_sql_string(str(schema_file(schema_dir, table)))}, {pattern}]"
-        return f"SELECT * FROM read_parquet({pattern}, hive_partitioning = true, hive_types = {{'date': 'DATE'}})"
+            files.insert(0, _sql_string(str(schema_file(schema_dir, table))))
+        return f"SELECT * FROM read_parquet([{', '.join(files)}], hive_partitioning = true, hive_types = {{'date': 'DATE'}})"
     cols = [f"CAST(NULL AS {_duck_type(f.type)}) AS {quote_ident(f.name)}" for f in LAKE_SCHEMAS[table]]
     return f"SELECT {', '.join(cols)}, CAST(NULL AS DATE) AS \"date\" WHERE false"
 
