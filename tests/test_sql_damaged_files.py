@@ -50,6 +50,7 @@ def test_junk_bytes_fail_only_the_queries_that_read_them(root, day_rows, capsys)
     junk = Lake(root).partition_dir("readings", D3) / "junk.parquet"
     junk.parent.mkdir(parents=True)
     junk.write_bytes(random.Random(0).randbytes(5000))
+    Lake(root).commit("readings", [(D3, junk)])  # a file of the table's snapshot, damaged
     assert sql(capsys, "SELECT 1 AS one") == (0, "one\n---\n  1\n(1 row)\n", "")
     assert sql(capsys, "SELECT count(*) AS n FROM readings WHERE date = DATE '2024-01-04'", "--format", "csv") == (
         0, f"n\n{day_rows[1]}\n", ""
@@ -63,10 +64,11 @@ def test_junk_bytes_fail_only_the_queries_that_read_them(root, day_rows, capsys)
 
 @pytest.mark.parametrize("damage", ["truncated", "zero_bytes"])
 def test_a_damaged_part_names_itself(root, capsys, damage):
-    good = Lake(root).partition_dir("readings", D4) / "data.parquet"
+    good = Lake(root).compacted("readings", D4)
     part = good.with_name("part-0001.parquet")
     data = good.read_bytes()
     part.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
+    Lake(root).commit("readings", [(D4, part)])
     code, out, err = sql(capsys, "SELECT count(*) FROM readings WHERE date = DATE '2024-01-04'")
     reason = "No magic bytes found at end of file" if damage == "truncated" else "too small to be a Parquet file"
     assert (code, out) == (2, "")
@@ -77,6 +79,7 @@ def test_a_damaged_part_names_itself(root, capsys, damage):
 def test_a_file_with_another_schema_names_the_missing_column(root, capsys):
     odd = Lake(root).partition_dir("readings", D4) / "part-odd.parquet"
     pq.write_table(pa.table({"sensor_id": ["s1"], "temp": [1.0]}), odd)
+    Lake(root).commit("readings", [(D4, odd)])
     assert sql(capsys, "SELECT * FROM readings WHERE date = DATE '2024-01-04'") == (2, "", (
         f"Error: lake/readings/date=2024-01-04/part-odd.parquet is not a valid Parquet file of table readings "
         f"(column 'ts' is missing); {HINT}\n"

@@ -131,6 +131,13 @@ class Lake:
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
         self.lake_dir = self.root / "lake"
+        # parts this object staged and no commit has added yet: a writer reads its own writes
+        # (a micro-batch's downstream reads its readings part before the batch commits)
+        self._pending: dict[tuple[str, str], set[Path]] = {}
+
+    def discard_pending(self) -> None:
+        """Forget staged parts (a failed batch's: garbage, removed by the next batch)."""
+        self._pending.clear()
 
     # -- paths -------------------------------------------------------------
     def table_dir(self, table: str) -> Path:
@@ -168,7 +175,8 @@ class Lake:
     def files(self, table: str, day: dt.date | str) -> list[Path]:
         """The partition's files in the table's current snapshot."""
         key = day if isinstance(day, str) else day.isoformat()
-        return sorted(self.table_dir(table) / p for p in self._snapshot(table).get(key, []))
+        live = {self.table_dir(table) / p for p in self._snapshot(table).get(key, [])}
+        return sorted(live | {p for p in self._pending.get((table, key), ()) if p.exists()})
 
     def all_files(self, table: str) -> list[Path]:
         return sorted(self.table_dir(table) / p for ps in self._snapshot(table).values() for p in ps)
@@ -238,10 +246,9 @@ class Lake:
         schema = _table_schema(table)
         adds, removes = list(adds), list(removes)
         actions: list = [
-            AddAction(str(p.relative_to(self.table_dir(table))), p.stat().st_size, {PARTITION: _iso(d)}, _now_ms(), True,
-                      json.dumps({"numRecords": pq.ParquetFile(p).metadata.num_rows}))
+            AddAction(str(p.relative_to(self.table_dir(table))), p.stat().st_size, {PARTITION: _iso(d)}, _now_ms(), True, _stats(p))
             for d, p in adds
-        ]  # fmt: skip
+        ]
         actions += [
             RemoveAction(str(p.relative_to(self.table_dir(table))), True, _now_ms(), None, {PARTITION: _iso(d)})
             for d, p in removes
@@ -322,6 +329,8 @@ class Lake:
             write_parquet_atomic(conform(data, schema), path, schema, metadata)
             if commit:
                 self.commit(table, [(day, path)])
+            else:
+                self._pending.setdefault((table, _iso(day)), set()).add(path)
         return path
 
     def staged_files(self, table: str, day: dt.date | str) -> list[Path]:
@@ -329,21 +338,34 @@ class Lake:
         d = self.partition_dir(table, day)
         if not d.is_dir():
             return []
-        live = set(self.files(table, day))
+        live = {self.table_dir(table) / p for p in self._snapshot(table).get(_iso(day), [])}
         return sorted(p for p in d.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".") and p not in live)
 
     def remove_stale_staging(self, table: str, held: dt.date | str) -> list[Path]:
-        """Delete what killed writers of the partition ``held`` left; the caller holds its lock.
+        """Delete what killed writers of ``table`` left behind; the caller holds ``held``'s lock.
 
-        Half-written files (``.<name>.<id>.tmp``) and compacted files no commit
-        added belong to a live writer only while it holds the lock.
+        A partition's half-written files (``date=D/.<name>.<id>.tmp``) and its
+        compacted files that no commit added belong to a live writer only while
+        that writer holds the partition's lock. So they are removed for the
+        partition the caller holds, and for every other partition whose lock is
+        free right now (taken without waiting, released at once).
         """
-        d = self.partition_dir(table, held)
-        if not d.is_dir():
-            return []
-        stale = [p for p in d.glob(".*.tmp")]
-        stale += [p for p in self.staged_files(table, held) if p.name.startswith(COMPACTED_PREFIX)]
-        return _remove_all(stale)
+        tdir = self.table_dir(table)
+        held_name = partition_name(held if isinstance(held, str) else held.isoformat())
+        live = {tdir / p for ps in self._snapshot(table).values() for p in ps}
+        removed: list[Path] = []
+        for d in sorted(tdir.glob("date=*")) if tdir.is_dir() else []:
+            stale = [p for p in d.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+            stale += [p for p in d.glob(f"{COMPACTED_PREFIX}*.parquet") if p not in live]
+            if not stale:
+                continue
+            if d.name == held_name:
+                removed += _remove_all(stale)
+                continue
+            with exclusive_lock(self._lock_file(table, d.name.removeprefix("date=")), blocking=False) as free:
+                if free:
+                    removed += _remove_all(stale)
+        return removed
 
     def delete_partition(self, table: str, day: dt.date | str) -> None:
         with self.lock(table, day):
@@ -403,6 +425,8 @@ class Lake:
                 removes = [(d, self.partition_dir(table, d) / n) for d, n in p.get("remove", [])]
                 live = set(self.all_files(table))
                 self.commit(table, [(d, f) for d, f in adds if f.exists()], [(d, f) for d, f in removes if f in live], seq=seq)
+                for d, f in adds:
+                    self._pending.get((table, d), set()).discard(f)
                 for _, f in removes:  # superseded: in no snapshot from now on
                     f.unlink(missing_ok=True)
 
@@ -453,6 +477,14 @@ class Lake:
         if t is None:
             return pads.dataset(_table_schema(table).empty_table())
         return t.to_pyarrow_dataset()
+
+
+def _stats(path: Path) -> str:
+    """The add action's statistics: the row count (what a reader needs without opening the file)."""
+    try:
+        return json.dumps({"numRecords": pq.read_metadata(path).num_rows})
+    except Exception:  # a damaged file (tests add them on purpose): no statistics
+        return "{}"
 
 
 def _iso(day: dt.date | str) -> str:

@@ -355,6 +355,7 @@ def run_micro_batch(
     before the commit, so a batch is committed whole or not at all.
     """
     with batch_lock(lake):
+        lake.discard_pending()
         state = load_state(lake)
         # a committed batch is immutable: a re-run names its parts anew (see io.commit)
         part_id = state.part_id(batch_id)
