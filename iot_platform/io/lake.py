@@ -374,7 +374,7 @@ class Lake:
             shutil.rmtree(self.partition_dir(table, day), ignore_errors=True)
 
     # -- the micro-batch commit record -------------------------------------------
-    def commit_record(self, seq: int, record: str, plan: dict[str, dict[str, list]]) -> None:
+    def commit_record(self, seq: int, record: str, plan: dict[str, dict[str, list]], *, committed_us: int | None = None) -> None:
         """Commit a micro-batch: its record (the commit point), then its plan applied to each table.
 
         ``plan`` is ``table -> {"add": [[day, name], ...], "remove": [[day, name], ...]}``.
@@ -383,7 +383,7 @@ class Lake:
         commit carries ``(app, seq)``, so no plan is applied twice).
         """
         body = pa.table({"seq": pa.array([seq], pa.int64()), "record": [record], "plan": [json.dumps(plan, sort_keys=True)],
-                         "committed_us": pa.array([int(time.time() * 1e6)], pa.int64())})  # fmt: skip
+                         "committed_us": pa.array([committed_us or int(time.time() * 1e6)], pa.int64())})  # fmt: skip
         write_deltalake(str(self.lake_dir / COMMITS_TABLE), body, mode="overwrite",
                         commit_properties=CommitProperties(app_transactions=[Transaction(MICRO_BATCH_APP, seq)]),
                         writer_properties=WriterProperties(compression="ZSTD"))  # fmt: skip
