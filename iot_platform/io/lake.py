@@ -111,7 +111,7 @@ def partition_name(day: dt.date | str) -> str:
     return f"date={day}" if isinstance(day, str) else f"date={day.isoformat()}"
 
 
-class LakeFormatError(RuntimeError):
+class LakeFormatError(ValueError):
     """A lake table that is not a Delta table (a lake from before the migration)."""
 
 
@@ -187,8 +187,8 @@ class Lake:
         return f"read_parquet([{files}], hive_partitioning = true, hive_types = {{'date': 'DATE'}})"
 
     def compacted(self, table: str, day: dt.date | str) -> Path | None:
-        """The partition's compacted file (written by a replace), if any."""
-        found = [f for f in self.files(table, day) if f.name.startswith(COMPACTED_PREFIX)]
+        """The partition's compacted file (written by a replace; ``data.parquet`` in a converted lake), if any."""
+        found = [f for f in self.files(table, day) if not f.name.startswith(PART_PREFIX)]
         return found[-1] if found else None
 
     def exists(self, table: str, day: dt.date | str) -> bool:
@@ -218,9 +218,12 @@ class Lake:
         return self.lake_dir / ".locks" / table / f"{partition_name(day)}.lock"
 
     # -- commits -----------------------------------------------------------
-    def _ensure(self, table: str) -> DeltaTable:
-        """The table, created (empty, version 0) before its first file is written."""
-        t = self.delta(table)
+    def _ensure(self, table: str, *, adopt: bool = False) -> DeltaTable:
+        """The table, created (empty, version 0) before its first file is written.
+
+        ``adopt``: also over a plain Parquet directory (the conversion of an old lake).
+        """
+        t = None if adopt and not (self.table_dir(table) / DELTA_LOG).is_dir() else self.delta(table)
         if t is None:
             DeltaTable.create(str(self.table_dir(table)), DeltaSchema.from_arrow(_table_schema(table)),
                               partition_by=[PARTITION], mode="ignore")  # fmt: skip
@@ -236,6 +239,7 @@ class Lake:
         replace_day: dt.date | str | None = None,
         seq: int | None = None,
         app_id: str = MICRO_BATCH_APP,
+        adopt: bool = False,
     ) -> None:
         """One Delta commit of ``table``: add files, remove files, or replace a partition whole.
 
@@ -254,7 +258,7 @@ class Lake:
             for d, p in removes
         ]  # fmt: skip
         props = CommitProperties(app_transactions=[Transaction(app_id, seq)]) if seq is not None else None
-        t = self._ensure(table)
+        t = self._ensure(table, adopt=adopt)
         if replace_day is not None:
             t.create_write_transaction(actions, mode="overwrite", schema=schema, partition_by=[PARTITION],
                                        partition_filters=[(PARTITION, "=", _iso(replace_day))], commit_properties=props)  # fmt: skip
