@@ -41,6 +41,7 @@ from iot_platform.core.schemas import READINGS, WINDOW_STATS, conform
 from iot_platform.core.windows import compute_window_stats
 from iot_platform.io.commit import PartInfo, State, committed_files, day_lock, part_file, remove_uncommitted_parts
 from iot_platform.io.lake import TABLES, Lake, read_metadata, write_parquet_atomic
+from iot_platform.io.lake_store import register_duckdb
 
 UNTIL_KEY = "iot.until_us"
 # window_stats and anomaly_points parts of a day are merged into one part when
@@ -93,11 +94,16 @@ def _files_sql(files: list) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _con() -> duckdb.DuckDBPyConnection:
+def _connection() -> duckdb.DuckDBPyConnection:
     """One in-memory connection per process (opening one costs ~50 ms; it holds no file lock)."""
     con = duckdb.connect()
     con.execute("SET threads TO 2")
     return con
+
+
+def _con() -> duckdb.DuckDBPyConnection:
+    """The process's connection, able to read the lake's ``s3://`` files when the lake is on a store."""
+    return register_duckdb(_connection())
 
 
 def read_ts_range(lake: Lake, table: str, days: list[dt.date], column: str, lo: int, hi: int, files=None) -> pa.Table:
@@ -304,7 +310,7 @@ def baseline_for(lake: Lake, day: dt.date, settings: DownstreamSettings) -> pa.T
     files = [f for d in days for f in lake.files("window_stats", d)]
     ident = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files] + [repr(p)]
     key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
-    cache = lake.lake_dir / "_state" / "drift_baseline" / f"{day.isoformat()}-{key}.parquet"
+    cache = lake.root / "lake" / "_state" / "drift_baseline" / f"{day.isoformat()}-{key}.parquet"  # on this machine
     if cache.exists():
         return pq.read_table(cache)
     hist = history_window_stats(lake, day, settings)

@@ -37,12 +37,15 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake import Schema as DeltaSchema
+from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, RemoveAction
 
 from iot_platform.core.detectors.points import POINTS
 from iot_platform.core.schemas import TABLES as _CORE_TABLES
 from iot_platform.core.schemas import conform
 from iot_platform.io.fsutil import exclusive_lock, fsync_path
+from iot_platform.io.lake_store import StoreFile, store_root
+from iot_platform.io.objstore import ObjectStore
 
 # the lake's tables: the core's, plus the detectors' alert points (merged into
 # `anomalies` episodes; kept so micro-batches can re-merge a day exactly)
@@ -54,6 +57,8 @@ PART_PREFIX = "part-"
 PARTITION = "date"
 DELTA_LOG = "_delta_log"
 MICRO_BATCH_APP = "iot-micro-batch"
+# a replace that lost a race to a commit elsewhere in its table checks its partition and tries again
+COMMIT_ATTEMPTS = 8
 # the lock that guards a table's partitions when it is not the table's own
 LOCK_OF = {"rejected_readings": "readings"}
 # the micro-batch commit record (a one-row Delta table; see Lake.commit_record)
@@ -85,6 +90,12 @@ def write_parquet_atomic(
     if metadata:
         schema = schema.with_metadata({**(schema.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}})
     rows = 0
+    if isinstance(path, StoreFile):  # an object store: one PUT (or upload) that completes whole, no rename
+        with path.open_output() as out, pq.ParquetWriter(out, schema, **_WRITER_OPTIONS) as writer:
+            for chunk in chunks:
+                writer.write_table(chunk.replace_schema_metadata(schema.metadata), row_group_size=_ROW_GROUP)
+                rows += chunk.num_rows
+        return rows
     try:
         with open(tmp, "wb") as f:
             with pq.ParquetWriter(f, schema, **_WRITER_OPTIONS) as writer:
@@ -103,12 +114,16 @@ def write_parquet_atomic(
 
 def read_metadata(path: Path) -> dict[str, str]:
     """The key-value metadata our writers put in a Parquet file's schema."""
-    meta = pq.read_schema(path).metadata or {}
+    meta = pq.read_schema(_source(path)).metadata or {}
     return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW")}
 
 
 def partition_name(day: dt.date | str) -> str:
     return f"date={day}" if isinstance(day, str) else f"date={day.isoformat()}"
+
+
+class LakeConflict(RuntimeError):
+    """A partition changed between the start of a replace and its commit: recompute, then replace again."""
 
 
 class LakeFormatError(ValueError):
@@ -128,9 +143,13 @@ class Lake:
     the files of the table's current snapshot (:meth:`files`), never a listing.
     """
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], store: ObjectStore | None = None):
         self.root = Path(root)
-        self.lake_dir = self.root / "lake"
+        # the tables: under the data root, or under the object store's bucket/prefix
+        # (IOT_LAKE_URL=s3://...); locks and caches stay on this machine, under the data root
+        self.store = store
+        self.lake_dir: Path = self.root / "lake" if store is None else store_root(store)  # type: ignore[assignment]
+        self._options = store.storage_options() if store is not None else None
         # parts this object staged and no commit has added yet: a writer reads its own writes
         # (a micro-batch's downstream reads its readings part before the batch commits)
         self._pending: dict[tuple[str, str], set[Path]] = {}
@@ -146,18 +165,30 @@ class Lake:
     def partition_dir(self, table: str, day: dt.date | str) -> Path:
         return self.table_dir(table) / partition_name(day)
 
+    def rel(self, path: Path) -> str:
+        """How a file is named to people: relative to the data root, or its ``s3://`` URL."""
+        return str(path) if isinstance(path, StoreFile) else str(path.relative_to(self.root))
+
     # -- the Delta table ----------------------------------------------------
-    def delta(self, table: str) -> DeltaTable | None:
-        """The table's current snapshot (None: never written)."""
+    def uri(self, table: str) -> str:
+        return str(self.table_dir(table))
+
+    def _is_delta(self, table: str) -> bool:
+        if self.store is None:
+            return (self.table_dir(table) / DELTA_LOG).is_dir()
+        return DeltaTable.is_deltatable(self.uri(table), storage_options=self._options)
+
+    def delta(self, table: str, version: int | None = None) -> DeltaTable | None:
+        """The table's current snapshot, or ``version`` (None: never written)."""
         d = self.table_dir(table)
-        if not (d / DELTA_LOG).is_dir():
+        if not self._is_delta(table):
             if table in TABLES and d.is_dir() and any(d.glob("date=*/*.parquet")):
                 raise LakeFormatError(
                     f"{d} is a plain Parquet directory from before the lake became Delta tables; "
                     "run 'iot-platform doctor --convert' once to convert the lake in place"
                 )
             return None
-        return DeltaTable(str(d))
+        return DeltaTable(self.uri(table), version=version, storage_options=self._options)
 
     def _snapshot(self, table: str) -> dict[str, list[str]]:
         """day (ISO) -> relative paths of the snapshot's files."""
@@ -171,6 +202,16 @@ class Lake:
         for path, day in zip(acts.column("path").to_pylist(), acts.column(f"partition.{PARTITION}").to_pylist(), strict=True):
             out.setdefault(str(day), []).append(path)
         return out
+
+    def _partition(self, t: DeltaTable, table: str, day: dt.date | str) -> frozenset[Path]:
+        acts = t.get_add_actions(flatten=True)
+        days = acts.column(f"partition.{PARTITION}").to_pylist()
+        return frozenset(self.table_dir(table) / p for p, d in zip(acts.column("path").to_pylist(), days, strict=True) if str(d) == _iso(day))
+
+    def partition_files(self, table: str, day: dt.date | str) -> frozenset[Path]:
+        """The partition's committed files now: what a replace computed from now is based on."""
+        t = self.delta(table)
+        return frozenset() if t is None else self._partition(t, table, day)
 
     def files(self, table: str, day: dt.date | str) -> list[Path]:
         """The partition's files in the table's current snapshot."""
@@ -215,7 +256,7 @@ class Lake:
             yield
 
     def _lock_file(self, table: str, day: dt.date | str) -> Path:
-        return self.lake_dir / ".locks" / table / f"{partition_name(day)}.lock"
+        return self.root / "lake" / ".locks" / table / f"{partition_name(day)}.lock"
 
     # -- commits -----------------------------------------------------------
     def _ensure(self, table: str, *, adopt: bool = False) -> DeltaTable:
@@ -223,11 +264,11 @@ class Lake:
 
         ``adopt``: also over a plain Parquet directory (the conversion of an old lake).
         """
-        t = None if adopt and not (self.table_dir(table) / DELTA_LOG).is_dir() else self.delta(table)
+        t = None if adopt and not self._is_delta(table) else self.delta(table)
         if t is None:
-            DeltaTable.create(str(self.table_dir(table)), DeltaSchema.from_arrow(_table_schema(table)),
-                              partition_by=[PARTITION], mode="ignore")  # fmt: skip
-            t = DeltaTable(str(self.table_dir(table)))
+            DeltaTable.create(self.uri(table), DeltaSchema.from_arrow(_table_schema(table)), partition_by=[PARTITION],
+                              mode="ignore", storage_options=self._options)  # fmt: skip
+            t = DeltaTable(self.uri(table), storage_options=self._options)
         return t
 
     def commit(
@@ -237,6 +278,7 @@ class Lake:
         removes: Iterable[tuple[dt.date | str, Path]] = (),
         *,
         replace_day: dt.date | str | None = None,
+        base: frozenset[Path] | None = None,
         seq: int | None = None,
         app_id: str = MICRO_BATCH_APP,
         adopt: bool = False,
@@ -245,7 +287,10 @@ class Lake:
 
         ``replace_day``: the commit removes every file of that partition and adds
         ``adds`` (an overwrite with the predicate ``date = D``). ``seq``: the commit
-        carries the application transaction ``(app_id, seq)``.
+        carries the application transaction ``(app_id, seq)``. ``base`` (with
+        ``replace_day``): the partition's files the replace was computed against;
+        if they changed before the commit, :class:`LakeConflict` (never a commit
+        that would drop what a concurrent writer added).
         """
         schema = _table_schema(table)
         adds, removes = list(adds), list(removes)
@@ -260,8 +305,23 @@ class Lake:
         props = CommitProperties(app_transactions=[Transaction(app_id, seq)]) if seq is not None else None
         t = self._ensure(table, adopt=adopt)
         if replace_day is not None:
-            t.create_write_transaction(actions, mode="overwrite", schema=schema, partition_by=[PARTITION],
-                                       partition_filters=[(PARTITION, "=", _iso(replace_day))], commit_properties=props)  # fmt: skip
+            # delta-rs would rebase an overwrite over a concurrent append and keep the append beside
+            # the new file: a duplicate, or a partition computed without it. So the commit is made on
+            # the exact version whose partition was checked (no rebase); a lost race checks again.
+            for _ in range(COMMIT_ATTEMPTS):
+                t = self._ensure(table)
+                if base is not None and self._partition(t, table, replace_day) != base:
+                    raise LakeConflict(f"{table} {_iso(replace_day)} changed while it was being replaced; recompute it")
+                try:
+                    t.create_write_transaction(
+                        actions, mode="overwrite", schema=schema, partition_by=[PARTITION],
+                        partition_filters=[(PARTITION, "=", _iso(replace_day))],
+                        commit_properties=CommitProperties(max_commit_retries=0),
+                    )  # fmt: skip
+                    return
+                except CommitFailedError:
+                    time.sleep(0.05)
+            raise LakeConflict(f"{table} {_iso(replace_day)}: {COMMIT_ATTEMPTS} commits lost to concurrent writers")
         else:
             t.create_write_transaction(actions, mode="append", schema=schema, partition_by=[PARTITION], commit_properties=props)
 
@@ -274,6 +334,7 @@ class Lake:
         *,
         metadata: dict[str, str] | None = None,
         locked: bool = False,
+        base: frozenset[Path] | None = None,
     ) -> int:
         """Replace a whole partition with ``data`` (one compacted file), atomically: one Delta commit.
 
@@ -282,7 +343,10 @@ class Lake:
         caller already holds :meth:`lock`. Returns the number of rows written.
         The lock is what keeps a concurrent micro-batch's part out of the window
         between this replace's reads and its commit (a part committed there would
-        be removed by the overwrite): see docs/lake-protocol.md.
+        be removed by the overwrite). Writers on other machines share no lock:
+        the commit checks that the partition still holds ``base`` (default: its
+        files when this call started) and raises :class:`LakeConflict` if not;
+        the caller recomputes from the new snapshot (docs/lake-protocol.md).
         """
         schema = TABLES[table]
         chunks = conform(data, schema) if isinstance(data, pa.Table) else (conform(t, schema) for t in data)
@@ -290,11 +354,12 @@ class Lake:
         with ctx:
             self._ensure(table)
             self.remove_stale_staging(table, day)
+            base = base if base is not None else self.partition_files(table, day)
             old = self.files(table, day)
             path = self.partition_dir(table, day) / f"{COMPACTED_PREFIX}{uuid.uuid4().hex[:16]}.parquet"
             try:
                 rows = write_parquet_atomic(chunks, path, schema, metadata)
-                self.commit(table, [(day, path)], replace_day=day)
+                self.commit(table, [(day, path)], replace_day=day, base=base)
             except BaseException:
                 path.unlink(missing_ok=True)
                 raise
@@ -375,7 +440,7 @@ class Lake:
         with self.lock(table, day):
             if self.delta(table) is not None:
                 self.commit(table, replace_day=day)
-            shutil.rmtree(self.partition_dir(table, day), ignore_errors=True)
+            _remove_all([self.partition_dir(table, day)])
 
     # -- the micro-batch commit record -------------------------------------------
     def commit_record(self, seq: int, record: str, plan: dict[str, dict[str, list]], *, committed_us: int | None = None) -> None:
@@ -388,17 +453,16 @@ class Lake:
         """
         body = pa.table({"seq": pa.array([seq], pa.int64()), "record": [record], "plan": [json.dumps(plan, sort_keys=True)],
                          "committed_us": pa.array([committed_us or int(time.time() * 1e6)], pa.int64())})  # fmt: skip
-        write_deltalake(str(self.lake_dir / COMMITS_TABLE), body, mode="overwrite",
+        write_deltalake(str(self.lake_dir / COMMITS_TABLE), body, mode="overwrite", storage_options=self._options,
                         commit_properties=CommitProperties(app_transactions=[Transaction(MICRO_BATCH_APP, seq)]),
                         writer_properties=WriterProperties(compression="ZSTD"))  # fmt: skip
         self._apply(seq, plan)
 
     def last_record(self) -> tuple[int, str, dict, int] | None:
         """(seq, record, plan, committed_us) of the last micro-batch commit, or None."""
-        path = self.lake_dir / COMMITS_TABLE
-        if not (path / DELTA_LOG).is_dir():
+        if not self._is_delta(COMMITS_TABLE):
             return None
-        row = DeltaTable(str(path)).to_pyarrow_table().to_pylist()
+        row = DeltaTable(self.uri(COMMITS_TABLE), storage_options=self._options).to_pyarrow_table().to_pylist()
         if not row:
             return None
         r = row[0]
@@ -458,8 +522,11 @@ class Lake:
         if dest.exists():  # the same name damaged twice: keep both
             dest = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:8]}")
         dest.with_name(f"{dest.name}.reason.txt").write_text(reason + "\n")
-        os.replace(path, dest)
-        fsync_path(path.parent)
+        if isinstance(path, StoreFile):
+            path.fs.move(path.key, dest.key)  # a copy, then a delete: the bytes are in one place or both
+        else:
+            os.replace(path, dest)
+            fsync_path(path.parent)
         return dest
 
     # -- reads ---------------------------------------------------------------
@@ -467,7 +534,7 @@ class Lake:
         """Read the partitions ``days`` of ``table`` (missing ones are empty)."""
         schema = TABLES[table]
         pieces = [
-            conform(pq.read_table(f, columns=columns), schema if columns is None else _project(schema, columns))
+            conform(pq.read_table(_source(f), columns=columns), schema if columns is None else _project(schema, columns))
             for day in days
             for f in self.files(table, day)
         ]
@@ -486,7 +553,7 @@ class Lake:
 def _stats(path: Path) -> str:
     """The add action's statistics: the row count (what a reader needs without opening the file)."""
     try:
-        return json.dumps({"numRecords": pq.read_metadata(path).num_rows})
+        return json.dumps({"numRecords": pq.read_metadata(_source(path)).num_rows})
     except Exception:  # a damaged file (tests add them on purpose): no statistics
         return "{}"
 
@@ -530,7 +597,7 @@ def parquet_damage(
         size = path.stat().st_size
         if size == 0:
             return "empty file (0 bytes)"
-        with open(path, "rb") as f:
+        with (path.open_input() if isinstance(path, StoreFile) else open(path, "rb")) as f:
             head = f.read(4)
             f.seek(max(0, size - 4))
             tail = f.read(4)
@@ -543,7 +610,7 @@ def parquet_damage(
     if quick:
         return None
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(_source(path))
         found = pf.schema_arrow
     except Exception as exc:  # pyarrow raises several types for a bad footer
         return f"footer unreadable ({str(exc).splitlines()[0]})"
@@ -564,9 +631,18 @@ def parquet_damage(
     return None
 
 
+def _source(path: Path | StoreFile):  # noqa: ANN202 - a path or an open file, what pyarrow reads
+    return path.open_input() if isinstance(path, StoreFile) else path
+
+
 def _remove_all(paths: list[Path]) -> list[Path]:
     for p in paths:
-        if p.is_dir():
+        if isinstance(p, StoreFile):
+            if p.name.startswith("date="):
+                p.fs.delete_dir_contents(p.key, missing_dir_ok=True)
+            else:
+                p.unlink(missing_ok=True)
+        elif p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)

@@ -45,6 +45,7 @@ from iot_platform.core.validation import NO_PARTITION, REJECTED, validate_readin
 from iot_platform.io.commit import PartInfo, State, batch_lock, commit_state, committed_files, day_lock, load_state, part_file, remove_uncommitted_parts
 from iot_platform.io.ingest import SIM_SENSORS_KEY, SIM_UNTIL_KEY, build_readings_day
 from iot_platform.io.lake import Lake, read_metadata
+from iot_platform.io.lake_store import register_duckdb
 from iot_platform.io.registry import fleet_registry
 
 INGESTED_DIR = "_ingested"
@@ -95,7 +96,7 @@ def existing_keys(lake: Lake, state: State, day: dt.date, sensors: list[str], lo
     files = committed_files(lake, state, "readings", day, lo, hi)
     if not files or not sensors:
         return pa.table({"sensor_id": pa.array([], pa.string()), "ts": pa.array([], pa.int64())})
-    con = duckdb.connect()
+    con = register_duckdb(duckdb.connect())
     con.execute("SET threads TO 2")
     return con.sql(
         "SELECT sensor_id, epoch_us(ts) AS ts FROM read_parquet(?) WHERE sensor_id IN (SELECT unnest(?)) AND epoch_us(ts) BETWEEN ? AND ?",
@@ -326,7 +327,7 @@ def quarantine_damaged(lake: Lake, state: State, fleet: sim.FleetParams | None, 
             # quick: a day holds thousands of parts by 23:59; `iot-platform doctor` checks schemas too
             for path, why in lake.damaged_files(table, day, quick=True):
                 moved = lake.quarantine_file(path, why)
-                result.quarantined[str(path.relative_to(lake.root))] = f"{why}; moved to {moved.relative_to(lake.root)}"
+                result.quarantined[lake.rel(path)] = f"{why}; moved to {lake.rel(moved)}"
                 state.day_parts(table, day).pop(path.name, None)
                 rebuild_readings |= table in ("readings", "rejected_readings")
                 if derived:
