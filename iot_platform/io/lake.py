@@ -57,6 +57,9 @@ PART_PREFIX = "part-"
 PARTITION = "date"
 DELTA_LOG = "_delta_log"
 MICRO_BATCH_APP = "iot-micro-batch"
+# files no snapshot of the last hour references are garbage (a query outliving it is stopped by
+# its own timeout, 60 s by default); the grace also keeps a live writer's staged files
+DEFAULT_GRACE_HOURS = 1
 # a replace that lost a race to a commit elsewhere in its table checks its partition and tries again
 COMMIT_ATTEMPTS = 8
 # the lock that guards a table's partitions when it is not the table's own
@@ -363,14 +366,19 @@ class Lake:
             except BaseException:
                 path.unlink(missing_ok=True)
                 raise
-            # the old lake deleted a replaced partition at once too; a reader of the old
-            # snapshot that had not opened its files yet gets an error and re-reads
-            for f in old:
-                if f != path:
-                    f.unlink(missing_ok=True)
+            if self.store is None:
+                # locally the old lake deleted a replaced partition at once too (a reader of
+                # the old snapshot that had not opened its files yet gets an error and re-reads)
+                for f in old:
+                    if f != path:
+                        f.unlink(missing_ok=True)
             # parts a micro-batch staged but has not committed are superseded too (it drops
             # them at its commit, as the old lake's swap deleted them with the old directory)
-            _remove_all(self.staged_files(table, day))
+            _remove_all([f for f in self.staged_files(table, day) if f.name.startswith(PART_PREFIX)])
+            if self.store is not None:
+                # on a store, readers of the old snapshot may be anywhere: superseded files
+                # go once no snapshot of the grace period needs them
+                self.collect_garbage(table)
         return rows
 
     def write_part(
@@ -402,6 +410,49 @@ class Lake:
                 self._pending.setdefault((table, _iso(day)), set()).add(path)
         return path
 
+    def append_part(self, table: str, day: dt.date | str, seq: int, data: pa.Table, *, app_id: str = MICRO_BATCH_APP) -> bool:
+        """Add ``data`` to the partition as batch ``seq`` of writer ``app_id``, exactly once, in one commit.
+
+        Returns False when batch ``seq`` (or a later one) of ``app_id`` had committed to this table
+        already: a retry then writes nothing. Two copies of one batch racing: one commits, the
+        other's commit conflicts (the same application transaction), it re-reads and stops.
+        """
+        for attempt in range(COMMIT_ATTEMPTS):
+            if self.committed_seq(table, app_id) >= seq:
+                return False
+            path = self.partition_dir(table, day) / f"{PART_PREFIX}{app_id}-{seq}-{uuid.uuid4().hex[:8]}.parquet"
+            self._ensure(table)
+            write_parquet_atomic(conform(data, TABLES[table]), path, TABLES[table])
+            try:
+                self.commit(table, [(day, path)], seq=seq, app_id=app_id)
+                return True
+            except CommitFailedError:
+                path.unlink(missing_ok=True)
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+        raise LakeConflict(f"appending batch {seq} of {app_id} to {table} {_iso(day)}: {COMMIT_ATTEMPTS} commits lost")
+
+    def collect_garbage(self, table: str, grace_hours: int = DEFAULT_GRACE_HOURS) -> list[str]:
+        """:meth:`vacuum`, only when there is something to delete (a vacuum adds log entries)."""
+        t = self.delta(table)
+        if t is None or not t.vacuum(retention_hours=grace_hours, dry_run=True, enforce_retention_duration=False, full=True):
+            return []
+        return self.vacuum(table, grace_hours)
+
+    def version(self, table: str) -> int | None:
+        t = self.delta(table)
+        return None if t is None else t.version()
+
+    def vacuum(self, table: str, grace_hours: int = DEFAULT_GRACE_HOURS) -> list[str]:
+        """Delete the files of ``table`` that no snapshot of the last ``grace_hours`` references.
+
+        On an object store, superseded files stay until this runs (the local lake deletes them at
+        once); it also removes the files of writers killed before their commit. Returns them.
+        """
+        t = self.delta(table)
+        if t is None:
+            return []
+        return t.vacuum(retention_hours=grace_hours, dry_run=False, enforce_retention_duration=False, full=True)
+
     def staged_files(self, table: str, day: dt.date | str) -> list[Path]:
         """Complete files in the partition's directory that its snapshot does not hold."""
         d = self.partition_dir(table, day)
@@ -419,6 +470,8 @@ class Lake:
         partition the caller holds, and for every other partition whose lock is
         free right now (taken without waiting, released at once).
         """
+        if self.store is not None:  # no half files on a store; uncommitted ones go by collect_garbage
+            return []
         tdir = self.table_dir(table)
         held_name = partition_name(held if isinstance(held, str) else held.isoformat())
         live = {tdir / p for ps in self._snapshot(table).values() for p in ps}
@@ -495,7 +548,7 @@ class Lake:
                 self.commit(table, [(d, f) for d, f in adds if f.exists()], [(d, f) for d, f in removes if f in live], seq=seq)
                 for d, f in adds:
                     self._pending.get((table, d), set()).discard(f)
-                for _, f in removes:  # superseded: in no snapshot from now on
+                for _, f in removes if self.store is None else ():  # superseded (a store: see collect_garbage)
                     f.unlink(missing_ok=True)
 
     # -- damage ----------------------------------------------------------------

@@ -55,8 +55,6 @@ from iot_platform.io.fsutil import exclusive_lock, fsync_path
 from iot_platform.io.lake import TABLES, Lake, write_parquet_atomic
 from iot_platform.io.query_limits import LimitExceeded, QueryLimits, format_size, run_limited, session_temp_dir
 
-if TYPE_CHECKING:  # deltalake is imported only when a lake on an object store is configured
-    from iot_platform.io.remote_lake import DeltaLake
 
 WAREHOUSE_DIR = "warehouse"
 WAREHOUSE_FILE = "warehouse.duckdb"
@@ -253,7 +251,7 @@ def lake_tables(project: Project) -> list[str]:
 
 
 def _install_lake_views(
-    conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, schema_dir: Path, remote: DeltaLake | None = None
+    conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, schema_dir: Path, remote: Lake | None = None
 ) -> list[str]:
     """A view per lake table; their empty schema files are written under ``schema_dir``.
 
@@ -280,7 +278,7 @@ def _remote_name(table: str) -> str:
     return f"__lake_{table}"
 
 
-def register_remote_lake(conn: duckdb.DuckDBPyConnection, remote: DeltaLake) -> None:
+def register_remote_lake(conn: duckdb.DuckDBPyConnection, remote: Lake) -> None:
     """Register each lake table's current snapshot (a pyarrow dataset over the object store).
 
     DuckDB reads these as Arrow scans through pyarrow's S3 filesystem: DuckDB itself
@@ -291,7 +289,7 @@ def register_remote_lake(conn: duckdb.DuckDBPyConnection, remote: DeltaLake) -> 
         conn.register(_remote_name(table), remote.dataset(table))
 
 
-def latest_date(project: Project, data_dir: Path, remote: DeltaLake | None = None) -> dt.date | None:
+def latest_date(project: Project, data_dir: Path, remote: Lake | None = None) -> dt.date | None:
     """The newest day partition of the project's lake tables (from directory names, or the
     Delta logs of a remote lake: no data file is read)."""
     lake = Lake(data_dir)
@@ -299,7 +297,7 @@ def latest_date(project: Project, data_dir: Path, remote: DeltaLake | None = Non
     return max(days, default=None)
 
 
-def _set_latest_date(conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, remote: DeltaLake | None = None) -> None:
+def _set_latest_date(conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, remote: Lake | None = None) -> None:
     # A variable, not a subquery: `date >= getvariable('latest_date') - 1` is a constant when
     # the query is planned, so it prunes partitions even through a view's GROUP BY.
     conn.execute("SET VARIABLE latest_date = ?::DATE", [latest_date(project, data_dir, remote)])
@@ -366,7 +364,7 @@ def refresh(
     select: Iterable[str] | None = None,
     *,
     preview_rows: int = 5,
-    remote: DeltaLake | None = None,
+    remote: Lake | None = None,
 ) -> list[BuiltModel]:
     """Build the models ``select`` (all when None) into the warehouse, atomically.
 
@@ -490,7 +488,7 @@ class QuerySession:
         project: Project,
         data_dir: str | os.PathLike[str],
         limits: QueryLimits | None = None,
-        remote: DeltaLake | None = None,
+        remote: Lake | None = None,
     ):
         self.data_dir = Path(data_dir).resolve()
         self.remote = remote  # the lake on an object store (IOT_LAKE_URL=s3://...), else the local lake
