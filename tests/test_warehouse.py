@@ -385,10 +385,7 @@ def test_refresh_swaps_a_new_file_in_while_readers_keep_theirs(tmp_path):
         refresh(load_project(proj), data)  # no lock error: the live file is never opened read-write
         assert reader.execute("SELECT n FROM n").fetchall() == [(4,)]  # the reader's version
         assert session.query("SELECT n FROM n").to_pylist() == [{"n": 4}]
-        # a session reads the lake's snapshot of when it opened (Delta: a version), never a half write
-        assert session.query("SELECT count(*) AS n FROM anomalies").to_pylist() == [{"n": 4}]
-        with QuerySession(load_project(proj), data) as later:  # a new session: the new snapshot, no refresh needed
-            assert later.query("SELECT count(*) AS n FROM anomalies").to_pylist() == [{"n": 8}]
+        assert session.query("SELECT count(*) AS n FROM anomalies").to_pylist() == [{"n": 8}]  # the lake is live
     finally:
         reader.close()
         session.close()
@@ -485,3 +482,18 @@ def test_schemas_of_lake_views_match_the_arrow_schemas(tmp_path, project):
             got = s.query(f"SELECT * FROM {table} LIMIT 0").schema
             assert got.names == [*schema.names, "date"]
             assert [got.field(f.name).type for f in schema] == [f.type for f in schema]
+
+
+def test_a_session_open_across_a_replace_reads_the_new_snapshot(tmp_path):
+    """A replace deletes the file a session's view named (the local lake keeps no superseded
+    file): the session's next query takes the table's new snapshot instead of failing on it."""
+    data = tmp_path / "data"
+    proj = small_project(tmp_path / "p", {"n": "-- One row.\nSELECT count(*) AS n FROM {{ source('lake', 'anomalies') }}\n"})
+    write(Lake(data), "anomalies", D1, ANOMALY_ROWS[D1])
+    with QuerySession(load_project(proj), data) as session:
+        assert session.query("SELECT count(*) AS n FROM anomalies").to_pylist() == [{"n": 4}]
+        old = Lake(data).files("anomalies", D1)
+        write(Lake(data), "anomalies", D1, ANOMALY_ROWS[D1][:1])
+        assert not old[0].exists()
+        assert session.query("SELECT count(*) AS n FROM anomalies").to_pylist() == [{"n": 1}]
+        assert session.query("SELECT n FROM n").to_pylist() == [{"n": 1}]  # a view model over it too

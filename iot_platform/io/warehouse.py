@@ -502,12 +502,32 @@ class QuerySession:
             catalog = Path(self._tmp.name) / "session.duckdb"
             self._schema_dir = Path(self._tmp.name) / "schemas"
             self._warehouse = warehouse_path(self.data_dir)
+            self._versions = self._lake_versions()
             self.snapshot_models = self._build_catalog(catalog)
             self.conn = self._open(catalog)
         except BaseException:
             self._tmp.cleanup()
             raise
         self.relations = lake_tables(project) + list(project.models)
+
+    def _lake_versions(self) -> tuple[int | None, ...]:
+        """The version of each local lake table: the views name a snapshot's files, so a new
+        version (a micro-batch, a replace that deleted the files a view named) means new views."""
+        if self.remote is not None:  # a store keeps superseded files through the grace period
+            return ()
+        lake = Lake(self.data_dir)
+        return tuple(lake.version(t) for t in sorted(TABLES))
+
+    def _refresh_views(self) -> None:
+        versions = self._lake_versions()
+        if versions == self._versions or self.abandoned:
+            return
+        # temporary views shadow the catalog's (the models' views bind to them by name); the
+        # session keeps its snapshot of the warehouse's table models, as a reader should
+        for table in lake_tables(self.project):
+            select = lake_select(self.data_dir, table, self._schema_dir)
+            self.conn.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(table)} AS {select}")
+        self._versions = versions
 
     def _attach(self, conn: duckdb.DuckDBPyConnection) -> bool:
         if not self._warehouse.exists():
@@ -607,6 +627,7 @@ class QuerySession:
             return self.conn.execute(sql).to_arrow_table()
 
     def query(self, sql: str) -> pa.Table:
+        self._refresh_views()
         self.check(sql)
         try:
             # execute(), not sql(): only execute() reports errors with their position
