@@ -156,6 +156,8 @@ class Lake:
         # parts this object staged and no commit has added yet: a writer reads its own writes
         # (a micro-batch's downstream reads its readings part before the batch commits)
         self._pending: dict[tuple[str, str], set[Path]] = {}
+        self._tables: dict[str, DeltaTable] = {}
+        self._snapshots: dict[tuple[str, int], dict[str, list[str]]] = {}
 
     def discard_pending(self) -> None:
         """Forget staged parts (a failed batch's: garbage, removed by the next batch)."""
@@ -183,6 +185,10 @@ class Lake:
 
     def delta(self, table: str, version: int | None = None) -> DeltaTable | None:
         """The table's current snapshot, or ``version`` (None: never written)."""
+        if version is None and table in self._tables:
+            t = self._tables[table]
+            t.update_incremental()
+            return t
         d = self.table_dir(table)
         if not self._is_delta(table):
             if table in TABLES and d.is_dir() and any(d.glob("date=*/*.parquet")):
@@ -191,7 +197,12 @@ class Lake:
                     "run 'iot-platform doctor --convert' once to convert the lake in place"
                 )
             return None
-        return DeltaTable(self.uri(table), version=version, storage_options=self._options)
+        if version is not None:
+            return DeltaTable(self.uri(table), version=version, storage_options=self._options)
+        # opened once per Lake object and brought up to date on each use: an open replays the
+        # log from its last checkpoint (up to 100 entries), an update reads only what is new
+        t = self._tables[table] = DeltaTable(self.uri(table), storage_options=self._options)
+        return t
 
     def _snapshot(self, table: str) -> dict[str, list[str]]:
         """day (ISO) -> relative paths of the snapshot's files."""
@@ -200,16 +211,21 @@ class Lake:
             if table not in TABLES:  # tables outside the Delta set (alarm history): their files
                 return _listing(self.table_dir(table))
             return {}
-        acts = t.get_add_actions(flatten=True)
-        out: dict[str, list[str]] = {}
-        for path, day in zip(acts.column("path").to_pylist(), acts.column(f"partition.{PARTITION}").to_pylist(), strict=True):
-            out.setdefault(str(day), []).append(path)
-        return out
+        key = (table, t.version())
+        if key not in self._snapshots:
+            acts = t.get_add_actions(flatten=True)
+            out: dict[str, list[str]] = {}
+            for path, day in zip(acts.column("path").to_pylist(), acts.column(f"partition.{PARTITION}").to_pylist(), strict=True):
+                out.setdefault(str(day), []).append(path)
+            self._snapshots = {k: v for k, v in self._snapshots.items() if k[0] != table}
+            self._snapshots[key] = out
+        return self._snapshots[key]
 
     def _partition(self, t: DeltaTable, table: str, day: dt.date | str) -> frozenset[Path]:
         acts = t.get_add_actions(flatten=True)
         days = acts.column(f"partition.{PARTITION}").to_pylist()
         return frozenset(self.table_dir(table) / p for p, d in zip(acts.column("path").to_pylist(), days, strict=True) if str(d) == _iso(day))
+
 
     def partition_files(self, table: str, day: dt.date | str) -> frozenset[Path]:
         """The partition's committed files now: what a replace computed from now is based on."""
