@@ -478,9 +478,10 @@ class Lake:
 
     def last_record(self) -> tuple[int, str, dict, int] | None:
         """(seq, record, plan, committed_us) of the last micro-batch commit, or None."""
-        if not self._is_delta(COMMITS_TABLE):
+        t = self.delta(COMMITS_TABLE)
+        if t is None:
             return None
-        row = DeltaTable(self.uri(COMMITS_TABLE), storage_options=self._options).to_pyarrow_table().to_pylist()
+        row = t.to_pyarrow_table().to_pylist()
         if not row:
             return None
         r = row[0]

@@ -386,8 +386,9 @@ def run_micro_batch(
         for f in pending_landing_files(landing):
             if landing_id(f) in state.landing_ingested and landing_id(f) not in before:
                 archive_landing(landing, f)
-        state.landing_ingested = []
-        commit_state(lake, state)
+        if state.landing_ingested:  # the record no longer needs them: they are archived
+            state.landing_ingested = []
+            commit_state(lake, state)
     return result
 
 
