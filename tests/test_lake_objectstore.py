@@ -169,3 +169,19 @@ def test_sql_and_models_read_what_the_micro_batches_wrote(lake: Lake, small_flee
     assert json.loads(capsys.readouterr().out) == [{"n": windows}]
     assert main(["sql", "--format", "csv", "SELECT count(*) AS n FROM sensor_hourly WHERE date = DATE '2024-01-03'"]) == 0
     assert capsys.readouterr().out == "n\n3\n"
+
+
+def test_two_machines_committing_a_micro_batch_at_once_commit_one(lake: Lake, s3_lake_url: str, tmp_path: Path):
+    """No flock is shared across machines: of two batches that loaded the same state, the second
+    commit is refused (its parts stay uncommitted, the next batch redoes them), never both."""
+    from iot_platform.io.commit import PartInfo, commit_state, load_state
+
+    other = Lake(tmp_path / "other-machine", parse_lake_url(s3_lake_url, os.environ))
+    mine, theirs = load_state(lake), load_state(other)
+    mine.day_parts("readings", DAY)["part-a.parquet"] = PartInfo(ts_min=1, ts_max=2)
+    theirs.day_parts("readings", DAY)["part-b.parquet"] = PartInfo(ts_min=3, ts_max=4)
+    commit_state(lake, mine)
+    with pytest.raises(LakeConflict, match=r"micro-batch commit 1: the lake's last commit is 1, another micro-batch committed meanwhile"):
+        commit_state(other, theirs)
+    seq, record, _, _ = lake.last_record()
+    assert (seq, list(json.loads(record)["parts"]["readings"]["2024-01-03"])) == (1, ["part-a.parquet"])

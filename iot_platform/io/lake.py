@@ -468,12 +468,28 @@ class Lake:
         The record is one commit of the ``_commits`` table; a process killed after
         it has its plan applied by the next :meth:`roll_forward` (each table's
         commit carries ``(app, seq)``, so no plan is applied twice).
+
+        Record ``seq`` follows record ``seq - 1`` and nothing else: it is committed on
+        exactly the version holding that one, or not at all (:class:`LakeConflict`:
+        another micro-batch committed meanwhile, on another machine; this batch's parts
+        stay uncommitted and the next batch redoes its work).
         """
+        last = self.last_record()
+        if (last[0] if last is not None else 0) != seq - 1:
+            raise LakeConflict(f"micro-batch commit {seq}: the lake's last commit is {last[0] if last else 0}, "
+                               "another micro-batch committed meanwhile; this one was not committed")  # fmt: skip
         body = pa.table({"seq": pa.array([seq], pa.int64()), "record": [record], "plan": [json.dumps(plan, sort_keys=True)],
                          "committed_us": pa.array([committed_us or int(time.time() * 1e6)], pa.int64())})  # fmt: skip
-        write_deltalake(str(self.lake_dir / COMMITS_TABLE), body, mode="overwrite", storage_options=self._options,
-                        commit_properties=CommitProperties(app_transactions=[Transaction(MICRO_BATCH_APP, seq)]),
-                        writer_properties=WriterProperties(compression="ZSTD"))  # fmt: skip
+        t = self.delta(COMMITS_TABLE)
+        try:
+            write_deltalake(
+                t if t is not None else str(self.lake_dir / COMMITS_TABLE), body, mode="overwrite",
+                storage_options=self._options if t is None else None,
+                commit_properties=CommitProperties(app_transactions=[Transaction(MICRO_BATCH_APP, seq)], max_commit_retries=0),
+                writer_properties=WriterProperties(compression="ZSTD"),
+            )  # fmt: skip
+        except CommitFailedError as exc:
+            raise LakeConflict(f"micro-batch commit {seq} lost the race to another micro-batch's; this one was not committed") from exc
         self._apply(seq, plan)
 
     def last_record(self) -> tuple[int, str, dict, int] | None:
