@@ -42,7 +42,7 @@ from servers.s3 import run_seaweedfs  # noqa: E402
 from iot_platform.core import simulator as sim  # noqa: E402
 from iot_platform.core.schemas import READINGS  # noqa: E402
 from iot_platform.io.objstore import lake_store_from_env  # noqa: E402
-from iot_platform.io.remote_lake import DeltaLake  # noqa: E402
+from iot_platform.io.lake import Lake  # noqa: E402
 
 DAY = dt.date(2024, 1, 3)
 BATCH_US = 30_000_000
@@ -132,7 +132,7 @@ def _appender(protocol: str, url: str, k: int, n: int, sensors: int, out: mp.Que
     fleet = sim.FleetParams(seed=7, n_sensors=sensors)
     lat = []
     m = Manifest(store, "readings") if protocol == "manifest" else None
-    d = DeltaLake(store) if protocol == "delta" else None
+    d = Lake(Path(tempfile.mkdtemp(prefix="iot-bench-")), store) if protocol == "delta" else None
     for i in range(n):
         t = batch(fleet, 1000 + 100 * k + i)
         t0 = time.perf_counter()
@@ -150,7 +150,7 @@ def measure(protocol: str, url: str, sensors: int, parts: int) -> dict:
     fleet = sim.FleetParams(seed=7, n_sensors=sensors)
     r: dict = {}
     m = Manifest(store, "readings") if protocol == "manifest" else None
-    d = DeltaLake(store) if protocol == "delta" else None
+    d = Lake(Path(tempfile.mkdtemp(prefix="iot-bench-")), store) if protocol == "delta" else None
     t0 = time.perf_counter()
     (m.replace(day_chunks(fleet)) if m else d.replace_partition("readings", DAY, day_chunks(fleet)))
     r["write_day_s"] = time.perf_counter() - t0
@@ -190,7 +190,7 @@ def measure(protocol: str, url: str, sensors: int, parts: int) -> dict:
 def micro_batch_1000(url: str) -> dict:
     """A 30 s batch of 1,000 sensors appended to `readings` on the object store, and its retry."""
     os.environ["IOT_LAKE_URL"] = url
-    d = DeltaLake(lake_store_from_env())
+    d = Lake(Path(tempfile.mkdtemp(prefix="iot-bench-")), lake_store_from_env())
     fleet = sim.FleetParams(seed=7, n_sensors=1000)
     d.replace_partition("readings", DAY, batch(fleet, 0))
     t0 = time.perf_counter()

@@ -19,6 +19,7 @@ from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import ANOMALIES
 from iot_platform.io.alert_store import AlertStore
 from iot_platform.io.alerts import load_config, run_pass
+from iot_platform.io.commit import State
 from iot_platform.io.lake import Lake
 
 DAY = dt.date(2024, 1, 3)
@@ -274,10 +275,7 @@ def test_deadman_for_a_quiet_sensor_and_a_stalled_pipeline(data_dir, hook):
     noon_s = 12 * 3600
     lake.replace_partition("readings", DAY, pa.concat_tables([make_readings("a", noon_s, 700), make_readings("b", noon_s, 100)]))
     write_anomalies(data_dir, [], until_s=700)
-    state = lake.lake_dir / "_state" / "micro_batch.json"
-    state.parent.mkdir(parents=True)
-    state.write_text("{}")
-    os.utime(state, ns=(NOON * 1000 + 690 * 10**9, NOON * 1000 + 690 * 10**9))  # the last batch committed at 12:11:30
+    lake.commit_record(1, State().to_json(), {}, committed_us=NOON + 690 * US)  # the last batch committed at 12:11:30
     config = load_config(data_dir)
     first = run_pass(data_dir, config, NOON + 800 * US)
     quiet = f"nodata-b-{NOON + 99 * US}"
@@ -288,7 +286,7 @@ def test_deadman_for_a_quiet_sensor_and_a_stalled_pipeline(data_dir, hook):
     # b reports again in a new micro-batch part, which also moves the pipeline on
     lake.write_part("readings", DAY, "mb-2", make_readings("b", noon_s + 695, 5))
     write_anomalies(data_dir, [], until_s=710)
-    os.utime(state, ns=(NOON * 1000 + 1000 * 10**9, NOON * 1000 + 1000 * 10**9))
+    lake.commit_record(2, State().to_json(), {}, committed_us=NOON + 1000 * US)
     back = run_pass(data_dir, config, NOON + 1005 * US)
     assert sorted(n.notification_id for n in back.evaluation.notifications) == [f"{quiet}:cleared", f"pipeline-{NOON + 690 * US}:cleared"]
     assert hook.keys() == [f"{quiet}:opened@hook", f"pipeline-{NOON + 690 * US}:opened@hook",

@@ -20,9 +20,9 @@ def test_consecutive_days_materialize_and_windows_straddle_midnight(instance, re
     assert result.success
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    r = f"read_parquet('{lake.glob('readings')}', hive_partitioning=true)"
-    w = f"read_parquet('{lake.glob('window_stats')}', hive_partitioning=true)"
-    a = f"read_parquet('{lake.glob('anomalies')}', hive_partitioning=true)"
+    r = f"{lake.scan_sql('readings')}"
+    w = f"{lake.scan_sql('window_stats')}"
+    a = f"{lake.scan_sql('anomalies')}"
 
     # at most one window per sensor every 60 s (1,440 a day; none while a sensor is down),
     # ending on the minute, in (midnight, next midnight]

@@ -61,7 +61,7 @@ def count(capsys, sql: str) -> int:
 def damage(root: Path) -> dict[str, bytes]:
     """Junk bytes, a truncated real part, a zero-byte part, a wrong schema and a junk landing file."""
     lake = root / "lake"
-    good = (lake / "readings" / D / "data.parquet").read_bytes()
+    good = Lake(root).compacted("readings", DAY).read_bytes()
     files = {
         f"lake/readings/{D}/junk.parquet": random.Random(0).randbytes(5000),
         f"lake/readings/{D}/part-0001.parquet": good[: len(good) // 2],
@@ -71,12 +71,22 @@ def damage(root: Path) -> dict[str, bytes]:
     for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
-    ws = pq.read_table(lake / "window_stats" / D / "data.parquet")
+        _in_table(root, rel)
+    ws = pq.read_table(Lake(root).compacted("window_stats", DAY))
     i = ws.schema.get_field_index("window_end")
     ws = ws.set_column(i, "window_end", ws["window_end"].cast(pa.int64()).cast(pa.float64()))  # epoch us as a float
     pq.write_table(ws, lake / "window_stats" / D / "part-0003.parquet")
     files[f"lake/window_stats/{D}/part-0003.parquet"] = (lake / "window_stats" / D / "part-0003.parquet").read_bytes()
+    _in_table(root, f"lake/window_stats/{D}/part-0003.parquet")
     return files
+
+
+def _in_table(root: Path, rel: str) -> None:
+    """Make a lake file part of its table's snapshot (damage to a file the log references:
+    a file beside the table's files that no commit added is in no query)."""
+    if rel.startswith("lake/"):
+        _, table, part, _ = rel.split("/")
+        Lake(root).commit(table, [(part.removeprefix("date="), root / rel)])
 
 
 LISTING = (

@@ -34,7 +34,7 @@ def test_two_partitions_materialize_and_their_checks_pass(instance, resources, l
         assert mat is not None
     rows = duckdb.sql(
         f"SELECT date, count(*), count(DISTINCT sensor_id), min(ts), max(ts) "
-        f"FROM read_parquet('{lake.glob('readings')}', hive_partitioning=true) GROUP BY 1 ORDER BY 1"
+        f"FROM {lake.scan_sql('readings')} GROUP BY 1 ORDER BY 1"
     ).fetchall()
     assert [str(r[0]) for r in rows] == DAYS
     for day, n, sensors, lo, hi in rows:

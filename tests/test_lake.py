@@ -33,7 +33,7 @@ def test_replace_is_idempotent_to_the_byte(lake: Lake):
     first = hashlib.sha256(lake.files("readings", "2024-01-01")[0].read_bytes()).hexdigest()
     lake.replace_partition("readings", "2024-01-01", _t([1.0, 2.0]))
     files = lake.files("readings", "2024-01-01")
-    assert [f.name for f in files] == ["data.parquet"]
+    assert [f.name[:5] for f in files] == ["data-"]
     assert hashlib.sha256(files[0].read_bytes()).hexdigest() == first
 
 
@@ -43,14 +43,14 @@ def test_replace_removes_micro_batch_parts(lake: Lake):
     lake.write_part("readings", "2024-01-01", "b2", _t([2.0]))
     assert lake.read("readings", ["2024-01-01"]).num_rows == 2
     lake.replace_partition("readings", "2024-01-01", _t([1.0, 2.0, 3.0]))
-    assert [f.name for f in lake.files("readings", "2024-01-01")] == ["data.parquet"]
+    assert [f.name[:5] for f in lake.files("readings", "2024-01-01")] == ["data-"]
 
 
 def test_hive_layout_is_readable_by_duckdb(lake: Lake):
     lake.replace_partition("readings", "2024-01-01", _t([1.0, 2.0]))
     lake.replace_partition("readings", "2024-01-02", _t([3.0]))
     rows = duckdb.sql(
-        f"SELECT date, count(*) FROM read_parquet('{lake.glob('readings')}', hive_partitioning=true) GROUP BY 1 ORDER BY 1"
+        f"SELECT date, count(*) FROM {lake.scan_sql('readings')} GROUP BY 1 ORDER BY 1"
     ).fetchall()
     assert [(str(d), n) for d, n in rows] == [("2024-01-01", 2), ("2024-01-02", 1)]
 
@@ -65,7 +65,8 @@ def test_an_exception_mid_write_leaves_the_old_partition(lake: Lake):
     with pytest.raises(RuntimeError, match="disk on fire"):
         lake.replace_partition("readings", "2024-01-01", chunks())
     assert lake.read("readings", ["2024-01-01"])["temperature"].to_pylist() == [1.0, 2.0]
-    assert not list((lake.table_dir("readings") / ".tmp").iterdir())
+    # nothing left beside the partition's one file: no half file, no uncommitted file
+    assert [p.name[:5] for p in lake.partition_dir("readings", "2024-01-01").iterdir()] == ["data-"]
 
 
 def test_a_killed_writer_leaves_the_old_partition(lake: Lake):
@@ -73,7 +74,7 @@ def test_a_killed_writer_leaves_the_old_partition(lake: Lake):
     lake.replace_partition("readings", "2024-01-01", _t([1.0, 2.0]))
     _kill_mid_write(lake, 'lake.replace_partition("readings", "2024-01-01", chunks())')  # half written now
     assert lake.read("readings", ["2024-01-01"])["temperature"].to_pylist() == [1.0, 2.0]
-    assert [f.name for f in lake.files("readings", "2024-01-01")] == ["data.parquet"]
+    assert [f.name[:5] for f in lake.files("readings", "2024-01-01")] == ["data-"]
 
 
 def test_writers_of_one_partition_take_turns(lake: Lake):
@@ -120,23 +121,25 @@ def _kill_mid_write(lake: Lake, call: str) -> None:
 
 def test_staging_of_a_killed_backfill_is_removed_by_the_next_write_of_the_table(lake: Lake):
     _kill_mid_write(lake, 'lake.replace_partition("readings", "2024-01-02", chunks())')
-    staging = lake.table_dir("readings") / ".tmp"
-    [left] = list(staging.iterdir())
-    assert left.name.startswith("date=2024-01-02.") and (left / "data.parquet").exists() is False
-    assert sum(f.stat().st_size for f in left.iterdir()) > 0  # the killed writer's half file
+    partition = lake.partition_dir("readings", "2024-01-02")
+    [left] = list(partition.iterdir())
+    assert left.name.startswith(".data-") and left.name.endswith(".tmp") and lake.files("readings", "2024-01-02") == []
+    assert left.stat().st_size > 0  # the killed writer's half file
     # a write of another day of the same table cleans it: that day's lock is free
     lake.replace_partition("readings", "2024-01-05", _t([1.0]))
-    assert list(staging.iterdir()) == []
+    assert list(partition.iterdir()) == []
     assert lake.days("readings") == [dt.date(2024, 1, 5)]
 
 
 def test_staging_of_a_live_writer_is_left_alone(lake: Lake):
-    (lake.table_dir("readings") / ".tmp" / "date=2024-01-02.abc").mkdir(parents=True)
+    partition = lake.partition_dir("readings", "2024-01-02")
+    partition.mkdir(parents=True)
+    (partition / ".data-abc.parquet.123.tmp").write_bytes(b"PAR1")
     with lake.lock("readings", "2024-01-02"):  # a writer of that day is still running
         lake.replace_partition("readings", "2024-01-05", _t([1.0]))
-        assert [p.name for p in (lake.table_dir("readings") / ".tmp").iterdir()] == ["date=2024-01-02.abc"]
+        assert [p.name for p in partition.iterdir()] == [".data-abc.parquet.123.tmp"]
     lake.replace_partition("readings", "2024-01-05", _t([1.0]))
-    assert list((lake.table_dir("readings") / ".tmp").iterdir()) == []
+    assert list(partition.iterdir()) == []
 
 
 def test_half_written_part_of_a_killed_micro_batch_is_removed_by_the_next_part(lake: Lake):

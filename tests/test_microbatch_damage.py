@@ -60,6 +60,7 @@ def test_a_junk_file_in_a_derived_partition_makes_its_day_rebuilt(lake: Lake, sm
     _batches(lake, small_fleet, [600, 630])
     junk = lake.partition_dir("window_stats", DAY) / "junk.parquet"
     junk.write_bytes(bytes(range(256)) * 20)
+    lake.commit("window_stats", [(DAY, junk)])  # a file the table's log references, damaged
     [r] = _batches(lake, small_fleet, [660])
     assert list(r.quarantined) == ["lake/window_stats/date=2024-01-03/junk.parquet"]
     assert r.late_days == [] and "2024-01-03" in r.partitions

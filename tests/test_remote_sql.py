@@ -16,16 +16,16 @@ from iot_platform.cli import main
 from iot_platform.core.schemas import ANOMALIES
 from iot_platform.core.sqlmodels import load_project
 from iot_platform.io.objstore import lake_store_from_env
-from iot_platform.io.remote_lake import DeltaLake
+from iot_platform.io.lake import Lake
 from iot_platform.io.warehouse import QuerySession, default_project_dir, refresh
 
 pytestmark = pytest.mark.objectstore
 
 
 @pytest.fixture
-def remote(s3_lake_url, data_dir, monkeypatch) -> DeltaLake:
+def remote(s3_lake_url, data_dir, monkeypatch) -> Lake:
     monkeypatch.setenv("IOT_LAKE_URL", s3_lake_url)
-    lake = DeltaLake(lake_store_from_env())
+    lake = Lake(data_dir, lake_store_from_env())
     lake.replace_partition("anomalies", D1, pa.Table.from_pylist([
         anomaly("a1", "s1", "critical", 1, 5.0, 'says "hi", twice'),
         anomaly("a2", "s2", "critical", 2, 3.0),

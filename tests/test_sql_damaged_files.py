@@ -50,6 +50,7 @@ def test_junk_bytes_fail_only_the_queries_that_read_them(root, day_rows, capsys)
     junk = Lake(root).partition_dir("readings", D3) / "junk.parquet"
     junk.parent.mkdir(parents=True)
     junk.write_bytes(random.Random(0).randbytes(5000))
+    Lake(root).commit("readings", [(D3, junk)])  # a file of the table's snapshot, damaged
     assert sql(capsys, "SELECT 1 AS one") == (0, "one\n---\n  1\n(1 row)\n", "")
     assert sql(capsys, "SELECT count(*) AS n FROM readings WHERE date = DATE '2024-01-04'", "--format", "csv") == (
         0, f"n\n{day_rows[1]}\n", ""
@@ -63,10 +64,11 @@ def test_junk_bytes_fail_only_the_queries_that_read_them(root, day_rows, capsys)
 
 @pytest.mark.parametrize("damage", ["truncated", "zero_bytes"])
 def test_a_damaged_part_names_itself(root, capsys, damage):
-    good = Lake(root).partition_dir("readings", D4) / "data.parquet"
+    good = Lake(root).compacted("readings", D4)
     part = good.with_name("part-0001.parquet")
     data = good.read_bytes()
     part.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
+    Lake(root).commit("readings", [(D4, part)])
     code, out, err = sql(capsys, "SELECT count(*) FROM readings WHERE date = DATE '2024-01-04'")
     reason = "No magic bytes found at end of file" if damage == "truncated" else "too small to be a Parquet file"
     assert (code, out) == (2, "")
@@ -77,6 +79,7 @@ def test_a_damaged_part_names_itself(root, capsys, damage):
 def test_a_file_with_another_schema_names_the_missing_column(root, capsys):
     odd = Lake(root).partition_dir("readings", D4) / "part-odd.parquet"
     pq.write_table(pa.table({"sensor_id": ["s1"], "temp": [1.0]}), odd)
+    Lake(root).commit("readings", [(D4, odd)])
     assert sql(capsys, "SELECT * FROM readings WHERE date = DATE '2024-01-04'") == (2, "", (
         f"Error: lake/readings/date=2024-01-04/part-odd.parquet is not a valid Parquet file of table readings "
         f"(column 'ts' is missing); {HINT}\n"
@@ -88,6 +91,7 @@ def test_a_refresh_names_the_damaged_file(data_dir):
     lake.replace_partition("anomalies", D4, ANOMALIES.empty_table())
     (lake.partition_dir("anomalies", D3)).mkdir(parents=True)
     (lake.partition_dir("anomalies", D3) / "junk.parquet").write_bytes(b"PAR1 and then nothing useful")
+    lake.commit("anomalies", [(D3, lake.partition_dir("anomalies", D3) / "junk.parquet")])
     with pytest.raises(WarehouseError) as info:
         refresh(load_project(default_project_dir()), data_dir)
     message = str(info.value)
@@ -100,6 +104,7 @@ def test_data_tests_name_the_damaged_file(data_dir):
     lake.replace_partition("anomalies", D4, ANOMALIES.empty_table())
     project = load_project(default_project_dir())
     refresh(project, data_dir)
-    (lake.partition_dir("anomalies", D4) / "aaa.parquet").write_bytes(b"")
+    live = lake.compacted("anomalies", D4)
+    live.write_bytes(b"")  # a file of the snapshot the warehouse's views read, damaged
     errors = {o.error for o in run_tests(project, data_dir) if o.error and "anomalies/" in o.error}
-    assert errors and all(e.startswith("lake/anomalies/date=2024-01-04/aaa.parquet is not a valid Parquet file of table anomalies (") for e in errors)
+    assert errors and all(e.startswith(f"lake/anomalies/date=2024-01-04/{live.name} is not a valid Parquet file of table anomalies (") for e in errors)

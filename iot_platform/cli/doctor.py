@@ -3,6 +3,7 @@
     iot-platform doctor              # exit 0: nothing damaged; 1: damaged files listed
     iot-platform doctor --repair     # quarantine them (lake/_quarantine/) and rebuild their days
     iot-platform doctor --deep       # also decode every row group (reads the whole lake)
+    iot-platform doctor --convert    # make a lake written before the Delta tables one, in place
 
 Days are rebuilt with the fleet and detection settings of the environment
 (``IOT_FLEET_SIZE``, ``IOT_FLEET_SEED``, ...), as the assets would: run it with
@@ -20,7 +21,7 @@ import pyarrow as pa
 from iot_platform.cli import CliError
 from iot_platform.cli.sql import format_table
 from iot_platform.io.lake import Lake
-from iot_platform.io.lake_doctor import Damage, repair, scan
+from iot_platform.io.lake_doctor import Damage, convert, repair, scan
 from iot_platform.settings import DATA_DIR_ENV, data_dir
 
 
@@ -38,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--repair", action="store_true", help="quarantine damaged files and rebuild their days")
     p.add_argument("--deep", action="store_true", help="also decode every row group (reads all data)")
+    p.add_argument("--convert", action="store_true",
+                   help="convert a lake written before the lake became Delta tables, in place (once)")  # fmt: skip
     p.add_argument("--data-dir", type=Path, help=f"the data root (default: ${DATA_DIR_ENV}, else ./data)")
     p.set_defaults(func=run)
 
@@ -56,6 +59,13 @@ def run(args: argparse.Namespace) -> int:
     root = args.data_dir.resolve() if args.data_dir else data_dir()
     if not root.is_dir():
         raise CliError(f"data directory {root} does not exist; set {DATA_DIR_ENV} or pass --data-dir")
+    if args.convert:
+        from iot_platform.io.commit import batch_lock
+
+        with batch_lock(Lake(root)):  # no micro-batch meanwhile
+            lines = convert(root)
+        print("\n".join(lines) if lines else "Nothing to convert: every lake table is a Delta table.")
+        return 0
     found = scan(root, deep=args.deep)
     checked = f"{found.files} lake files in {found.partitions} partitions and {found.landing_files} landing files checked"
     if not found.damaged:

@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     try:
         project = load_project(project_dir)
-        session = QuerySession(project, root, limits, remote=_remote_lake(store))
+        session = QuerySession(project, root, limits, remote=_remote_lake(root, store))
     except (ProjectError, WarehouseError) as exc:
         raise CliError(str(exc)) from None
     code = 0
@@ -168,13 +168,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _remote_lake(store):
+def _remote_lake(root: Path, store):
     """The lake on the object store IOT_LAKE_URL names (None: the local lake under the data root)."""
     if store is None:
         return None
-    from iot_platform.io.remote_lake import DeltaLake  # deltalake loads only for a remote lake
+    from iot_platform.io.lake import Lake
 
-    return DeltaLake(store)
+    return Lake(root, store)
 
 
 def _read_sql(args: argparse.Namespace) -> str | None:

@@ -32,12 +32,12 @@ from iot_platform.core.alert_config import AlertConfig, ConfigError, matches, pa
 from iot_platform.io.alert_delivery import DeliveryReport, deliver_due
 from iot_platform.io.alert_store import STORE_FILE, AlertStore
 from iot_platform.io.fsutil import exclusive_lock
-from iot_platform.io.lake import Lake, read_metadata, write_parquet_atomic
+from iot_platform.io.commit import last_commit
+from iot_platform.io.lake import COMMITS_TABLE, DELTA_LOG, Lake, read_metadata, write_parquet_atomic
 
 CONFIG_FILE = "alerts.yaml"
 CONFIG_ENV = "IOT_ALERTS_CONFIG"
 UNTIL_KEY = "iot.until_us"
-MICRO_BATCH_STATE = Path("_state") / "micro_batch.json"
 # cleared alarms stay in the evaluation for this long, so a late point of their
 # episode finds them instead of opening a new alarm
 KEEP_CLEARED_US = 2 * 86_400 * US
@@ -76,8 +76,8 @@ def read_lake(lake: Lake) -> LakeView:
             raw = read_metadata(f).get(UNTIL_KEY)
             if raw is not None:
                 until = max(until or 0, int(raw))
-    state = lake.lake_dir / MICRO_BATCH_STATE
-    last_batch = state.stat().st_mtime_ns // 1000 if state.exists() else None
+    last = last_commit(lake)
+    last_batch = last[0] if last is not None else None
     return LakeView(until, last_batch, lake.read("anomalies", days), days)
 
 
@@ -146,9 +146,9 @@ def lake_signature(root: Path) -> str:
     """What detection last wrote, from file times only (cheap enough for a sensor tick)."""
     lake = Lake(root)
     parts = []
-    state = lake.lake_dir / MICRO_BATCH_STATE
-    if state.exists():
-        parts.append(f"state:{state.stat().st_mtime_ns}")
+    log = lake.lake_dir / COMMITS_TABLE / DELTA_LOG
+    if log.is_dir():  # a new micro-batch commit adds a log entry
+        parts.append(f"state:{log.stat().st_mtime_ns}")
     for day in lake.days("anomalies")[-1:]:
         parts += [f"{f.name}:{f.stat().st_mtime_ns}" for f in lake.files("anomalies", day)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16] if parts else ""

@@ -4,11 +4,16 @@ Both writers of a day's partitions during micro-batches, ``io.microbatch``
 (readings) and ``io.downstream`` (window_stats, anomaly_points, anomalies),
 import this module; the rules below live here only.
 
-* A micro-batch writes *parts* (``part-<part id>.parquet``) and becomes visible
-  when one atomic write of ``lake/_state/micro_batch.json`` lists them
-  (:func:`commit_state`). A part on disk that the state does not list belongs
-  to a batch that died before its commit: the next batch deletes it
-  (:func:`remove_uncommitted_parts`) and redoes its work.
+* A micro-batch stages *parts* (``part-<part id>.parquet``, in no table yet)
+  and commits with one Delta commit of its record, the state below
+  (:func:`commit_state`, :meth:`Lake.commit_record`); the record's plan then
+  adds the parts to their tables, one commit per table carrying ``(app, seq)``,
+  and a process killed between the two has the plan applied by the next
+  load (:func:`load_state`). A staged part that no commit added belongs to a
+  batch that died before its commit: the next batch deletes it
+  (:func:`remove_uncommitted_parts`) and redoes its work. Readers of a table
+  can see a batch's readings a moment before its window statistics (Delta
+  commits one table at a time), never half of one table's part.
 * A committed part is immutable. A batch id that has already committed (a
   re-execution from the UI, a run retried after a failure past its commit)
   gets a new part id (:meth:`State.part_id`), so it can only add what is new,
@@ -26,14 +31,10 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from iot_platform.io.fsutil import fsync_path
-from iot_platform.io.lake import COMPACTED, PART_PREFIX, Lake
-
-STATE_FILE = Path("_state") / "micro_batch.json"
+from iot_platform.io.lake import PART_PREFIX, Lake
 
 
 @dataclasses.dataclass
@@ -55,8 +56,12 @@ class State:
     parts: dict[str, dict[str, dict[str, PartInfo]]] = dataclasses.field(default_factory=dict)
     landing_ingested: list[str] = dataclasses.field(default_factory=list)
     batches: int = 0
-    # files superseded by this batch (merged parts): deleted right after the commit
+    # files superseded by this batch (merged parts): removed from their tables by the commit
     superseded: list[Path] = dataclasses.field(default_factory=list)
+    # the sequence number of the last commit (each commit_state adds one)
+    seq: int = 0
+    # the parts in ``parts`` at the last commit: what a commit adds is the difference
+    committed: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
 
     def day_parts(self, table: str, day: dt.date | str) -> dict[str, PartInfo]:
         key = day if isinstance(day, str) else day.isoformat()
@@ -100,40 +105,58 @@ def part_file(part_id: str) -> str:
     return f"{PART_PREFIX}{part_id}.parquet"
 
 
-def state_path(lake: Lake) -> Path:
-    return lake.lake_dir / STATE_FILE
-
-
 def load_state(lake: Lake) -> State:
     """The committed state, with entries for parts that no longer exist dropped.
 
-    A part disappears when its partition is compacted or rebuilt (finalize,
+    A plan a killed process committed but did not apply is applied first. A
+    part disappears when its partition is compacted or rebuilt (finalize,
     backfill); the compacted file then carries the coverage.
     """
-    path = state_path(lake)
-    state = State.from_json(path.read_text()) if path.exists() else State()
+    last = lake.last_record()
+    if last is None:
+        return State()
+    lake.roll_forward()
+    seq, record, _, _ = last
+    state = State.from_json(record)
+    state.seq = seq
     for table, days in state.parts.items():
+        live = {f.relative_to(lake.table_dir(table)).as_posix() for f in lake.all_files(table)}
         for day, parts in list(days.items()):
-            d = lake.partition_dir(table, day)
             for name in list(parts):
-                if not (d / name).exists():
+                if f"date={day}/{name}" not in live:
                     del parts[name]
             if not parts:
                 del days[day]
+    state.committed = _listed(state)
     return state
 
 
+def _listed(state: State) -> set[tuple[str, str, str]]:
+    return {(t, d, n) for t, days in state.parts.items() for d, ps in days.items() for n in ps}
+
+
 def commit_state(lake: Lake, state: State) -> None:
-    """Make ``state`` the committed one: one atomic, durable replace of the state file."""
-    path = state_path(lake)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(state.to_json())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_path(path.parent)
+    """Make ``state`` the committed one: one Delta commit of its record, then its parts added to their tables."""
+    now = _listed(state)
+    plan: dict[str, dict[str, list]] = {}
+    for t, d, n in sorted(now - state.committed):
+        plan.setdefault(t, {"add": [], "remove": []})["add"].append([d, n])
+    for path in state.superseded:
+        table, part, name = path.relative_to(lake.lake_dir).parts
+        plan.setdefault(table, {"add": [], "remove": []})["remove"].append([part.removeprefix("date="), name])
+    state.seq += 1
+    lake.commit_record(state.seq, state.to_json(), plan)
+    state.committed = now
+    state.superseded = []
+
+
+def last_commit(lake: Lake) -> tuple[int, int] | None:
+    """(when, µs since the epoch; batches committed) of the last micro-batch commit, or None."""
+    last = lake.last_record()
+    if last is None:
+        return None
+    _, record, _, committed_us = last
+    return committed_us, int(json.loads(record).get("batches", 0))
 
 
 def remove_uncommitted_parts(lake: Lake, state: State, table: str, day: dt.date) -> list[str]:
@@ -143,7 +166,7 @@ def remove_uncommitted_parts(lake: Lake, state: State, table: str, day: dt.date)
     """
     known = state.day_parts(table, day)
     removed = []
-    for f in lake.files(table, day):
+    for f in lake.staged_files(table, day):
         if f.name.startswith(PART_PREFIX) and f.name not in known:
             f.unlink()
             removed.append(f.name)
@@ -152,10 +175,7 @@ def remove_uncommitted_parts(lake: Lake, state: State, table: str, day: dt.date)
 
 def committed_files(lake: Lake, state: State, table: str, day: dt.date, lo: int | None = None, hi: int | None = None) -> list[Path]:
     """The compacted file and the committed parts of a partition whose rows may fall in [lo, hi]."""
-    files = []
-    compacted = lake.partition_dir(table, day) / COMPACTED
-    if compacted.exists():
-        files.append(compacted)
+    files = [f for f in lake.files(table, day) if not f.name.startswith(PART_PREFIX)]
     for name, info in state.day_parts(table, day).items():
         path = lake.partition_dir(table, day) / name
         overlaps = lo is None or info.ts_min is None or (info.ts_min <= hi and info.ts_max >= lo)

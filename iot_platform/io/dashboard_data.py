@@ -21,12 +21,12 @@ import pyarrow as pa
 
 from iot_platform.core.schemas import METRICS
 from iot_platform.io.alert_store import STORE_FILE
+from iot_platform.io.commit import last_commit
 from iot_platform.io.lake import Lake, read_metadata
 
 US = 1_000_000
 DAY_US = 86_400 * US
 UNTIL_KEY = "iot.until_us"
-MICRO_BATCH_STATE = Path("_state") / "micro_batch.json"
 # A chart row draws at most MAX_POINTS readings: raw while a span holds no more at 1 Hz (25 min),
 # averaged into MAX_POINTS buckets up to READINGS_SPAN_US (the window band keeps the extremes, the
 # markers the anomalies), window statistics alone beyond (scanning a week of raw readings for one
@@ -114,14 +114,8 @@ class DashboardData:
         return self._sql(f"SELECT sensor_id, severity, anomaly_type, epoch_us(end_ts) AS end_ts FROM read_parquet({_files_sql(files)})")
 
     def freshness(self, newest_reading_us: int | None) -> Freshness:
-        state = self.lake.lake_dir / MICRO_BATCH_STATE
-        last_batch = batches = None
-        if state.exists():
-            last_batch = state.stat().st_mtime_ns // 1000
-            try:
-                batches = int(json.loads(state.read_text()).get("batches", 0))
-            except (ValueError, OSError):
-                batches = None
+        last = last_commit(self.lake)
+        last_batch, batches = last if last is not None else (None, None)
         until = None
         for day in self.lake.days("anomalies")[-1:]:
             for f in self.lake.files("anomalies", day):

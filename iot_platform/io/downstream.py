@@ -40,7 +40,8 @@ from iot_platform.core.detectors.points import POINTS
 from iot_platform.core.schemas import ANOMALIES, READINGS, WINDOW_STATS, conform
 from iot_platform.core.windows import compute_window_stats
 from iot_platform.io.commit import PartInfo, State, committed_files, day_lock, part_file, remove_uncommitted_parts
-from iot_platform.io.lake import COMPACTED, TABLES, Lake, read_metadata, write_parquet_atomic
+from iot_platform.io.lake import TABLES, Lake, read_metadata, write_parquet_atomic
+from iot_platform.io.lake_store import register_duckdb
 
 UNTIL_KEY = "iot.until_us"
 # window_stats and anomaly_points parts of a day are merged into one part when
@@ -93,11 +94,16 @@ def _files_sql(files: list) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _con() -> duckdb.DuckDBPyConnection:
+def _connection() -> duckdb.DuckDBPyConnection:
     """One in-memory connection per process (opening one costs ~50 ms; it holds no file lock)."""
     con = duckdb.connect()
     con.execute("SET threads TO 2")
     return con
+
+
+def _con() -> duckdb.DuckDBPyConnection:
+    """The process's connection, able to read the lake's ``s3://`` files when the lake is on a store."""
+    return register_duckdb(_connection())
 
 
 def read_ts_range(lake: Lake, table: str, days: list[dt.date], column: str, lo: int, hi: int, files=None) -> pa.Table:
@@ -278,8 +284,8 @@ def build_window_stats_day(lake: Lake, day: dt.date, settings: DownstreamSetting
 def downstream_until(lake: Lake, state: State, day: dt.date) -> int | None:
     """Up to which window end ``day``'s derived tables are built (None: never built)."""
     until = None
-    compacted = lake.partition_dir("anomaly_points", day) / COMPACTED
-    if compacted.exists():
+    compacted = lake.compacted("anomaly_points", day)
+    if compacted is not None:
         raw = read_metadata(compacted).get(UNTIL_KEY)
         until = int(raw) if raw is not None else _day_start(day) + DAY_US
     for info in state.day_parts("anomaly_points", day).values():
@@ -322,7 +328,7 @@ def baseline_for(lake: Lake, day: dt.date, settings: DownstreamSettings) -> pa.T
     files = [f for d in days for f in lake.files("window_stats", d)]
     ident = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files] + [repr(p)]
     key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
-    cache = lake.lake_dir / "_state" / "drift_baseline" / f"{day.isoformat()}-{key}.parquet"
+    cache = lake.root / "lake" / "_state" / "drift_baseline" / f"{day.isoformat()}-{key}.parquet"  # on this machine
     if cache.exists():
         return pq.read_table(cache)
     hist = history_window_stats(lake, day, settings)
@@ -375,7 +381,7 @@ def _update_day_locked(lake: Lake, state: State, batch_id: str, day: dt.date, st
                            emit_start=prev, emit_end=end, intervals=intervals)  # fmt: skip
     name = part_file(batch_id)
     for table, data in (("window_stats", new_ws), ("anomaly_points", points)):
-        lake.write_part(table, day, batch_id, data, metadata={UNTIL_KEY: str(end)})
+        lake.write_part(table, day, batch_id, data, metadata={UNTIL_KEY: str(end)}, commit=False)
         col = "window_end" if table == "window_stats" else "ts"
         ts = data[col].cast(pa.int64()) if data.num_rows else None
         state.day_parts(table, day)[name] = PartInfo(
@@ -402,7 +408,7 @@ def _merge_parts(lake: Lake, state: State, table: str, day: dt.date, batch_id: s
     data = data.sort_by([("sensor_id", "ascending"), (col, "ascending")])
     infos = list(parts.values())
     until = max(i.until for i in infos if i.until is not None)
-    lake.write_part(table, day, f"merged-{batch_id}", data, metadata={UNTIL_KEY: str(until)})
+    lake.write_part(table, day, f"merged-{batch_id}", data, metadata={UNTIL_KEY: str(until)}, commit=False)
     lo = [i.ts_min for i in infos if i.ts_min is not None]
     hi = [i.ts_max for i in infos if i.ts_max is not None]
     parts.clear()

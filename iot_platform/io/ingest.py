@@ -203,8 +203,8 @@ def _expected_raw(good: pa.Table, sensors: set[str]) -> int:
 
 def sim_until(lake: Lake, day: dt.date) -> int | None:
     """Up to when the compacted `readings` file of ``day`` holds the simulated fleet."""
-    files = [f for f in lake.files("readings", day) if f.name == "data.parquet"]
-    if not files:
+    compacted = lake.compacted("readings", day)
+    if compacted is None:
         return None
-    value = read_metadata(files[0]).get(SIM_UNTIL_KEY)
+    value = read_metadata(compacted).get(SIM_UNTIL_KEY)
     return int(value) if value is not None else None

@@ -31,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,7 +44,7 @@ from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import LANDING
 from iot_platform.io.downstream import DownstreamSettings, build_day
 from iot_platform.io.ingest import build_readings_day
-from iot_platform.io.lake import PART_PREFIX, QUARANTINE_DIR, TABLES, Lake, parquet_damage
+from iot_platform.io.lake import DELTA_LOG, PART_PREFIX, QUARANTINE_DIR, TABLES, Lake, parquet_damage
 
 LANDING_KIND = "landing"
 READINGS_BUILD = ("readings", "rejected_readings", "fault_labels")
@@ -205,3 +207,52 @@ def repair(
                 f"{out.anomalies.num_rows} anomalies"
             )
     return report
+
+
+# -- converting a lake from before Delta -------------------------------------------------------
+OLD_STATE = Path("_state") / "micro_batch.json"
+
+
+def needs_conversion(root: Path) -> list[str]:
+    """Lake tables that are plain Parquet directories (a lake written before the Delta tables)."""
+    lake = Lake(root)
+    return [
+        t for t in sorted(TABLES)
+        if not (lake.table_dir(t) / DELTA_LOG).is_dir() and any(lake.table_dir(t).glob("date=*/*.parquet"))
+    ]  # fmt: skip
+
+
+def convert(root: Path) -> list[str]:
+    """Make each plain-Parquet table of an old lake a Delta table in place; returns one line per table.
+
+    What the old lake held committed is what the new table holds: each partition's
+    ``data.parquet`` and the micro-batch parts its state file listed. Parts it did not
+    list belong to a batch that died before its commit (the old next batch deleted
+    them): they are deleted, as are killed writers' staging directories. The old
+    state becomes the first micro-batch commit record. The caller holds the batch lock.
+    """
+    root = Path(root)
+    lake = Lake(root)
+    state_file = lake.lake_dir / OLD_STATE
+    old = json.loads(state_file.read_text()) if state_file.exists() else {"parts": {}, "landing_ingested": [], "batches": 0}
+    lines = []
+    for table in needs_conversion(root):
+        listed = old["parts"].get(table, {})
+        adds, dropped = [], 0
+        for d in sorted(lake.table_dir(table).glob("date=*")):
+            day = d.name.removeprefix("date=")
+            for f in sorted(d.glob("*.parquet")):
+                if f.name == "data.parquet" or f.name in listed.get(day, {}):
+                    adds.append((day, f))
+                elif f.name.startswith(PART_PREFIX):
+                    f.unlink()
+                    dropped += 1
+        shutil.rmtree(lake.table_dir(table) / ".tmp", ignore_errors=True)
+        lake.commit(table, adds, adopt=True)
+        lines.append(f"Converted {table}: {len(adds)} files in {len({d for d, _ in adds})} partitions"
+                     + (f"; {dropped} uncommitted parts deleted" if dropped else ""))  # fmt: skip
+    if state_file.exists():
+        lake.commit_record(1, json.dumps(old), {})
+        state_file.unlink()
+        lines.append(f"Converted the micro-batch state ({old.get('batches', 0)} batches) to the commit record")
+    return lines

@@ -44,7 +44,8 @@ from iot_platform.core.schemas import LANDING, READINGS, conform
 from iot_platform.core.validation import NO_PARTITION, REJECTED, validate_readings
 from iot_platform.io.commit import PartInfo, State, batch_lock, commit_state, committed_files, day_lock, load_state, part_file, remove_uncommitted_parts
 from iot_platform.io.ingest import SIM_SENSORS_KEY, SIM_UNTIL_KEY, build_readings_day
-from iot_platform.io.lake import COMPACTED, Lake, read_metadata
+from iot_platform.io.lake import Lake, read_metadata
+from iot_platform.io.lake_store import register_duckdb
 from iot_platform.io.registry import fleet_registry
 
 INGESTED_DIR = "_ingested"
@@ -66,8 +67,8 @@ class SimCoverage:
 def sim_coverage(lake: Lake, state: State, day: dt.date) -> SimCoverage:
     start = sim.day_start_us(day)
     covered = SimCoverage(start, None)
-    compacted = lake.partition_dir("readings", day) / COMPACTED
-    if compacted.exists():
+    compacted = lake.compacted("readings", day)
+    if compacted is not None:
         meta = read_metadata(compacted)
         n = meta.get(SIM_SENSORS_KEY)
         covered = SimCoverage(max(start, int(meta.get(SIM_UNTIL_KEY, start))), int(n) if n is not None else None)
@@ -95,7 +96,7 @@ def existing_keys(lake: Lake, state: State, day: dt.date, sensors: list[str], lo
     files = committed_files(lake, state, "readings", day, lo, hi)
     if not files or not sensors:
         return pa.table({"sensor_id": pa.array([], pa.string()), "ts": pa.array([], pa.int64())})
-    con = duckdb.connect()
+    con = register_duckdb(duckdb.connect())
     con.execute("SET threads TO 2")
     return con.sql(
         "SELECT sensor_id, epoch_us(ts) AS ts FROM read_parquet(?) WHERE sensor_id IN (SELECT unnest(?)) AND epoch_us(ts) BETWEEN ? AND ?",
@@ -246,7 +247,7 @@ def ingest_readings(
                 good = _drop_existing(lake, state, day, good)
             name = part_file(batch_id)
             if good.num_rows or day in sim_ranges:
-                lake.write_part("readings", day, batch_id, good, locked=True)
+                lake.write_part("readings", day, batch_id, good, locked=True, commit=False)
                 ts = good["ts"].cast(pa.int64())
                 lo, hi = sim_ranges.get(day, (None, None))
                 state.day_parts("readings", day)[name] = PartInfo(
@@ -256,7 +257,7 @@ def ingest_readings(
             remove_uncommitted_parts(lake, state, "rejected_readings", day)
             rejected = pa.concat_tables([v.rejected, *(refused if day == batch_day else [])])
             if rejected.num_rows:
-                lake.write_part("rejected_readings", day, batch_id, rejected, locked=True)
+                lake.write_part("rejected_readings", day, batch_id, rejected, locked=True, commit=False)
                 state.day_parts("rejected_readings", day)[name] = PartInfo(ts_min=None, ts_max=None)
             result.rejected += rejected.num_rows - v.rejected.num_rows
         result.ingested += good.num_rows
@@ -326,7 +327,7 @@ def quarantine_damaged(lake: Lake, state: State, fleet: sim.FleetParams | None, 
             # quick: a day holds thousands of parts by 23:59; `iot-platform doctor` checks schemas too
             for path, why in lake.damaged_files(table, day, quick=True):
                 moved = lake.quarantine_file(path, why)
-                result.quarantined[str(path.relative_to(lake.root))] = f"{why}; moved to {moved.relative_to(lake.root)}"
+                result.quarantined[lake.rel(path)] = f"{why}; moved to {lake.rel(moved)}"
                 state.day_parts(table, day).pop(path.name, None)
                 rebuild_readings |= table in ("readings", "rejected_readings")
                 if derived:
@@ -355,6 +356,7 @@ def run_micro_batch(
     before the commit, so a batch is committed whole or not at all.
     """
     with batch_lock(lake):
+        lake.discard_pending()
         state = load_state(lake)
         # a committed batch is immutable: a re-run names its parts anew (see io.commit)
         part_id = state.part_id(batch_id)
@@ -381,13 +383,12 @@ def run_micro_batch(
             result.seconds["downstream"] = time.perf_counter() - t0
         state.batches += 1
         commit_state(lake, state)
-        for path in state.superseded:  # a crash here leaves them uncommitted: the next batch deletes them
-            path.unlink(missing_ok=True)
         for f in pending_landing_files(landing):
             if landing_id(f) in state.landing_ingested and landing_id(f) not in before:
                 archive_landing(landing, f)
-        state.landing_ingested = []
-        commit_state(lake, state)
+        if state.landing_ingested:  # the record no longer needs them: they are archived
+            state.landing_ingested = []
+            commit_state(lake, state)
     return result
 
 

@@ -44,7 +44,7 @@ import uuid
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -57,8 +57,6 @@ from iot_platform.io.lake import TABLES, Lake, write_parquet_atomic
 from iot_platform.io.query_limits import LimitExceeded, QueryLimits, format_size, run_limited, session_temp_dir
 from iot_platform.io.sensors import SENSORS_FILE
 
-if TYPE_CHECKING:  # deltalake is imported only when a lake on an object store is configured
-    from iot_platform.io.remote_lake import DeltaLake
 
 WAREHOUSE_DIR = "warehouse"
 WAREHOUSE_FILE = "warehouse.duckdb"
@@ -161,12 +159,13 @@ def lake_select(data_dir: str | os.PathLike[str], table: str, schema_dir: Path |
         return snapshot_select(data_dir, table)
     if table not in LAKE_SCHEMAS:
         raise ProjectError(f"lake table {table!r} is unknown; expected one of {', '.join(LAKE_SCHEMAS)}")
-    table_dir = Lake(Path(data_dir).resolve()).table_dir(table)
-    if any(table_dir.glob("date=*/*.parquet")):
-        pattern = _sql_string(str(table_dir / "date=*" / "*.parquet"))
+    # the files of the table's current Delta snapshot, never a glob (superseded or staged files
+    # may sit beside them); the view is fixed when it is created, a snapshot of its own
+    files = [_sql_string(str(f)) for f in Lake(Path(data_dir).resolve()).all_files(table)]
+    if files:
         if schema_dir is not None:
-            pattern = f"[{_sql_string(str(schema_file(schema_dir, table)))}, {pattern}]"
-        return f"SELECT * FROM read_parquet({pattern}, hive_partitioning = true, hive_types = {{'date': 'DATE'}})"
+            files.insert(0, _sql_string(str(schema_file(schema_dir, table))))
+        return f"SELECT * FROM read_parquet([{', '.join(files)}], hive_partitioning = true, hive_types = {{'date': 'DATE'}})"
     cols = [f"CAST(NULL AS {_duck_type(f.type)}) AS {quote_ident(f.name)}" for f in LAKE_SCHEMAS[table]]
     return f"SELECT {', '.join(cols)}, CAST(NULL AS DATE) AS \"date\" WHERE false"
 
@@ -270,7 +269,7 @@ def lake_tables(project: Project) -> list[str]:
 
 
 def _install_lake_views(
-    conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, schema_dir: Path, remote: DeltaLake | None = None
+    conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, schema_dir: Path, remote: Lake | None = None
 ) -> list[str]:
     """A view per lake table; their empty schema files are written under ``schema_dir``.
 
@@ -297,7 +296,7 @@ def _remote_name(table: str) -> str:
     return f"__lake_{table}"
 
 
-def register_remote_lake(conn: duckdb.DuckDBPyConnection, remote: DeltaLake) -> None:
+def register_remote_lake(conn: duckdb.DuckDBPyConnection, remote: Lake) -> None:
     """Register each lake table's current snapshot (a pyarrow dataset over the object store).
 
     DuckDB reads these as Arrow scans through pyarrow's S3 filesystem: DuckDB itself
@@ -308,7 +307,7 @@ def register_remote_lake(conn: duckdb.DuckDBPyConnection, remote: DeltaLake) -> 
         conn.register(_remote_name(table), remote.dataset(table))
 
 
-def latest_date(project: Project, data_dir: Path, remote: DeltaLake | None = None) -> dt.date | None:
+def latest_date(project: Project, data_dir: Path, remote: Lake | None = None) -> dt.date | None:
     """The newest day partition of the project's lake tables (from directory names, or the
     Delta logs of a remote lake: no data file is read)."""
     lake = Lake(data_dir)
@@ -316,7 +315,7 @@ def latest_date(project: Project, data_dir: Path, remote: DeltaLake | None = Non
     return max(days, default=None)
 
 
-def _set_latest_date(conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, remote: DeltaLake | None = None) -> None:
+def _set_latest_date(conn: duckdb.DuckDBPyConnection, project: Project, data_dir: Path, remote: Lake | None = None) -> None:
     # A variable, not a subquery: `date >= getvariable('latest_date') - 1` is a constant when
     # the query is planned, so it prunes partitions even through a view's GROUP BY.
     conn.execute("SET VARIABLE latest_date = ?::DATE", [latest_date(project, data_dir, remote)])
@@ -383,7 +382,7 @@ def refresh(
     select: Iterable[str] | None = None,
     *,
     preview_rows: int = 5,
-    remote: DeltaLake | None = None,
+    remote: Lake | None = None,
 ) -> list[BuiltModel]:
     """Build the models ``select`` (all when None) into the warehouse, atomically.
 
@@ -507,7 +506,7 @@ class QuerySession:
         project: Project,
         data_dir: str | os.PathLike[str],
         limits: QueryLimits | None = None,
-        remote: DeltaLake | None = None,
+        remote: Lake | None = None,
     ):
         self.data_dir = Path(data_dir).resolve()
         self.remote = remote  # the lake on an object store (IOT_LAKE_URL=s3://...), else the local lake
@@ -521,12 +520,32 @@ class QuerySession:
             catalog = Path(self._tmp.name) / "session.duckdb"
             self._schema_dir = Path(self._tmp.name) / "schemas"
             self._warehouse = warehouse_path(self.data_dir)
+            self._versions = self._lake_versions()
             self.snapshot_models = self._build_catalog(catalog)
             self.conn = self._open(catalog)
         except BaseException:
             self._tmp.cleanup()
             raise
         self.relations = lake_tables(project) + list(project.models)
+
+    def _lake_versions(self) -> tuple[int | None, ...]:
+        """The version of each local lake table: the views name a snapshot's files, so a new
+        version (a micro-batch, a replace that deleted the files a view named) means new views."""
+        if self.remote is not None:  # a store keeps superseded files through the grace period
+            return ()
+        lake = Lake(self.data_dir)
+        return tuple(lake.version(t) for t in sorted(TABLES))
+
+    def _refresh_views(self) -> None:
+        versions = self._lake_versions()
+        if versions == self._versions or self.abandoned:
+            return
+        # temporary views shadow the catalog's (the models' views bind to them by name); the
+        # session keeps its snapshot of the warehouse's table models, as a reader should
+        for table in lake_tables(self.project):
+            select = lake_select(self.data_dir, table, self._schema_dir)
+            self.conn.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(table)} AS {select}")
+        self._versions = versions
 
     def _attach(self, conn: duckdb.DuckDBPyConnection) -> bool:
         if not self._warehouse.exists():
@@ -626,6 +645,7 @@ class QuerySession:
             return self.conn.execute(sql).to_arrow_table()
 
     def query(self, sql: str) -> pa.Table:
+        self._refresh_views()
         self.check(sql)
         try:
             # execute(), not sql(): only execute() reports errors with their position

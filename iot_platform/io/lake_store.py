@@ -1,0 +1,196 @@
+"""Where the lake's files live: a local directory, or a bucket/prefix of an S3-compatible store.
+
+The lake (:mod:`iot_platform.io.lake`) names its files with paths. Locally
+they are :class:`pathlib.Path`; on an object store they are :class:`StoreFile`,
+which has the part of ``Path`` the lake and its readers use (``name``,
+``parent``, ``/``, ``exists``, ``stat``, ``unlink``, ``read_bytes``,
+``relative_to``, ``str`` as an ``s3://`` URL), over pyarrow's S3 filesystem.
+DuckDB reads ``s3://`` URLs through :func:`register_duckdb`, which gives a
+connection the same filesystem (DuckDB's own ``httpfs`` needs a download).
+
+An object store has no rename: a file is written once under its final name
+(a PUT, or a multipart upload that completes atomically), never replaced in
+place; the lake only ever names files it has not used before, or re-writes
+a part no commit has added yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Iterator
+from typing import IO
+
+import duckdb
+import pyarrow.fs as pafs
+from fsspec.implementations.arrow import ArrowFSWrapper
+
+from iot_platform.io.objstore import ObjectStore
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreStat:
+    st_size: int
+    st_mtime_ns: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreFile:
+    """A path in an object store: ``key`` is ``bucket/prefix/...`` (no scheme)."""
+
+    fs: pafs.FileSystem = dataclasses.field(compare=False, hash=False, repr=False)
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.key}"
+
+    def __truediv__(self, part: str) -> StoreFile:
+        return StoreFile(self.fs, f"{self.key.rstrip('/')}/{part}")
+
+    def __lt__(self, other: StoreFile) -> bool:
+        return self.key < other.key
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    @property
+    def suffix(self) -> str:
+        return os.path.splitext(self.name)[1]
+
+    @property
+    def parent(self) -> StoreFile:
+        return StoreFile(self.fs, self.key.rsplit("/", 1)[0])
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(self.key.split("/"))
+
+    def with_name(self, name: str) -> StoreFile:
+        return self.parent / name
+
+    def relative_to(self, other: StoreFile) -> _Rel:
+        base = other.key.rstrip("/") + "/"
+        if not self.key.startswith(base):
+            raise ValueError(f"{self} is not under {other}")
+        return _Rel(self.key[len(base) :])
+
+    def is_relative_to(self, other: StoreFile) -> bool:
+        return isinstance(other, StoreFile) and self.key.startswith(other.key.rstrip("/") + "/")
+
+    def resolve(self) -> StoreFile:
+        return self
+
+    def _info(self) -> pafs.FileInfo:
+        return self.fs.get_file_info(self.key)
+
+    def exists(self) -> bool:
+        return self._info().type != pafs.FileType.NotFound
+
+    def is_dir(self) -> bool:
+        # an object store has no directories: a "directory" exists when something is under it
+        return bool(self.fs.get_file_info(pafs.FileSelector(self.key, allow_not_found=True, recursive=False)))
+
+    def stat(self) -> StoreStat:
+        info = self._info()
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(2, "No such object", str(self))
+        return StoreStat(info.size or 0, info.mtime_ns or 0)
+
+    def iterdir(self) -> Iterator[StoreFile]:
+        for info in self.fs.get_file_info(pafs.FileSelector(self.key, allow_not_found=True, recursive=False)):
+            yield StoreFile(self.fs, info.path)
+
+    def glob(self, pattern: str) -> Iterator[StoreFile]:
+        """Only the patterns the lake uses: ``*.ext``, ``prefix*.ext`` and ``date=*``."""
+        import fnmatch
+
+        for f in self.iterdir():
+            if fnmatch.fnmatchcase(f.name, pattern):
+                yield f
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        try:
+            self.fs.delete_file(self.key)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+
+    def read_bytes(self) -> bytes:
+        with self.fs.open_input_file(self.key) as f:
+            return f.read()
+
+    def write_bytes(self, data: bytes) -> None:
+        with self.fs.open_output_stream(self.key) as f:
+            f.write(data)
+
+    def write_text(self, text: str) -> None:
+        self.write_bytes(text.encode())
+
+    def open_input(self) -> IO[bytes]:
+        return self.fs.open_input_file(self.key)
+
+    def open_output(self) -> IO[bytes]:
+        return self.fs.open_output_stream(self.key)
+
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        """Nothing to do: an object store has no directories."""
+
+
+class _Rel(str):
+    """A relative key: a ``str`` with the ``parts``/``as_posix`` a relative ``Path`` has."""
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(self.split("/"))
+
+    def as_posix(self) -> str:
+        return str(self)
+
+
+def store_root(store: ObjectStore) -> StoreFile:
+    """The lake's root (``bucket/prefix``) on ``store``'s filesystem."""
+    scheme = "http" if (store.endpoint or "").startswith("http://") else "https"
+    fs = pafs.S3FileSystem(
+        access_key=store.access_key, secret_key=store.secret_key, region=store.region,
+        endpoint_override=store.endpoint, scheme=scheme,
+    )  # fmt: skip
+    _register(fs)
+    return StoreFile(fs, f"{store.bucket}/{store.prefix}".rstrip("/"))
+
+
+class _DuckS3(ArrowFSWrapper):
+    """pyarrow's S3 filesystem as an fsspec one answering ``s3://`` URLs (DuckDB's register_filesystem)."""
+
+    protocol = "s3"
+    root_marker = ""
+
+    @classmethod
+    def _strip_protocol(cls, path):  # noqa: ANN001, ANN206 - fsspec's signature
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        return (path[5:] if path.startswith("s3://") else path).rstrip("/")
+
+
+_LOCK = threading.Lock()
+_FILESYSTEMS: list[pafs.FileSystem] = []
+_REGISTERED: dict[int, int] = {}  # id(connection) -> filesystems registered on it
+
+
+def _register(fs: pafs.FileSystem) -> None:
+    with _LOCK:
+        _FILESYSTEMS[:] = [fs]  # one lake per process: the newest store wins
+
+
+def register_duckdb(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Let ``con`` read the ``s3://`` files of the lake's store (no-op for a local lake)."""
+    with _LOCK:
+        fs = _FILESYSTEMS[-1] if _FILESYSTEMS else None
+        if fs is None or _REGISTERED.get(id(con)) == id(fs):
+            return con
+        if id(con) in _REGISTERED:
+            con.unregister_filesystem("s3")
+        con.register_filesystem(_DuckS3(fs))
+        _REGISTERED[id(con)] = id(fs)
+    return con
