@@ -9,9 +9,14 @@ from iot_platform.io.objstore import LakeUrlError, ObjectStore, lake_store_from_
 ENV = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
 
 
-def test_unset_or_local_is_the_local_lake():
+def test_unset_is_the_local_lake_and_a_local_path_is_refused_not_ignored():
     assert lake_store_from_env({}) is None
-    assert lake_store_from_env({"IOT_LAKE_URL": "/srv/lake"}) is None
+    with pytest.raises(LakeUrlError) as e:
+        lake_store_from_env({"IOT_LAKE_URL": "/srv/lake"})
+    assert str(e.value) == (
+        "IOT_LAKE_URL='/srv/lake' is not supported; expected s3://bucket/prefix (a local lake is "
+        "$IOT_DATA_DIR/lake: set IOT_DATA_DIR instead, and leave IOT_LAKE_URL unset)"
+    )
 
 
 def test_an_s3_url_with_its_settings():

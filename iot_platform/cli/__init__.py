@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        from iot_platform.io.objstore import lake_store_from_env
+
+        try:  # a bad IOT_LAKE_URL is one line before anything runs, not a failure inside every run
+            lake_store_from_env()
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130

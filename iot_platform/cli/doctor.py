@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from iot_platform.cli import CliError
 from iot_platform.cli.sql import format_table
-from iot_platform.io.lake import Lake
+from iot_platform.io.lake import open_lake
 from iot_platform.io.lake_doctor import Damage, convert, repair, scan
 from iot_platform.settings import DATA_DIR_ENV, data_dir
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.convert:
         from iot_platform.io.commit import batch_lock
 
-        with batch_lock(Lake(root)):  # no micro-batch meanwhile
+        with batch_lock(open_lake(root)):  # no micro-batch meanwhile
             lines = convert(root)
         print("\n".join(lines) if lines else "Nothing to convert: every lake table is a Delta table.")
         return 0
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     fleet = fleet_from_env().params()
     report = repair(root, found.damaged, fleet=fleet, settings=detection_from_env().settings(fleet, root),
-                    now_us=time.time_ns() // 1000, lock=lambda: batch_lock(Lake(root)))  # fmt: skip
+                    now_us=time.time_ns() // 1000, lock=lambda: batch_lock(open_lake(root)))  # fmt: skip
     for damage, dest in report.quarantined:
         print(f"Quarantined {damage.path.relative_to(root)} -> {dest.relative_to(root)}")
     for line in report.actions:

@@ -108,12 +108,13 @@ def partitions_of(defs: dg.Definitions, keys: Sequence[dg.AssetKey]) -> dg.TimeW
 
 def lake_rows(data_root: str, table: str, day: str) -> int | None:
     """Rows of ``table`` on ``day`` in the lake (from the Parquet footers), None if it is not a lake table."""
-    from iot_platform.io.lake import Lake
+    from iot_platform.io.lake import TABLES, open_lake
+    from iot_platform.io.parquet_files import parquet_source
 
-    lake = Lake(data_root)
-    if not lake.table_dir(table).is_dir():
+    if table not in TABLES:
         return None
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in lake.files(table, day))
+    lake = open_lake(data_root)
+    return sum(pq.ParquetFile(parquet_source(f)).metadata.num_rows for f in lake.files(table, day))
 
 
 def execute(

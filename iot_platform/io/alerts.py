@@ -33,7 +33,7 @@ from iot_platform.io.alert_delivery import DeliveryReport, deliver_due
 from iot_platform.io.alert_store import STORE_FILE, AlertStore
 from iot_platform.io.fsutil import exclusive_lock
 from iot_platform.io.commit import last_commit
-from iot_platform.io.lake import COMMITS_TABLE, DELTA_LOG, Lake, read_metadata, write_parquet_atomic
+from iot_platform.io.lake import COMMITS_TABLE, DELTA_LOG, Lake, open_lake, read_metadata, write_parquet_atomic
 
 CONFIG_FILE = "alerts.yaml"
 CONFIG_ENV = "IOT_ALERTS_CONFIG"
@@ -128,7 +128,7 @@ def run_pass(root: Path, config: AlertConfig, now_us: int, *, deliver: bool = Tr
 
 
 def _run_pass(root: Path, config: AlertConfig, now_us: int, deliver: bool) -> PassResult:
-    lake = Lake(root)
+    lake = open_lake(root)
     view = read_lake(lake)
     with AlertStore.at(root) as store:
         last_seen = update_last_seen(lake, store, view.days) if view.days else store.last_seen()
@@ -144,7 +144,7 @@ def _run_pass(root: Path, config: AlertConfig, now_us: int, deliver: bool) -> Pa
 
 def lake_signature(root: Path) -> str:
     """What detection last wrote, from file times only (cheap enough for a sensor tick)."""
-    lake = Lake(root)
+    lake = open_lake(root)
     parts = []
     log = lake.lake_dir / COMMITS_TABLE / DELTA_LOG
     if log.is_dir():  # a new micro-batch commit adds a log entry

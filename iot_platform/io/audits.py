@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 
 from iot_platform.core.schemas import READINGS, VALID_RANGE
 from iot_platform.io.lake import Lake
+from iot_platform.io.lake_store import register_duckdb
+from iot_platform.io.parquet_files import parquet_source
 
 EXAMPLES = 5
 
@@ -33,7 +35,7 @@ class AuditResult:
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    con = register_duckdb(duckdb.connect())  # reads s3:// files when the lake is on an object store
     con.execute("SET threads TO 2")
     return con
 
@@ -122,7 +124,7 @@ def _sorted_and_disjoint(files: list) -> bool:
         names: list[str] = []  # the file's sensors in order of appearance
         last_ts = None
         # streamed a row group at a time: memory follows the row group, not the day
-        batches = pq.ParquetFile(f, read_dictionary=["sensor_id"]).iter_batches(columns=["sensor_id", "ts"])
+        batches = pq.ParquetFile(parquet_source(f), read_dictionary=["sensor_id"]).iter_batches(columns=["sensor_id", "ts"])
         for batch in batches:
             sid, ts = batch.column(0), pc.cast(batch.column(1), pa.int64())
             if len(sid) == 0:

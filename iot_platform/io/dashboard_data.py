@@ -22,7 +22,7 @@ import pyarrow as pa
 from iot_platform.core.schemas import METRICS
 from iot_platform.io.alert_store import STORE_FILE
 from iot_platform.io.commit import last_commit
-from iot_platform.io.lake import Lake, read_metadata
+from iot_platform.io.lake import open_lake, read_metadata
 
 US = 1_000_000
 DAY_US = 86_400 * US
@@ -55,8 +55,8 @@ class DashboardData:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.lake = Lake(self.root)
-        self._con = duckdb.connect()
+        self.lake = open_lake(self.root)
+        self._con = register_duckdb(duckdb.connect())  # the lake's s3:// files too
         self._con.execute("SET threads TO 2")
         self._lock = threading.Lock()
         self._last_cache: dict[str, tuple[str, pa.Table]] = {}

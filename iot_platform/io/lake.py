@@ -46,7 +46,7 @@ from iot_platform.core.schemas import conform
 from iot_platform.io.fsutil import exclusive_lock, fsync_path
 from iot_platform.io.lake_store import StoreFile, store_root
 from iot_platform.io.parquet_files import parquet_damage, parquet_source, read_metadata, write_parquet_atomic  # noqa: F401 - re-exported
-from iot_platform.io.objstore import ObjectStore
+from iot_platform.io.objstore import ObjectStore, lake_store_from_env
 
 # the lake's tables: the core's, plus the detectors' alert points (merged into
 # `anomalies` episodes; kept so micro-batches can re-merge a day exactly)
@@ -84,6 +84,11 @@ class LakeFormatError(ValueError):
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def open_lake(root: str | os.PathLike[str]) -> "Lake":
+    """The lake of the data root ``root``: on the object store ``IOT_LAKE_URL`` names, else under ``root``."""
+    return Lake(root, lake_store_from_env())
 
 
 class Lake:

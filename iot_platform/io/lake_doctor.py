@@ -44,7 +44,7 @@ from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import LANDING
 from iot_platform.io.downstream import DownstreamSettings, build_day
 from iot_platform.io.ingest import build_readings_day
-from iot_platform.io.lake import DELTA_LOG, PART_PREFIX, QUARANTINE_DIR, TABLES, Lake, parquet_damage
+from iot_platform.io.lake import DELTA_LOG, PART_PREFIX, QUARANTINE_DIR, TABLES, Lake, open_lake, parquet_damage
 
 LANDING_KIND = "landing"
 READINGS_BUILD = ("readings", "rejected_readings", "fault_labels")
@@ -70,7 +70,7 @@ def _day(partition: Path) -> dt.date | None:
 
 def lake_files(root: Path) -> list[tuple[str, dt.date, Path]]:
     """(table, day, file) of every Parquet file of every lake table, in table/day/name order."""
-    lake = Lake(root)
+    lake = open_lake(root)
     out = []
     for table in sorted(TABLES):
         for day in lake.days(table):
@@ -128,7 +128,7 @@ def quarantine(root: Path, damage: Damage, now: dt.datetime) -> Path:
         f"file: {damage.path.relative_to(root)}\ntable: {damage.table}\nday: {damage.day or '-'}\n"
         f"reason: {damage.reason}\nquarantined: {now.isoformat()}"
     )
-    lake = Lake(root)
+    lake = open_lake(root)
     return lake.quarantine_file(damage.path, reason, quarantine_path(root, damage).relative_to(lake.lake_dir / QUARANTINE_DIR))
 
 
@@ -179,7 +179,7 @@ def repair(
 ) -> RepairReport:
     """Quarantine ``damaged`` and rebuild their days; ``lock()`` is held throughout (the micro-batch lock)."""
     root = Path(root)
-    lake = Lake(root)
+    lake = open_lake(root)
     report = RepairReport()
     now = dt.datetime.fromtimestamp(now_us / 1e6, dt.timezone.utc)
     with lock() if lock is not None else contextlib.nullcontext():
@@ -215,7 +215,7 @@ OLD_STATE = Path("_state") / "micro_batch.json"
 
 def needs_conversion(root: Path) -> list[str]:
     """Lake tables that are plain Parquet directories (a lake written before the Delta tables)."""
-    lake = Lake(root)
+    lake = open_lake(root)
     return [
         t for t in sorted(TABLES)
         if not (lake.table_dir(t) / DELTA_LOG).is_dir() and any(lake.table_dir(t).glob("date=*/*.parquet"))
@@ -232,7 +232,7 @@ def convert(root: Path) -> list[str]:
     state becomes the first micro-batch commit record. The caller holds the batch lock.
     """
     root = Path(root)
-    lake = Lake(root)
+    lake = open_lake(root)
     state_file = lake.lake_dir / OLD_STATE
     old = json.loads(state_file.read_text()) if state_file.exists() else {"parts": {}, "landing_ingested": [], "batches": 0}
     lines = []

@@ -70,7 +70,11 @@ class ObjectStore:
 def parse_lake_url(url: str, env: Mapping[str, str]) -> ObjectStore | None:
     """The object store of ``url`` (None: a local lake), with its settings from ``env``."""
     if "://" not in url:
-        return None
+        # a local lake always lives under the data root: a path here would be silently ignored
+        raise LakeUrlError(
+            f"{LAKE_URL_ENV}={url!r} is not supported; expected s3://bucket/prefix (a local lake is "
+            f"$IOT_DATA_DIR/lake: set IOT_DATA_DIR instead, and leave {LAKE_URL_ENV} unset)"
+        )
     scheme, rest = url.split("://", 1)
     if scheme != "s3":
         raise LakeUrlError(f"{LAKE_URL_ENV}={url!r} is not supported; expected s3://bucket/prefix or a local path")

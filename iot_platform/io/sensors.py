@@ -32,7 +32,7 @@ def sensors_path(data_dir: str | os.PathLike[str]) -> Path:
 
 def observe_sensors(lake: Lake) -> pa.Table:
     """OBSERVED rows: per sensor of the lake's window_stats, its metrics, interval, first and last window."""
-    files = sorted(lake.table_dir("window_stats").glob("date=*/*.parquet"))
+    files = lake.all_files("window_stats")  # the table's current snapshot, never a listing
     if not files:
         return OBSERVED.empty_table()
     has = ", ".join(f"bool_or({_MEAN[m]} IS NOT NULL) AS has_{m}" for m in METRICS)
@@ -48,7 +48,7 @@ def observe_sensors(lake: Lake) -> pa.Table:
         FROM read_parquet(?, union_by_name = true)
         GROUP BY sensor_id ORDER BY sensor_id
     """
-    con = duckdb.connect()
+    con = register_duckdb(duckdb.connect())  # the lake's s3:// files too
     try:
         con.execute("SET TimeZone = 'UTC'")
         stats = con.sql(sql, params=[[str(f) for f in files]]).to_arrow_table()

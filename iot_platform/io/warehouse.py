@@ -53,7 +53,7 @@ from iot_platform.core.alarm_schemas import ALARM_TABLES
 from iot_platform.core.sensors_table import SENSORS
 from iot_platform.core.sqlmodels import DataTest, Model, Project, ProjectError, Relation, quote_ident
 from iot_platform.io.fsutil import exclusive_lock, fsync_path
-from iot_platform.io.lake import TABLES, Lake, write_parquet_atomic
+from iot_platform.io.lake import TABLES, Lake, open_lake, write_parquet_atomic
 from iot_platform.io.query_limits import LimitExceeded, QueryLimits, format_size, run_limited, session_temp_dir
 from iot_platform.io.sensors import SENSORS_FILE
 
@@ -161,7 +161,7 @@ def lake_select(data_dir: str | os.PathLike[str], table: str, schema_dir: Path |
         raise ProjectError(f"lake table {table!r} is unknown; expected one of {', '.join(LAKE_SCHEMAS)}")
     # the files of the table's current Delta snapshot, never a glob (superseded or staged files
     # may sit beside them); the view is fixed when it is created, a snapshot of its own
-    files = [_sql_string(str(f)) for f in Lake(Path(data_dir).resolve()).all_files(table)]
+    files = [_sql_string(str(f)) for f in open_lake(Path(data_dir).resolve()).all_files(table)]
     if files:
         if schema_dir is not None:
             files.insert(0, _sql_string(str(schema_file(schema_dir, table))))
@@ -310,7 +310,7 @@ def register_remote_lake(conn: duckdb.DuckDBPyConnection, remote: Lake) -> None:
 def latest_date(project: Project, data_dir: Path, remote: Lake | None = None) -> dt.date | None:
     """The newest day partition of the project's lake tables (from directory names, or the
     Delta logs of a remote lake: no data file is read)."""
-    lake = Lake(data_dir)
+    lake = open_lake(data_dir)
     days = [d for t in lake_tables(project) for d in (remote.days(t) if remote and t in TABLES else lake.days(t))[-1:]]
     return max(days, default=None)
 
@@ -533,7 +533,7 @@ class QuerySession:
         version (a micro-batch, a replace that deleted the files a view named) means new views."""
         if self.remote is not None:  # a store keeps superseded files through the grace period
             return ()
-        lake = Lake(self.data_dir)
+        lake = open_lake(self.data_dir)
         return tuple(lake.version(t) for t in sorted(TABLES))
 
     def _refresh_views(self) -> None:

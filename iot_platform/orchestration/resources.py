@@ -12,7 +12,7 @@ import time
 import dagster as dg
 
 from iot_platform.core.simulator import FleetParams
-from iot_platform.io.lake import Lake
+from iot_platform.io.lake import Lake, open_lake
 from iot_platform.settings import data_dir
 
 
@@ -43,7 +43,7 @@ class LakeResource(dg.ConfigurableResource):
 
     @property
     def lake(self) -> Lake:
-        return Lake(self.data_dir)
+        return open_lake(self.data_dir)
 
 
 class FleetResource(dg.ConfigurableResource):
