@@ -15,7 +15,7 @@ import pytest
 
 from iot_platform.core.schemas import READINGS
 from iot_platform.io.objstore import lake_store_from_env
-from iot_platform.io.lake import Lake, LakeConflict
+from iot_platform.io.lake import Lake
 
 pytestmark = pytest.mark.objectstore
 

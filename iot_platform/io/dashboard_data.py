@@ -23,6 +23,7 @@ from iot_platform.core.schemas import METRICS
 from iot_platform.io.alert_store import STORE_FILE
 from iot_platform.io.commit import last_commit
 from iot_platform.io.lake import open_lake, read_metadata
+from iot_platform.io.lake_store import register_duckdb
 
 US = 1_000_000
 DAY_US = 86_400 * US

@@ -19,6 +19,7 @@ from iot_platform.core.registry import SensorRegistry
 from iot_platform.core.schemas import METRICS
 from iot_platform.core.sensors_table import OBSERVED, observed_from_window_stats, sensors_table
 from iot_platform.io.lake import Lake, write_parquet_atomic
+from iot_platform.io.lake_store import register_duckdb
 
 SENSORS_FILE = Path("registry") / "sensors.parquet"
 
