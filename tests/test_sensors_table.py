@@ -114,8 +114,9 @@ def test_a_damaged_window_stats_file_is_named_and_the_previous_table_kept(data_d
                                                                      emit_start=a, emit_end=a + 86_400 * 10**6))  # fmt: skip
     write_sensors(lake, SensorRegistry())
     before = sensors_path(data_dir).read_bytes()
-    (lake.partition_dir("window_stats", DAY) / "part-junk.parquet").write_bytes(b"not parquet at all")
-    with pytest.raises(RuntimeError, match=r"^sensors table not rebuilt: window_stats could not be read \(.*part-junk"):
+    (damaged,) = lake.files("window_stats", DAY)  # a file of the table's snapshot (a stray file is no part of it)
+    damaged.write_bytes(b"not parquet at all")
+    with pytest.raises(RuntimeError, match=rf"^sensors table not rebuilt: window_stats could not be read \(.*{damaged.name}"):
         observe_sensors(lake)
     with pytest.raises(RuntimeError, match=r"doctor --repair"):
         write_sensors(lake, SensorRegistry())
