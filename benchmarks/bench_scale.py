@@ -1,7 +1,8 @@
-"""Benchmark: a backfill of 7 days x 100 sensors with 1 and with 2 workers, on local disk.
+"""Benchmark: a backfill of 7 days x 100 sensors with 1 and with 2 workers, on local disk or an object store.
 
     python benchmarks/bench_scale.py                       # 7 days, 100 sensors, workers 1 then 2
     python benchmarks/bench_scale.py --days 3 --sensors 20 --workers 1 2 3
+    python benchmarks/bench_scale.py --lake-url s3://bucket/prefix   # the lake on a store (AWS_* set)
 
 Each backfill is the real command (`iot-platform backfill START END --workers N`)
 in a fresh data root and Dagster home (SQLite), as a user runs it. Reports wall
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 START = dt.date(2024, 1, 1)
@@ -49,11 +51,14 @@ def _steps(home: Path, run_id: str) -> dict[str, float]:
     return out
 
 
-def one(days: int, sensors: int, workers: int) -> dict:
+def one(days: int, sensors: int, workers: int, lake_url: str | None = None) -> dict:
     end = START + dt.timedelta(days=days - 1)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         env = dict(os.environ, IOT_DATA_DIR=f"{tmp}/data", DAGSTER_HOME=f"{tmp}/home", IOT_FLEET_SIZE=str(sensors))
         env.pop("IOT_DAGSTER_POSTGRES_URL", None)
+        env.pop("IOT_LAKE_URL", None)
+        if lake_url:  # a fresh prefix per run: every run starts from an empty lake
+            env["IOT_LAKE_URL"] = f"{lake_url.rstrip('/')}/bench-{uuid.uuid4().hex[:8]}"
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
         proc = subprocess.run([*_cli(), "backfill", START.isoformat(), end.isoformat(), "--workers", str(workers)],
@@ -78,9 +83,10 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=7)
     ap.add_argument("--sensors", type=int, default=100)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--lake-url", help="s3://bucket/prefix: the lake on an object store (AWS_* variables set)")
     args = ap.parse_args()
-    rows = [one(args.days, args.sensors, w) for w in args.workers]
-    print(f"cores: {os.cpu_count()}")
+    rows = [one(args.days, args.sensors, w, args.lake_url) for w in args.workers]
+    print(f"cores: {os.cpu_count()}; lake: {args.lake_url or 'local disk'}")
     print("| workers | days x sensors | readings | wall | readings/s | readings step(s) | detection step | load avg before / after |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
