@@ -2,6 +2,7 @@
 end-to-end latency through the real Dagster daemon.
 
     python benchmarks/bench_micro_batch.py work --sensors 10 1000
+    IOT_LAKE_URL=s3://bucket/prefix python benchmarks/bench_micro_batch.py work --sensors 1000  # on a store
     python benchmarks/bench_micro_batch.py latency --sensors 10 1000 --batches 12
 
 `work` drives `run_micro_batch` with an injected clock (no Dagster): the previous
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 S = 1_000_000
@@ -43,14 +45,17 @@ def work(n_sensors: int) -> list[dict]:
     from iot_platform.io.ingest import build_readings_day
     from iot_platform.io.lake import Lake
     from iot_platform.io.microbatch import run_micro_batch
+    from iot_platform.io.objstore import lake_store_from_env
 
     fleet = sim.FleetParams(seed=42, n_sensors=n_sensors)
     settings = _settings(fleet)
     day = dt.date(2024, 1, 3)
     d0 = sim.day_start_us(day)
     rows = []
+    url = os.environ.get("IOT_LAKE_URL")  # the lake on an object store: a fresh prefix per run
+    store = lake_store_from_env({**os.environ, "IOT_LAKE_URL": f"{url.rstrip('/')}/bench-{uuid.uuid4().hex[:8]}"}) if url else None
     with tempfile.TemporaryDirectory() as tmp:
-        lake = Lake(tmp)
+        lake = Lake(tmp, store)
         prev = day - dt.timedelta(days=1)
         build_readings_day(lake, fleet, prev)
         write_day(lake, prev, compute_day(lake, prev, settings))
