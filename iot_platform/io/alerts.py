@@ -33,6 +33,7 @@ from iot_platform.io.alert_delivery import DeliveryReport, deliver_due
 from iot_platform.io.alert_store import STORE_FILE, AlertStore
 from iot_platform.io.fsutil import exclusive_lock
 from iot_platform.io.commit import last_commit
+from iot_platform.io.lake_store import parquet_scan, register_duckdb
 from iot_platform.io.lake import COMMITS_TABLE, DELTA_LOG, Lake, open_lake, read_metadata, write_parquet_atomic
 
 CONFIG_FILE = "alerts.yaml"
@@ -85,15 +86,17 @@ def update_last_seen(lake: Lake, store: AlertStore, days: list[dt.date]) -> dict
     """Each sensor's newest reading, scanning only readings files not seen before."""
     seen = store.scanned()
     new: dict[str, str] = {}
+    changed = []
     for day in days:
         for f in lake.files("readings", day):
             st = f.stat()
             ident = f"{st.st_size}:{st.st_mtime_ns}"
             if seen.get(str(f)) != ident:
                 new[str(f)] = ident
+                changed.append(f)
     if new:
-        files = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in new) + "]"
-        rows = duckdb.sql(f"SELECT sensor_id, max(epoch_us(ts)) FROM read_parquet({files}) GROUP BY 1").fetchall()
+        con = register_duckdb(duckdb.connect())
+        rows = con.sql(f"SELECT sensor_id, max(epoch_us(ts)) FROM {parquet_scan(con, changed, union_by_name=False)} GROUP BY 1").fetchall()
         store.record_scan(new, {s: int(t) for s, t in rows})
     return store.last_seen()
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from iot_platform.core.schemas import READINGS, VALID_RANGE
 from iot_platform.io.lake import Lake
-from iot_platform.io.lake_store import register_duckdb
+from iot_platform.io.lake_store import parquet_scan, register_duckdb
 from iot_platform.io.parquet_files import parquet_source
 
 EXAMPLES = 5
@@ -50,11 +50,11 @@ def _run(con: duckdb.DuckDBPyConnection, name: str, bad_rows_sql: str, params: l
     return AuditResult(name, int(n), examples)
 
 
-def _files_sql(lake: Lake, table: str, day: dt.date) -> str | None:
+def _files_sql(con: duckdb.DuckDBPyConnection, lake: Lake, table: str, day: dt.date) -> str | None:
     files = lake.files(table, day)
     if not files:
         return None
-    return "read_parquet([" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "], union_by_name=true)"
+    return parquet_scan(con, files)
 
 
 READINGS_AUDITS = ("schema", "unique_key", "no_null_keys", "ts_in_partition", "plausible")
@@ -68,11 +68,12 @@ def audit_readings(lake: Lake, day: dt.date) -> dict[str, AuditResult]:
     the files hold disjoint sensors (a backfilled or finalized day: one
     file), else from a GROUP BY. Examples are only queried for a failing audit.
     """
-    src = _files_sql(lake, "readings", day)
+    con = _connect()
+    src = _files_sql(con, lake, "readings", day)
+    labels = _files_sql(con, lake, "fault_labels", day)  # both sources first: registering one needs an idle connection
     if src is None:
         missing = AuditResult("exists", 1, [{"problem": f"no readings files for {day}"}])
         return {name: dataclasses.replace(missing, name=name) for name in READINGS_AUDITS}
-    con = _connect()
     got = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
     got_cols = [(r[0], r[1]) for r in got]
     want = [("sensor_id", "VARCHAR"), ("ts", "TIMESTAMP WITH TIME ZONE")] + [
@@ -101,7 +102,7 @@ def audit_readings(lake: Lake, day: dt.date) -> dict[str, AuditResult]:
         results["unique_key"] = AuditResult("unique_key", 0, [])
     else:
         results["unique_key"] = _run(con, "unique_key", dup_sql)
-    results["plausible"] = _plausible(con, lake, day)
+    results["plausible"] = _plausible(con, labels)
     return results
 
 
@@ -153,13 +154,12 @@ def _sorted_and_disjoint(files: list) -> bool:
     return True
 
 
-def _plausible(con: duckdb.DuckDBPyConnection, lake: Lake, day: dt.date) -> AuditResult:
+def _plausible(con: duckdb.DuckDBPyConnection, labels: str | None) -> AuditResult:
     """Readings outside the valid range that no labelled fault accounts for.
 
     On the simulated fleet every impossible value is a labelled sensor fault;
     on real sensors a hit here is a broken sensor worth a look.
     """
-    labels = _files_sql(lake, "fault_labels", day)
     if labels:
         con.execute(f"CREATE TEMP VIEW l AS SELECT * FROM {labels} WHERE fault_type = 'sensor_fault'")
     else:

@@ -41,7 +41,7 @@ from iot_platform.core.schemas import ANOMALIES, READINGS, WINDOW_STATS, conform
 from iot_platform.core.windows import compute_window_stats
 from iot_platform.io.commit import PartInfo, State, committed_files, day_lock, part_file, remove_uncommitted_parts
 from iot_platform.io.lake import TABLES, Lake, read_metadata, write_parquet_atomic
-from iot_platform.io.lake_store import register_duckdb
+from iot_platform.io.lake_store import parquet_scan, register_duckdb
 
 UNTIL_KEY = "iot.until_us"
 # window_stats and anomaly_points parts of a day are merged into one part when
@@ -89,10 +89,6 @@ def _day_start(day: dt.date) -> int:
     return sim.day_start_us(day)
 
 
-def _files_sql(files: list) -> str:
-    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
-
-
 @functools.lru_cache(maxsize=1)
 def _connection() -> duckdb.DuckDBPyConnection:
     """One in-memory connection per process (opening one costs ~50 ms; it holds no file lock)."""
@@ -112,8 +108,9 @@ def read_ts_range(lake: Lake, table: str, days: list[dt.date], column: str, lo: 
     schema = TABLES[table]
     if not files:
         return schema.empty_table()
-    got = _con().sql(
-        f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true) WHERE epoch_us({column}) >= ? AND epoch_us({column}) < ?",
+    con = _con()
+    got = con.sql(
+        f"SELECT * FROM {parquet_scan(con, files)} WHERE {column} >= make_timestamptz(?::BIGINT) AND {column} < make_timestamptz(?::BIGINT)",
         params=[lo, hi],
     ).to_arrow_table()
     return conform(got, schema)
@@ -124,7 +121,8 @@ def day_sensors(lake: Lake, day: dt.date) -> list[str]:
     files = lake.files("readings", day)
     if not files:
         return []
-    rows = _con().sql(f"SELECT DISTINCT sensor_id FROM read_parquet({_files_sql(files)}) ORDER BY 1").fetchall()
+    con = _con()
+    rows = con.sql(f"SELECT DISTINCT sensor_id FROM {parquet_scan(con, files, union_by_name=False)} ORDER BY 1").fetchall()
     return [r[0] for r in rows]
 
 
@@ -132,10 +130,13 @@ def _sensor_rows(lake: Lake, day: dt.date, sensors: list[str], lo: int, hi: int,
     files = lake.files("readings", day)
     if not files or not sensors:
         return READINGS.empty_table()
-    got = (con or _con()).sql(
-        f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true) "
-        "WHERE sensor_id IN (SELECT unnest(?)) AND epoch_us(ts) >= ? AND epoch_us(ts) < ?",
-        params=[sensors, lo, hi],
+    con = con or _con()
+    # the sensors of a chunk are consecutive ids: the range prunes row groups (and an object store's
+    # Arrow scan gets it pushed down), the IN keeps exactly them
+    got = con.sql(
+        f"SELECT * FROM {parquet_scan(con, files)} WHERE sensor_id >= ? AND sensor_id <= ? "
+        "AND sensor_id IN (SELECT unnest(?)) AND ts >= make_timestamptz(?::BIGINT) AND ts < make_timestamptz(?::BIGINT)",
+        params=[min(sensors), max(sensors), sensors, lo, hi],
     ).to_arrow_table()
     return conform(got, READINGS)
 
@@ -197,7 +198,8 @@ def history_window_stats(lake: Lake, day: dt.date, settings: DownstreamSettings)
     if not files:
         return schema.empty_table()
     # only what the baseline and the context use: a week of 1,000 sensors is 10 M rows
-    got = _con().sql(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM read_parquet({_files_sql(files)}, union_by_name=true)")
+    con = _con()
+    got = con.sql(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM {parquet_scan(con, files)}")
     return conform(got.to_arrow_table(), schema)
 
 
@@ -403,7 +405,8 @@ def _merge_parts(lake: Lake, state: State, table: str, day: dt.date, batch_id: s
         return
     d = lake.partition_dir(table, day)
     files = [d / name for name in sorted(parts)]
-    data = conform(_con().sql(f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true)").to_arrow_table(), TABLES[table])
+    con = _con()
+    data = conform(con.sql(f"SELECT * FROM {parquet_scan(con, files)}").to_arrow_table(), TABLES[table])
     col = "window_end" if table == "window_stats" else "ts"
     data = data.sort_by([("sensor_id", "ascending"), (col, "ascending")])
     infos = list(parts.values())
@@ -420,7 +423,8 @@ def _day_points(lake: Lake, state: State, day: dt.date) -> pa.Table:
     files = committed_files(lake, state, "anomaly_points", day)
     if not files:
         return POINTS.empty_table()
-    return conform(_con().sql(f"SELECT * FROM read_parquet({_files_sql(files)}, union_by_name=true)").to_arrow_table(), POINTS)
+    con = _con()
+    return conform(con.sql(f"SELECT * FROM {parquet_scan(con, files)}").to_arrow_table(), POINTS)
 
 
 def make_update_downstream(settings: DownstreamSettings, first_day: dt.date | None = None, skip_days: frozenset[dt.date] = frozenset()):

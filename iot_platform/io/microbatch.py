@@ -45,7 +45,7 @@ from iot_platform.core.validation import NO_PARTITION, REJECTED, validate_readin
 from iot_platform.io.commit import PartInfo, State, batch_lock, commit_state, committed_files, day_lock, load_state, part_file, remove_uncommitted_parts
 from iot_platform.io.ingest import SIM_SENSORS_KEY, SIM_UNTIL_KEY, build_readings_day
 from iot_platform.io.lake import Lake, read_metadata
-from iot_platform.io.lake_store import register_duckdb
+from iot_platform.io.lake_store import parquet_scan, register_duckdb
 from iot_platform.io.registry import fleet_registry
 
 INGESTED_DIR = "_ingested"
@@ -99,8 +99,9 @@ def existing_keys(lake: Lake, state: State, day: dt.date, sensors: list[str], lo
     con = register_duckdb(duckdb.connect())
     con.execute("SET threads TO 2")
     return con.sql(
-        "SELECT sensor_id, epoch_us(ts) AS ts FROM read_parquet(?) WHERE sensor_id IN (SELECT unnest(?)) AND epoch_us(ts) BETWEEN ? AND ?",
-        params=[[str(f) for f in files], sensors, lo, hi],
+        f"SELECT sensor_id, epoch_us(ts) AS ts FROM {parquet_scan(con, files, union_by_name=False)} "
+        "WHERE sensor_id IN (SELECT unnest(?)) AND ts BETWEEN make_timestamptz(?::BIGINT) AND make_timestamptz(?::BIGINT)",
+        params=[sensors, lo, hi],
     ).to_arrow_table()
 
 

@@ -19,7 +19,7 @@ from iot_platform.core.registry import SensorRegistry
 from iot_platform.core.schemas import METRICS
 from iot_platform.core.sensors_table import OBSERVED, observed_from_window_stats, sensors_table
 from iot_platform.io.lake import Lake, write_parquet_atomic
-from iot_platform.io.lake_store import register_duckdb
+from iot_platform.io.lake_store import parquet_scan, register_duckdb
 
 SENSORS_FILE = Path("registry") / "sensors.parquet"
 
@@ -46,13 +46,13 @@ def observe_sensors(lake: Lake) -> pa.Table:
                         median((epoch_us(window_end) - epoch_us(window_start)) / n_readings)
                             FILTER (WHERE n_readings > 0)) AS interval_us,
                {has}
-        FROM read_parquet(?, union_by_name = true)
+        FROM {{src}}
         GROUP BY sensor_id ORDER BY sensor_id
     """
-    con = register_duckdb(duckdb.connect())  # the lake's s3:// files too
+    con = register_duckdb(duckdb.connect())
     try:
         con.execute("SET TimeZone = 'UTC'")
-        stats = con.sql(sql, params=[[str(f) for f in files]]).to_arrow_table()
+        stats = con.sql(sql.format(src=parquet_scan(con, files))).to_arrow_table()
     except duckdb.Error as e:  # a damaged lake file: say which, keep the previous sensors table
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RuntimeError(f"sensors table not rebuilt: window_stats could not be read ({first}); "
