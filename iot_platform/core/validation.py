@@ -127,7 +127,7 @@ def validate_readings(
 
     # Sort by (sensor, ts), ties by arrival, then keep the first of each key.
     rank = np.append(np.argsort(np.argsort(enc.dictionary)), 0)  # sensor code in id order; nulls were refused
-    sensor_code = rank[enc.indices[~bad] if reasons else enc.indices]
+    sensor_code = enc.mapped(rank)[~bad] if reasons else enc.mapped(rank)
     ts_ok = ts[~bad] if reasons else ts
     order = _sort_order(sensor_code, ts_ok)
     duplicates = 0

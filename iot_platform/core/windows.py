@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -191,7 +192,13 @@ def emit_range(emit_start, emit_end) -> tuple[int, int]:
 
 # -- sensors and frames ---------------------------------------------------------------
 class EncodedSensors:
-    """A sensor_id column dictionary-encoded once: the distinct ids and each row's index into them."""
+    """A sensor_id column dictionary-encoded once: the distinct ids and each row's index into them.
+
+    A column grouped in runs keeps its runs (``_runs``: each run's index and length): per-row
+    arrays are then one ``np.repeat`` of a per-run value, not a gather per row.
+    """
+
+    _runs: tuple[np.ndarray, np.ndarray] | None = None
 
     def __init__(self, column: pa.ChunkedArray | pa.Array):
         if _grouped_strings(column, self):
@@ -217,7 +224,7 @@ class EncodedSensors:
         if self.n == 0 or len(self.dictionary) == 0:
             return set()
         seen = np.zeros(len(self.dictionary) + 1, dtype=bool)
-        seen[self.indices] = True  # index -1 (null) marks the extra slot
+        seen[self.indices if self._runs is None else self._runs[0]] = True  # index -1 (null) marks the extra slot
         return {str(v) for v in self.dictionary[seen[:-1]] if v is not None}
 
     def codes(self, names: np.ndarray) -> np.ndarray:
@@ -228,7 +235,17 @@ class EncodedSensors:
         if len(names) and len(self.dictionary):
             where = np.minimum(np.searchsorted(names, self.dictionary), len(names) - 1)
             lut[:-1] = np.where(names[where] == self.dictionary, where, -1)
+        return self.mapped(lut)
+
+    def mapped(self, lut: np.ndarray) -> np.ndarray:
+        """``lut[indices]``: a value per row from a value per id (``lut[-1]`` for null rows)."""
+        if self._runs is not None:
+            return np.repeat(lut[self._runs[0]], self._runs[1])
         return lut[self.indices]
+
+    @functools.cached_property
+    def indices(self) -> np.ndarray:  # set in __init__ unless the column was encoded from its runs
+        return np.repeat(*self._runs)
 
 
 def _grouped_strings(column: pa.ChunkedArray | pa.Array, out: EncodedSensors) -> bool:
@@ -256,7 +273,7 @@ def _grouped_strings(column: pa.ChunkedArray | pa.Array, out: EncodedSensors) ->
     enc = pc.dictionary_encode(pa.chunked_array(heads, typ)).combine_chunks()
     out.n = n
     out.dictionary = np.asarray(enc.dictionary.to_numpy(zero_copy_only=False), dtype=object)
-    out.indices = np.repeat(enc.indices.to_numpy().astype(np.int64), np.concatenate(lengths))
+    out._runs = (enc.indices.to_numpy().astype(np.int64), np.concatenate(lengths))
     return True
 
 
