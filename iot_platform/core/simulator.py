@@ -207,8 +207,12 @@ def _normal_pair(key_a: np.uint64 | np.ndarray, key_b: np.uint64 | np.ndarray, k
     s += v * v
     bad = np.flatnonzero(s >= 1.0)  # s > 0: u and v are never exactly 0 (odd multiples of 2**-53)
     if bad.size:
-        at = np.unravel_index(bad, s.shape)
-        ka, kb, kk = (np.broadcast_to(a, s.shape)[at] for a in (key_a, key_b, k))
+        if s.ndim == 2 and np.shape(key_a) == np.shape(key_b) == (s.shape[0], 1) and np.shape(k) == (s.shape[1],):
+            rows, cols = np.divmod(bad, s.shape[1])  # the (sensors x samples) grid: 1-D gathers
+            ka, kb, kk = key_a[:, 0][rows], key_b[:, 0][rows], k[cols]
+        else:
+            at = np.unravel_index(bad, s.shape)
+            ka, kb, kk = (np.broadcast_to(a, s.shape)[at] for a in (key_a, key_b, k))
         flat_u, flat_v, flat_s = u.reshape(-1), v.reshape(-1), s.reshape(-1)
         attempt = 1
         while bad.size:  # the cells still outside the disc, retried on their own
@@ -633,13 +637,18 @@ def _block(params: FleetParams, indices: Sequence[int], day_ordinal: int, lo_us:
 
     columns = (
         t[order - rows * m] if ts is None else ts.reshape(-1)[order],
-        np.round(temp.reshape(-1)[order], 3),
-        np.round(humidity.reshape(-1)[order], 3),
-        np.round(pressure.reshape(-1)[order], 3),
-        np.round(vibration.reshape(-1)[order], 4),
+        _rounded(temp.reshape(-1)[order], 3),
+        _rounded(humidity.reshape(-1)[order], 3),
+        _rounded(pressure.reshape(-1)[order], 3),
+        _rounded(vibration.reshape(-1)[order], 4),
         battery.reshape(-1)[order],
     )
     return _Block(rows, columns, labels)
+
+
+def _rounded(x: np.ndarray, decimals: int) -> np.ndarray:
+    """``np.round(x, decimals)`` in place on a fresh array (numpy's own steps: multiply, rint, divide)."""
+    return np.round(x, decimals, out=x)
 
 
 def _by_sensor(days: list[_Block]) -> _Block:
