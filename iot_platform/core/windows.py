@@ -616,6 +616,17 @@ class Panes:
         pos = np.minimum(np.searchsorted(self.key, key), len(self.key) - 1)
         return pos, self.key[pos] == key
 
+    def before(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """``find(key - j)``: each pane's sensor's pane ``j`` hops earlier. Memoized (read-only arrays): the
+        detectors look back over the same few offsets for every metric."""
+        cache = self.__dict__.setdefault("_before", {})  # frozen, but a memo of a pure function is harmless
+        if j not in cache:
+            pos, found = self.find(self.key - j)
+            pos.flags.writeable = False
+            found.flags.writeable = False
+            cache[j] = (pos, found)
+        return cache[j]
+
 
 def aggregate_panes(frame: ReadingsFrame) -> Panes:
     n = frame.n_rows

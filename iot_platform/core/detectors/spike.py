@@ -260,7 +260,7 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
     step = np.full(n_panes, np.inf)
     level = np.full((n_panes, n_loc), np.nan)
     for j in range(1, max(k_max, n_loc) + 1):
-        pos, found = panes.find(panes.key - j)
+        pos, found = panes.before(j)
         if j <= k_max:
             in_window = found & (j <= k)
             count += np.where(in_window, live_count[pos], 0)
@@ -286,7 +286,7 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
         pane_err = np.where(live & (err_n > 0), err / np.maximum(err_n, 1), np.nan)
     err_ref = np.full((n_panes, k_max), np.nan)
     for j in range(1, k_max + 1):
-        pos, found = panes.find(panes.key - j)
+        pos, found = panes.before(j)
         err_ref[:, j - 1] = np.where(found & (j <= k), pane_err[pos], np.nan)
     per_err = np.median(err_n[err_n > 0]) if (err_n > 0).any() else 0
     err_sd = row_nanmedian(err_ref) * (_SD_PER_MASD if per_err > 2 else 1.4826)
