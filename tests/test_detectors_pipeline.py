@@ -163,11 +163,12 @@ def test_run_day_whatever_the_row_order_and_chunking(world, day_run):
 def test_systemic_anomalies_and_their_linked_alerts(day_run):
     an = day_run.anomalies
     sys_rows = an.filter(pc.equal(an.column("sensor_id"), FLEET_ID)).to_pylist()
-    # the gateway outage (with the windows it leaves short), a coincidence of four faults in a four-sensor fleet
+    # the gateway outage (with the windows it leaves short), two coincidences of faults in a four-sensor fleet
     # with ten times the usual fault rates, and the whole fleet silent once the readings end at 04:00
     assert [(r["start_ts"].strftime("%H:%M"), r["end_ts"].strftime("%d %H:%M"), r["message"].split(":")[0])
             for r in sys_rows] == [
         ("02:01", "03 02:10", "4 of 4 sensors of group fleet alerting at once (drift 1, high_missing_rate 4, silent_sensor 4)"),
+        ("02:35", "03 02:35", "3 of 4 sensors of group fleet alerting at once (drift 1, flatline 1, spike 1)"),
         ("02:59", "03 03:26", "4 of 4 sensors of group fleet alerting at once (drift 1, flatline 2, spike 1)"),
         ("04:01", "04 00:00", "4 of 4 sensors of group fleet alerting at once (high_missing_rate 4, silent_sensor 4)"),
     ]  # fmt: skip

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fractions
 import functools
 import hashlib
+import math
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -43,7 +45,9 @@ _EPOCH = dt.date(1970, 1, 1)
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 SOURCE = "simulator"
 
-# Streams of per-reading randomness; each gets its own hash key.
+# Streams of per-reading randomness; each gets its own hash key. The white noise of the four metrics
+# takes two pairs of them (_normal_pair over TEMP/TEMP2 and PRES/PRES2); HUM and HUM2 are no longer drawn,
+# VIB and VIB2 only in high-vibration episodes: the keys of the others stay as they were.
 _S_TEMP, _S_TEMP2, _S_HUM, _S_HUM2, _S_PRES, _S_PRES2, _S_VIB, _S_VIB2, _S_DROP, _S_DUP, _S_SWAP = range(11)
 _N_STREAMS = 11
 
@@ -155,6 +159,19 @@ def _uniform(key: np.uint64 | np.ndarray, k: np.ndarray) -> np.ndarray:
     return u
 
 
+def _below(key: np.uint64 | np.ndarray, k: np.ndarray, rate: float) -> np.ndarray:
+    """``_uniform(key, k) < rate``, exactly, for ``0 <= rate < 0.5``, compared on the hash bits.
+
+    ``_uniform`` is ``(j + 0.5) / 2**53`` with ``j = x >> 11``; for ``j < 2**52``
+    (every u below 0.5) the sum is exact, so ``u < rate`` iff ``j < ceil(rate 2**53 - 0.5)``
+    iff ``x < that << 11``: no float conversion of the whole grid.
+    """
+    threshold = math.ceil(fractions.Fraction(rate) * 2**53 - fractions.Fraction(1, 2))
+    with np.errstate(over="ignore"):
+        x = _mix(k.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + key)
+    return x < np.uint64(max(threshold, 0) << 11)
+
+
 def _normal(key_a: np.uint64 | np.ndarray, key_b: np.uint64 | np.ndarray, k: np.ndarray) -> np.ndarray:
     """Standard normal for each counter in ``k`` (Box-Muller over two hash streams)."""
     r = _uniform(key_a, k)
@@ -166,6 +183,58 @@ def _normal(key_a: np.uint64 | np.ndarray, key_b: np.uint64 | np.ndarray, k: np.
     np.cos(angle, out=angle)
     r *= angle
     return r
+
+
+_RETRY = np.int64(1 << 40)  # counter offset of each retry of a rejected pair: above any sample index of a day
+
+
+def _normal_pair(key_a: np.uint64 | np.ndarray, key_b: np.uint64 | np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent standard normals for each counter in ``k`` (Marsaglia's polar method over two hash streams).
+
+    Half the hashing of two ``_normal`` calls and no trigonometry (``cos`` cost
+    more than the hashing): a point (u, v) uniform in the square is kept when
+    it falls inside the unit disc, and ``u f, v f`` with ``f = sqrt(-2 ln s / s)``
+    are the normals. A point outside (21 %) is drawn again from the same keys
+    at counter ``k + j * 2**40`` (attempt j), for those cells only: each value
+    still depends only on its keys and counter, so a slice equals the same
+    cells of the whole day.
+    """
+    u, v = _uniform(key_a, k), _uniform(key_b, k)
+    for x in (u, v):
+        x *= 2.0
+        x -= 1.0
+    s = u * u
+    s += v * v
+    bad = np.flatnonzero(s >= 1.0)  # s > 0: u and v are never exactly 0 (odd multiples of 2**-53)
+    if bad.size:
+        if s.ndim == 2 and np.shape(key_a) == np.shape(key_b) == (s.shape[0], 1) and np.shape(k) == (s.shape[1],):
+            rows, cols = np.divmod(bad, s.shape[1])  # the (sensors x samples) grid: 1-D gathers
+            ka, kb, kk = key_a[:, 0][rows], key_b[:, 0][rows], k[cols]
+        else:
+            at = np.unravel_index(bad, s.shape)
+            ka, kb, kk = (np.broadcast_to(a, s.shape)[at] for a in (key_a, key_b, k))
+        flat_u, flat_v, flat_s = u.reshape(-1), v.reshape(-1), s.reshape(-1)
+        attempt = 1
+        while bad.size:  # the cells still outside the disc, retried on their own
+            counter = kk + attempt * _RETRY
+            uu, vv = _uniform(ka, counter), _uniform(kb, counter)
+            for x in (uu, vv):
+                x *= 2.0
+                x -= 1.0
+            ss = uu * uu + vv * vv
+            inside = ss < 1.0
+            done = bad[inside]
+            flat_u[done], flat_v[done], flat_s[done] = uu[inside], vv[inside], ss[inside]
+            keep = ~inside
+            bad, ka, kb, kk = bad[keep], ka[keep], kb[keep], kk[keep]
+            attempt += 1
+    f = np.log(s)
+    f *= -2.0
+    f /= s
+    np.sqrt(f, out=f)
+    u *= f
+    v *= f
+    return u, v
 
 
 # -- per-sensor constants and per-day episodes -----------------------------------
@@ -486,21 +555,22 @@ def _block(params: FleetParams, indices: Sequence[int], day_ordinal: int, lo_us:
         w[:, mid:] = w_now + (w_next - w_now) * (1 - np.cos(np.pi * (frac[mid:] - 0.5))) / 2
     base_temp = const("base_temp")
     true_temp = base_temp + const("diurnal_amp") * np.sin(2 * np.pi * (hours - 9.0) / 24.0) + w
-    temp = true_temp + 0.15 * _normal(key(_S_TEMP), key(_S_TEMP2), k)
-    humidity = np.clip(
-        const("base_humidity") - 1.5 * (true_temp - base_temp) + 0.8 * _normal(key(_S_HUM), key(_S_HUM2), k), 5.0, 100.0
-    )
+    # white noise: a pair of normals per hash-stream pair (temperature and humidity, pressure and vibration)
+    z_temp, z_hum = _normal_pair(key(_S_TEMP), key(_S_TEMP2), k)
+    z_pres, z_vib = _normal_pair(key(_S_PRES), key(_S_PRES2), k)
+    temp = true_temp + 0.15 * z_temp
+    humidity = np.clip(const("base_humidity") - 1.5 * (true_temp - base_temp) + 0.8 * z_hum, 5.0, 100.0)
     days_f = t / DAY_US
     pressure = (
         const("base_pressure")
         + 4.0 * np.sin(2 * np.pi * days_f / 3.7 + const("pressure_phase"))
         + 0.6 * np.sin(4 * np.pi * days_f)
-        + 0.1 * _normal(key(_S_PRES), key(_S_PRES2), k)
+        + 0.1 * z_pres
     )
-    vibration = np.abs(const("vibration_mean") + 0.03 * _normal(key(_S_VIB), key(_S_VIB2), k))
+    vibration = np.abs(const("vibration_mean") + 0.03 * z_vib)
     battery = _battery(const("battery_life_days"), const("battery_phase_days"), const("battery_floor"), t)
     ts = None  # the nominal times, until a clock skew gives some row times of its own
-    keep = _uniform(key(_S_DROP), k) >= rates.drop_rate
+    keep = ~_below(key(_S_DROP), k, rates.drop_rate)
 
     # Faults, applied in a fixed order per sensor. t is sorted, so an episode
     # covers the samples [a, b) of its sensor's row (empty if outside the slice).
@@ -518,7 +588,7 @@ def _block(params: FleetParams, indices: Sequence[int], day_ordinal: int, lo_us:
         elif ep.kind == "flatline":
             temp[r, a:b], humidity[r, a:b] = _stuck_values(plans[r].sensor, ep, seed, plans[r].episodes)
         elif ep.kind == "high_vibration":
-            level = ep.magnitude * (1 + 0.1 * _normal(keys[r, _S_VIB], keys[r, _S_TEMP], k[a:b]))
+            level = ep.magnitude * (1 + 0.1 * _normal(keys[r, _S_VIB], keys[r, _S_VIB2], k[a:b]))
             vibration[r, a:b] = np.maximum(level, 2.2)
         elif ep.kind == "outage":
             keep[r, a:b] = False
@@ -550,12 +620,12 @@ def _block(params: FleetParams, indices: Sequence[int], day_ordinal: int, lo_us:
     rows = order // m if m else order
     n_dup = n_late = np.zeros(n, np.int64)
     if len(order):
-        dup = (_uniform(key(_S_DUP), k) < rates.duplicate_rate).reshape(-1)[order]
+        dup = _below(key(_S_DUP), k, rates.duplicate_rate).reshape(-1)[order]
         n_dup = np.bincount(rows[dup], minlength=n)
         order, rows = np.repeat(order, 1 + dup), np.repeat(rows, 1 + dup)  # a duplicate arrives right after its original
         # A late reading arrives about five readings after its turn; the gap of
         # six between rows keeps it among its own sensor's readings.
-        late = (_uniform(key(_S_SWAP), k) < rates.out_of_order_rate).reshape(-1)[order]
+        late = _below(key(_S_SWAP), k, rates.out_of_order_rate).reshape(-1)[order]
         n_late = np.bincount(rows[late], minlength=n)
         if n_late.any():
             order = order[np.argsort(np.arange(len(order)) + 6.0 * rows + np.where(late, 5.5, 0.0), kind="stable")]
@@ -567,13 +637,18 @@ def _block(params: FleetParams, indices: Sequence[int], day_ordinal: int, lo_us:
 
     columns = (
         t[order - rows * m] if ts is None else ts.reshape(-1)[order],
-        np.round(temp.reshape(-1)[order], 3),
-        np.round(humidity.reshape(-1)[order], 3),
-        np.round(pressure.reshape(-1)[order], 3),
-        np.round(vibration.reshape(-1)[order], 4),
+        _rounded(temp.reshape(-1)[order], 3),
+        _rounded(humidity.reshape(-1)[order], 3),
+        _rounded(pressure.reshape(-1)[order], 3),
+        _rounded(vibration.reshape(-1)[order], 4),
         battery.reshape(-1)[order],
     )
     return _Block(rows, columns, labels)
+
+
+def _rounded(x: np.ndarray, decimals: int) -> np.ndarray:
+    """``np.round(x, decimals)`` in place on a fresh array (numpy's own steps: multiply, rint, divide)."""
+    return np.round(x, decimals, out=x)
 
 
 def _by_sensor(days: list[_Block]) -> _Block:
@@ -597,25 +672,39 @@ def _readings_table(indices: Sequence[int], block: _Block) -> pa.Table:
     """A block's readings as a table: one chunk of the result, not copied again."""
     ts, temp, humidity, pressure, vibration, battery = block.columns
     n = len(block.rows)
-    ids = pa.array([sensor_id(i) for i in indices], pa.string())
+    counts = np.bincount(block.rows, minlength=len(indices))
     return pa.Table.from_arrays(
         [
-            pa.DictionaryArray.from_arrays(block.rows.astype(np.int32), ids).cast(pa.string()),
+            _repeated_strings([sensor_id(i) for i in indices], counts),
             pa.array(ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
             pa.array(temp),
             pa.array(humidity),
             pa.array(pressure),
             pa.array(vibration),
             pa.array(battery),
-            _constant_strings(SOURCE, n),
+            _repeated_strings([SOURCE], np.array([n])),
             pa.nulls(n, pa.int64()),
         ],
         schema=READINGS,
     )
 
 
-def _constant_strings(value: str, n: int) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([value])).cast(pa.string())
+def _repeated_strings(values: list[str], counts: np.ndarray) -> pa.Array:
+    """A string array of ``values[0]`` ``counts[0]`` times, then ``values[1]`` ``counts[1]`` times, ...
+
+    Built from its buffers (offsets from the lengths, data by repeating bytes):
+    a sensor's readings are contiguous, so this is a few memory passes, where
+    a dictionary cast or take gathers string by string.
+    """
+    encoded = [v.encode() for v in values]
+    counts = np.asarray(counts, dtype=np.int64)
+    n = int(counts.sum())
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.repeat(np.array([len(e) for e in encoded], dtype=np.int64), counts), out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        raise ValueError(f"{n} strings of {offsets[-1]} bytes exceed a string column's 2 GiB")
+    data = b"".join(e * int(c) for e, c in zip(encoded, counts))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data))
 
 
 def _stuck_values(s: _Sensor, ep: _Episode, seed: int, episodes: Sequence[_Episode]) -> tuple[float, float]:

@@ -127,7 +127,7 @@ def validate_readings(
 
     # Sort by (sensor, ts), ties by arrival, then keep the first of each key.
     rank = np.append(np.argsort(np.argsort(enc.dictionary)), 0)  # sensor code in id order; nulls were refused
-    sensor_code = rank[enc.indices[~bad] if reasons else enc.indices]
+    sensor_code = enc.mapped(rank)[~bad] if reasons else enc.mapped(rank)
     ts_ok = ts[~bad] if reasons else ts
     order = _sort_order(sensor_code, ts_ok)
     duplicates = 0
@@ -140,16 +140,22 @@ def validate_readings(
         first[1:] = (sc[1:] != sc[:-1]) | (st[1:] != st[:-1])
         dup_mask = ~first
         if dup_mask.any():
-            # compare each repeated row with the kept row of its key
-            keep_pos = np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))
-            identical = dup_mask.copy()
+            # compare each repeated row with the kept row of its key (the last first row before it): only the
+            # repeated rows (a few per thousand) and their kept rows are gathered, not the day's columns
+            dup_at = np.flatnonzero(dup_mask)
+            firsts = np.flatnonzero(first)
+            keep_at = firsts[np.searchsorted(firsts, dup_at, side="right") - 1]
+            pair_rows = pa.array(np.concatenate([order[dup_at], order[keep_at]]))
+            identical = np.ones(len(dup_at), dtype=bool)
             for m in METRICS:
-                v = ok[m].to_numpy(zero_copy_only=False)[order]
-                identical &= (v == v[keep_pos]) | (np.isnan(v) & np.isnan(v[keep_pos]))
+                v = ok[m].take(pair_rows).to_numpy(zero_copy_only=False)  # nulls become NaN
+                a, b = v[: len(dup_at)], v[len(dup_at) :]
+                identical &= (a == b) | (np.isnan(a) & np.isnan(b))
             duplicates = int(identical.sum())
-            clash = order[dup_mask & ~identical]
-            conflicting = _rejected(ok.take(pa.array(clash)), np.ones(len(clash), dtype=bool),
-                                    "conflicting duplicate: another reading for this (sensor_id, ts) arrived first")  # fmt: skip
+            clash = order[dup_at[~identical]]
+            if len(clash):
+                conflicting = _rejected(ok.take(pa.array(clash)), np.ones(len(clash), dtype=bool),
+                                        "conflicting duplicate: another reading for this (sensor_id, ts) arrived first")  # fmt: skip
         # one gather of the kept rows in key order (a take then a filter copies the day twice)
         good = ok.take(pa.array(order[first]))
     rejected = pa.concat_tables(

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -191,9 +192,17 @@ def emit_range(emit_start, emit_end) -> tuple[int, int]:
 
 # -- sensors and frames ---------------------------------------------------------------
 class EncodedSensors:
-    """A sensor_id column dictionary-encoded once: the distinct ids and each row's index into them."""
+    """A sensor_id column dictionary-encoded once: the distinct ids and each row's index into them.
+
+    A column grouped in runs keeps its runs (``_runs``: each run's index and length): per-row
+    arrays are then one ``np.repeat`` of a per-run value, not a gather per row.
+    """
+
+    _runs: tuple[np.ndarray, np.ndarray] | None = None
 
     def __init__(self, column: pa.ChunkedArray | pa.Array):
+        if _grouped_strings(column, self):
+            return
         enc = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
         if isinstance(enc, pa.ChunkedArray):
             enc = enc.unify_dictionaries() if enc.num_chunks > 1 else enc
@@ -215,7 +224,7 @@ class EncodedSensors:
         if self.n == 0 or len(self.dictionary) == 0:
             return set()
         seen = np.zeros(len(self.dictionary) + 1, dtype=bool)
-        seen[self.indices] = True  # index -1 (null) marks the extra slot
+        seen[self.indices if self._runs is None else self._runs[0]] = True  # index -1 (null) marks the extra slot
         return {str(v) for v in self.dictionary[seen[:-1]] if v is not None}
 
     def codes(self, names: np.ndarray) -> np.ndarray:
@@ -226,7 +235,46 @@ class EncodedSensors:
         if len(names) and len(self.dictionary):
             where = np.minimum(np.searchsorted(names, self.dictionary), len(names) - 1)
             lut[:-1] = np.where(names[where] == self.dictionary, where, -1)
+        return self.mapped(lut)
+
+    def mapped(self, lut: np.ndarray) -> np.ndarray:
+        """``lut[indices]``: a value per row from a value per id (``lut[-1]`` for null rows)."""
+        if self._runs is not None:
+            return np.repeat(lut[self._runs[0]], self._runs[1])
         return lut[self.indices]
+
+    @functools.cached_property
+    def indices(self) -> np.ndarray:  # set in __init__ unless the column was encoded from its runs
+        return np.repeat(*self._runs)
+
+
+def _grouped_strings(column: pa.ChunkedArray | pa.Array, out: EncodedSensors) -> bool:
+    """Encode a string column without nulls whose equal values mostly come in runs (readings grouped by
+    sensor, as validation and the simulator give them) from its runs: one comparison of neighbours per
+    row, then only the first row of each run is hashed. Sets ``out``'s fields exactly as
+    ``dictionary_encode`` would (ids in order of first appearance) and returns True; False (nothing set)
+    for any other column, or when runs are short, for the general path."""
+    typ = column.type
+    n = len(column)
+    if n < 1024 or column.null_count or not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+        return False
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    heads, lengths = [], []
+    for ch in chunks:
+        m = len(ch)
+        if m == 0:
+            continue
+        change = pc.not_equal(ch.slice(1), ch.slice(0, m - 1)).to_numpy(zero_copy_only=False)
+        starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+        if len(starts) > max(64, m // 64):
+            return False
+        heads.append(ch.take(pa.array(starts)))
+        lengths.append(np.diff(np.append(starts, m)))
+    enc = pc.dictionary_encode(pa.chunked_array(heads, typ)).combine_chunks()
+    out.n = n
+    out.dictionary = np.asarray(enc.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+    out._runs = (enc.indices.to_numpy().astype(np.int64), np.concatenate(lengths))
+    return True
 
 
 def sensor_names(*tables: pa.Table | None) -> np.ndarray:
@@ -512,13 +560,13 @@ def _median_spacings(ts: np.ndarray, offsets: np.ndarray, sensors: np.ndarray) -
     cand = np.array([np.median(d[x : min(x + 101, y)]) for x, y in zip(a, b)])
     lut = np.full(len(offsets) - 1, np.nan)
     lut[sensors] = cand
-    code = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))[1:]  # the code of each spacing's later row
-    inside = np.ones(len(d), dtype=bool)
-    inside[offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] <= len(d))] - 1] = False  # across a sensor change
-    c = lut[code]
+    c = np.repeat(lut, np.diff(offsets))[1:]  # each spacing's candidate: its later row's sensor's
+    # counts over each sensor's own spacings d[a:b] from running sums (a spacing across two sensors lies
+    # outside every such range)
     with np.errstate(invalid="ignore"):
-        below = np.bincount(code, weights=inside & (d < c), minlength=len(lut))[sensors]
-        at_most = np.bincount(code, weights=inside & (d <= c), minlength=len(lut))[sensors]
+        below_cum = np.concatenate([[0], np.cumsum(d < c)])
+        at_most_cum = np.concatenate([[0], np.cumsum(d <= c)])
+    below, at_most = below_cum[b] - below_cum[a], at_most_cum[b] - at_most_cum[a]
     n = b - a
     exact = (below <= (n - 1) // 2) & (at_most >= n // 2 + 1)
     return [float(cand[j]) if exact[j] else float(np.median(d[a[j] : b[j]])) for j in range(len(sensors))]
@@ -567,6 +615,17 @@ class Panes:
             return np.zeros(len(key), np.int64), np.zeros(len(key), bool)
         pos = np.minimum(np.searchsorted(self.key, key), len(self.key) - 1)
         return pos, self.key[pos] == key
+
+    def before(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """``find(key - j)``: each pane's sensor's pane ``j`` hops earlier. Memoized (read-only arrays): the
+        detectors look back over the same few offsets for every metric."""
+        cache = self.__dict__.setdefault("_before", {})  # frozen, but a memo of a pure function is harmless
+        if j not in cache:
+            pos, found = self.find(self.key - j)
+            pos.flags.writeable = False
+            found.flags.writeable = False
+            cache[j] = (pos, found)
+        return cache[j]
 
 
 def aggregate_panes(frame: ReadingsFrame) -> Panes:

@@ -89,6 +89,14 @@ def _count_in(sorted_rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
     return np.searchsorted(sorted_rows, hi) - np.searchsorted(sorted_rows, lo)
 
 
+def _in_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether each of ``a`` is in ``b`` (both sorted row numbers, unique): one binary search per element
+    of ``a``, where ``np.isin`` / ``np.setdiff1d`` sort both again."""
+    if len(b) == 0:
+        return np.zeros(len(a), dtype=bool)
+    return b[np.minimum(np.searchsorted(b, a), len(b) - 1)] == a
+
+
 def _metric_points(frame, params, windows, m, ok, log_alpha, look, start_us, end_us) -> pa.Table:
     # Only the repeats are handled row by row (few for a continuous metric); every count over a look-back is a
     # difference of positions in sorted arrays of such rows, never a pass over all readings.
@@ -130,10 +138,10 @@ def _metric_points(frame, params, windows, m, ok, log_alpha, look, start_us, end
     deep = deep[deep < n]
     after = same_rows + 1
     after = after[after < n]
-    after = np.setdiff1d(np.setdiff1d(after, broken, assume_unique=True), deep, assume_unique=True)
-    same_learn = np.setdiff1d(same_rows, deep, assume_unique=True)
-    after_same = np.intersect1d(after, same_rows, assume_unique=True)
-    close_deep = np.setdiff1d(deep, broken, assume_unique=True)
+    after = after[~_in_sorted(after, broken) & ~_in_sorted(after, deep)]
+    same_learn = same_rows[~_in_sorted(same_rows, deep)]
+    after_same = after[_in_sorted(after, same_rows)]
+    close_deep = deep[~_in_sorted(deep, broken)]
 
     c_code, c_ts = code[cand], ts[cand]
     first = frame.offsets[c_code]  # the sensor's first row
@@ -160,7 +168,7 @@ def _metric_points(frame, params, windows, m, ok, log_alpha, look, start_us, end
         return POINTS.empty_table()
     # one point where a stuck stretch is first seen and at the first reading of each later pane
     hop = frame.hop_us[code[hits]]
-    prev_flagged = np.isin(hits - 1, hits)
+    prev_flagged = np.r_[False, hits[1:] == hits[:-1] + 1]  # hits are sorted row numbers: the row before is a hit
     prev_pane = np.where(hits > 0, ts[np.maximum(hits - 1, 0)] // hop, -1)
     first = ~prev_flagged | (ts[hits] // hop != prev_pane)
     sel, l_sel = hits[first], needed[stuck][first]
