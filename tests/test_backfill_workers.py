@@ -28,8 +28,16 @@ def _backfill(root: Path, *args: str, extra_env: dict[str, str] | None = None) -
 
 
 def _lake_files(root: Path) -> dict[str, bytes]:
-    lake = root / "data" / "lake"
-    return {str(p.relative_to(lake)): p.read_bytes() for p in sorted(lake.rglob("*.parquet"))}
+    """Each table's partitions in its current snapshot: ``table/date=D/i`` -> the bytes of its data files
+    (their names are fresh ids, so the bytes are ordered, not the names)."""
+    from iot_platform.io.lake import TABLES, Lake
+
+    lake, out = Lake(root / "data"), {}
+    for table in TABLES:
+        for day in lake.days(table):
+            for i, data in enumerate(sorted(f.read_bytes() for f in lake.files(table, day))):
+                out[f"{table}/date={day}/{i}"] = data
+    return out
 
 
 def _step_events(home: Path, run_id: str) -> list[tuple[str, str, int]]:

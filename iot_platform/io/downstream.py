@@ -251,18 +251,23 @@ def write_day(
 
 
 def build_day(
-    lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: int | None = None, *, before_write=None
+    lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: int | None = None, *, before_write=None,
+    windows_written: bool = False,
 ) -> DayOutput:
     """Compute and write ``day``'s window_stats, anomaly_points and anomalies as one unit (a backfill).
 
+    ``windows_written``: :func:`build_window_stats_day` wrote the day's windows
+    already (a parallel backfill's first wave); they are the ones computed here,
+    byte for byte, and are left in place, since other days' detection may be reading them.
     ``before_write`` (tests only) runs with the lock held, between the
     computation and the writes: where a concurrent micro-batch used to slip in.
     """
+    tables = ("anomaly_points", "anomalies") if windows_written else ("window_stats", "anomaly_points", "anomalies")
     with day_lock(lake, day):
         out = compute_day(lake, day, settings, now_us=now_us)
         if before_write is not None:
             before_write()
-        write_day(lake, day, out)
+        write_day(lake, day, out, tables=tables)
     return out
 
 

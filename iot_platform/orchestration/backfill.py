@@ -14,12 +14,13 @@ From 3 workers on, `backfill_days_in_waves` also spreads detection: a
 window needs only its sensor's readings, so the window_stats of every past
 day are built side by side first (wave 1), then each day's anomalies, which
 read the previous days' windows as history, side by side too (wave 2: the
-day's windows are rewritten, the same bytes, with its points and episodes
-under the day's lock); yesterday and today, which micro-batches update
+day's points and episodes under the day's lock; its windows, computed again
+to the same bytes, stay as wave 1 wrote them, since other days are reading
+them); yesterday and today, which micro-batches update
 incrementally, still go last, in order:
 
     ... collect --> plan_waves --> window_days (x chunks) --> collect --> plan_days
-        --> anomaly_days (x chunks) --> collect --> detection_days (the days left, in order)
+        --> anomaly_days (x chunks) --> collect --> detection_after_waves (the days left, in order)
 
 Wave 1 costs about half a day's detection per day again (reading the
 readings and the panes twice), so with 2 workers, whose days already use
@@ -104,12 +105,12 @@ def detection_days(context: OpExecutionContext, chunks: list, lake: LakeResource
 
 
 def _detect(context: OpExecutionContext, keys: list, lake: LakeResource, fleet: FleetResource,
-            detection: DetectionResource):  # fmt: skip
+            detection: DetectionResource, windows_written: bool = False):  # fmt: skip
     """Build the days ``keys`` in this order with the assets' own function, reporting their materializations."""
     settings = detection.settings(fleet.params(), lake.lake.root)
     for key in keys:
         day = dt.date.fromisoformat(key)
-        out = build_day(lake.lake, day, settings, now_us=time.time_ns() // 1000)
+        out = build_day(lake.lake, day, settings, now_us=time.time_ns() // 1000, windows_written=windows_written)
         context.log.info(f"{day}: {out.window_stats.num_rows} windows, {out.anomalies.num_rows} episodes from {out.points.num_rows} points")
         yield dg.AssetMaterialization("window_stats", partition=key, metadata=window_metadata(out.window_stats))
         yield dg.AssetMaterialization("anomalies", partition=key, metadata=anomaly_metadata(lake.lake, day, out.anomalies))
@@ -149,7 +150,7 @@ def plan_days(waves: list):
 @dg.op(description="Wave 2: `window_stats` and `anomalies` of a chunk of past days, their history built by wave 1.")
 def anomaly_days(context: OpExecutionContext, days: list, lake: LakeResource, fleet: FleetResource,
                  detection: DetectionResource):  # fmt: skip
-    yield from _detect(context, days, lake, fleet, detection)
+    yield from _detect(context, days, lake, fleet, detection, windows_written=True)
     yield dg.Output(days)
 
 
