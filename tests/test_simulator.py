@@ -164,3 +164,17 @@ def test_other_sample_intervals():
     assert r.num_rows == 2 * 288
     ts = r.filter(pc.equal(r["sensor_id"], "sensor_001"))["ts"].cast(pa.int64()).to_numpy()
     assert set(np.diff(ts)) == {300_000_000}
+
+
+def test_the_calendar_has_one_home():
+    import datetime as dt
+
+    from iot_platform.core import calendar
+    from iot_platform.core import simulator as sim
+    from iot_platform.core import windows
+
+    assert (sim.DAY_US, windows.US, windows.DAY_US) == (calendar.DAY_US, calendar.US, 86_400_000_000)
+    assert calendar.day_start_us(dt.date(2024, 1, 3)) == 1_704_240_000_000_000
+    assert calendar.day_of_us(1_704_240_000_000_000 - 1) == dt.date(2024, 1, 2)
+    t = dt.datetime(2024, 1, 3, 0, 0, 0, 1, tzinfo=dt.UTC)
+    assert calendar.to_us(t) == 1_704_240_000_000_001 and calendar.from_us(1_704_240_000_000_001) == t

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from iot_platform.settings import data_dir
+from iot_platform.core.calendar import US
 
-US = 1_000_000
 
 
 def _now_us() -> int:

@@ -34,13 +34,13 @@ Times are integer microseconds since the epoch (UTC).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from iot_platform.core.schemas import ANOMALY_TYPES, SEVERITIES
+from iot_platform.core.calendar import to_us
 
 US = 1_000_000
 SEVERITY_RANK = {"warning": 1, "critical": 2}
@@ -50,7 +50,6 @@ NO_DATA = "no_data"
 PIPELINE_STALLED = "pipeline_stalled"
 PIPELINE_ID = "__pipeline__"
 ALARM_TYPES: tuple[str, ...] = (*ANOMALY_TYPES, NO_DATA, PIPELINE_STALLED)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 EVENTS: tuple[str, ...] = ("opened", "escalated", "repeat", "cleared", "test")
 
 
@@ -331,4 +330,4 @@ def _us(value) -> int:
     """A timestamp from an Arrow row (a datetime) or an int, in microseconds."""
     if isinstance(value, int):
         return value
-    return (value - _EPOCH) // dt.timedelta(microseconds=1)
+    return to_us(value)

@@ -39,9 +39,8 @@ import numpy as np
 import pyarrow as pa
 
 from iot_platform.core.schemas import FAULT_LABELS, READINGS
+from iot_platform.core.calendar import DAY_US, day_start_us  # noqa: F401 - re-exported
 
-DAY_US = 86_400_000_000
-_EPOCH = dt.date(1970, 1, 1)
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 SOURCE = "simulator"
 
@@ -116,10 +115,6 @@ class FleetParams:
 
 def sensor_id(index: int) -> str:
     return f"sensor_{index + 1:03d}"
-
-
-def day_start_us(day: dt.date) -> int:
-    return (day - _EPOCH).days * DAY_US
 
 
 # -- counter-based randomness ---------------------------------------------------

@@ -53,9 +53,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from iot_platform.core.schemas import METRICS, TS_TYPE, VALID_RANGE, WINDOW_STATS
+from iot_platform.core.calendar import DAY_US, US  # noqa: F401 - re-exported
 
-US = 1_000_000
-DAY_US = 86_400 * US
 PANE_KEY = 2**32  # pane key = sensor code * PANE_KEY + pane index (|index| < 2**31)
 _MIN_INTERVAL_US = 1_000  # 1 ms: the finest sample interval the geometry accepts
 

@@ -30,8 +30,8 @@ from iot_platform.core.alert_config import sensor_groups
 from iot_platform.core.fleet_state import STATES, StateParams, classify
 from iot_platform.dashboard.figures import STATE_COLORS, age_text, sensor_figure, ts_text
 from iot_platform.io.dashboard_data import DashboardData
+from iot_platform.core.calendar import US
 
-US = 1_000_000
 PAGE_SIZE = 100
 MAX_OPTIONS = 50  # sensors listed in the sensor dropdown (type to search the others)
 SPANS = {"15 min": 900, "1 h": 3600, "6 h": 6 * 3600, "24 h": 86_400, "7 days": 7 * 86_400}

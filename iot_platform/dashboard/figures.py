@@ -7,9 +7,9 @@ import datetime as dt
 import numpy as np
 import plotly.graph_objects as go
 import pyarrow as pa
+from iot_platform.core.calendar import US
 from plotly.subplots import make_subplots
 
-US = 1_000_000
 METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("temperature", "temperature (°C)"),
     ("humidity", "humidity (%RH)"),

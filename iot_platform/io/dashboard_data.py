@@ -24,9 +24,8 @@ from iot_platform.io.alert_store import STORE_FILE
 from iot_platform.io.commit import last_commit
 from iot_platform.io.lake import open_lake, read_metadata
 from iot_platform.io.lake_store import register_duckdb
+from iot_platform.core.calendar import DAY_US, US
 
-US = 1_000_000
-DAY_US = 86_400 * US
 UNTIL_KEY = "iot.until_us"
 # A chart row draws at most MAX_POINTS readings: raw while a span holds no more at 1 Hz (25 min),
 # averaged into MAX_POINTS buckets up to READINGS_SPAN_US (the window band keeps the extremes, the

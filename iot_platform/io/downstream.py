@@ -42,13 +42,12 @@ from iot_platform.core.windows import compute_window_stats
 from iot_platform.io.commit import PartInfo, State, committed_files, day_lock, part_file, remove_uncommitted_parts
 from iot_platform.io.lake import TABLES, Lake, read_metadata, write_parquet_atomic
 from iot_platform.io.lake_store import parquet_scan, register_duckdb
+from iot_platform.core.calendar import DAY_US, US, day_start_us
 
 UNTIL_KEY = "iot.until_us"
 # window_stats and anomaly_points parts of a day are merged into one part when
 # there are this many, so a batch at 23:59 reads as few files as one at 00:01
 MERGE_PARTS_AT = 40
-DAY_US = sim.DAY_US
-US = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,10 +82,6 @@ def watermark(until_us: int, settings: DownstreamSettings) -> int:
     """The end of the last window a batch ending at ``until_us`` may emit."""
     hop = settings.params.windows.hop_s * US
     return (until_us - settings.allowed_lateness_s * US) // hop * hop
-
-
-def _day_start(day: dt.date) -> int:
-    return sim.day_start_us(day)
 
 
 @functools.lru_cache(maxsize=1)
@@ -143,7 +138,7 @@ def _sensor_rows(lake: Lake, day: dt.date, sensors: list[str], lo: int, hi: int,
 
 def sensor_day(lake: Lake, day: dt.date, sensor_id: str) -> pa.Table:
     """One sensor's readings of ``day`` (a day's file is sorted by sensor: DuckDB reads its row groups only)."""
-    a = _day_start(day)
+    a = day_start_us(day)
     return _sensor_rows(lake, day, [sensor_id], a, a + DAY_US)
 
 
@@ -163,7 +158,7 @@ def iter_day_chunks(lake: Lake, day: dt.date, settings: DownstreamSettings) -> I
     The next chunk is read while the caller computes this one: DuckDB's scan
     releases the GIL, so reading overlaps the NumPy work on the other core.
     """
-    a = _day_start(day)
+    a = day_start_us(day)
     ctx = context_seconds(settings.params, max_interval_s=_known_interval_s(lake, day, settings)).readings_s * US
     prev = day - dt.timedelta(days=1)
     sensors = day_sensors(lake, day)
@@ -205,8 +200,8 @@ def history_window_stats(lake: Lake, day: dt.date, settings: DownstreamSettings)
 
 def emit_end_for(day: dt.date, now_us: int | None, settings: DownstreamSettings) -> int:
     """A past day is emitted whole; today only up to the watermark."""
-    b = _day_start(day) + DAY_US
-    return b if now_us is None else max(_day_start(day), min(b, watermark(now_us, settings)))
+    b = day_start_us(day) + DAY_US
+    return b if now_us is None else max(day_start_us(day), min(b, watermark(now_us, settings)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +219,7 @@ def compute_day(lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: 
         iter_day_chunks(lake, day, settings), history_window_stats(lake, day, settings), settings.params,
         day=day, intervals=settings.intervals(), workers=settings.workers,
     )  # fmt: skip
-    if end == _day_start(day) + DAY_US:
+    if end == day_start_us(day) + DAY_US:
         return DayOutput(run.window_stats, run.points, run.anomalies, end)
     # today: nothing after the watermark, and episodes from the points kept
     ws = run.window_stats.filter(pc.less_equal(run.window_stats["window_end"].cast(pa.int64()), end))
@@ -283,7 +278,7 @@ def build_window_stats_day(lake: Lake, day: dt.date, settings: DownstreamSetting
         window_stats = window_stats_day(iter_day_chunks(lake, day, settings), settings.params, day=day,
                                         intervals=settings.intervals(), workers=settings.workers)  # fmt: skip
         write_day(lake, day, DayOutput(window_stats, POINTS.empty_table(), ANOMALIES.empty_table(),
-                                       _day_start(day) + DAY_US), tables=("window_stats",))  # fmt: skip
+                                       day_start_us(day) + DAY_US), tables=("window_stats",))  # fmt: skip
     return window_stats
 
 
@@ -294,7 +289,7 @@ def downstream_until(lake: Lake, state: State, day: dt.date) -> int | None:
     compacted = lake.compacted("anomaly_points", day)
     if compacted is not None:
         raw = read_metadata(compacted).get(UNTIL_KEY)
-        until = int(raw) if raw is not None else _day_start(day) + DAY_US
+        until = int(raw) if raw is not None else day_start_us(day) + DAY_US
     for info in state.day_parts("anomaly_points", day).values():
         if info.until is not None:
             until = info.until if until is None else max(until, info.until)
@@ -340,7 +335,7 @@ def baseline_for(lake: Lake, day: dt.date, settings: DownstreamSettings) -> pa.T
         return pq.read_table(cache)
     hist = history_window_stats(lake, day, settings)
     end = hist["window_end"].cast(pa.int64())
-    hist = hist.filter(pc.greater(end, _day_start(day) - p.drift.history_days * DAY_US))
+    hist = hist.filter(pc.greater(end, day_start_us(day) - p.drift.history_days * DAY_US))
     baseline = drift_baseline(hist, p)
     for old in cache.parent.glob(f"{day.isoformat()}-*.parquet") if cache.parent.exists() else []:
         old.unlink(missing_ok=True)
@@ -361,7 +356,7 @@ def update_day(lake: Lake, state: State, batch_id: str, day: dt.date, staged: di
 
 def _update_day_locked(lake: Lake, state: State, batch_id: str, day: dt.date, staged: dict, until_us: int,
                        settings: DownstreamSettings, rebuild: bool) -> tuple[str, int]:  # fmt: skip
-    a = _day_start(day)
+    a = day_start_us(day)
     end = min(a + DAY_US, watermark(until_us, settings))
     prev = downstream_until(lake, state, day)
     rows = staged.get(day)

@@ -54,6 +54,7 @@ from iot_platform.io.import_readers import (
     open_reader,
 )
 from iot_platform.io.landing import QuarantineWriter, SpoolWriter, StagedFile, import_source, import_stream, slug
+from iot_platform.core.calendar import from_us, to_us
 
 log = logging.getLogger("iot_platform.import")
 
@@ -352,12 +353,4 @@ def _json_row(row: dict) -> str:
     return json.dumps({k: clean(v) for k, v in row.items()}, ensure_ascii=False, default=str)
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-
-
-def _us(t: dt.datetime) -> int:
-    return (t - _EPOCH) // dt.timedelta(microseconds=1)
-
-
-def _dt(us: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=us)
+_us, _dt = to_us, from_us

@@ -27,7 +27,6 @@ in the file (the header is line 1).
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import itertools
 import json
 import os
@@ -44,10 +43,10 @@ import pyarrow.parquet as pq
 from iot_platform.core.schemas import LANDING, conform
 from iot_platform.io.fsutil import fsync_path
 from iot_platform.io.lake import write_parquet_atomic
+from iot_platform.core.calendar import from_us
 
 QUARANTINE_DIR = "_quarantine"
 _ROW_GROUP = 1_000_000
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 # -- names -------------------------------------------------------------------
@@ -102,7 +101,7 @@ class FileNamer:
         with self._lock:
             now = time.time_ns() // 1000
             self._last_us = now if now > self._last_us else self._last_us + 1
-            stamp = _EPOCH + dt.timedelta(microseconds=self._last_us)
+            stamp = from_us(self._last_us)
             return f"{stamp:%Y%m%dT%H%M%S}.{stamp.microsecond:06d}Z-{os.getpid()}-{next(self._counter):06d}{suffix}"
 
 
@@ -111,7 +110,7 @@ NAMER = FileNamer()
 
 def iso_us(us: int) -> str:
     """Microseconds since the epoch as ``2026-11-22T15:01:02.123456Z``."""
-    t = _EPOCH + dt.timedelta(microseconds=int(us))
+    t = from_us(us)
     return f"{t:%Y-%m-%dT%H:%M:%S}.{t.microsecond:06d}Z"
 
 

@@ -48,6 +48,7 @@ from iot_platform.core.detectors.params import READING_TYPES, DetectionParams, c
 from iot_platform.core.detectors.points import POINTS, concat_points
 from iot_platform.core.registry import Resolved
 from iot_platform.core.schemas import WINDOW_STATS
+from iot_platform.core.calendar import day_start_us
 from iot_platform.core.windows import (
     DAY_US,
     US,
@@ -250,10 +251,6 @@ class DayRun:
     anomalies: pa.Table  # ANOMALIES: the day's episodes
 
 
-def _day_start(day: dt.date) -> int:
-    return (day - dt.date(1970, 1, 1)).days * DAY_US
-
-
 def run_day_chunked(
     chunks: Iterable[tuple[pa.Table, pa.Table | None]],
     baseline_stats: pa.Table | None,
@@ -283,7 +280,7 @@ def run_day_chunked(
     if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
         raise ValueError(f"day={day!r} is invalid; expected a datetime.date")
     w = params.windows
-    a = _day_start(day)
+    a = day_start_us(day)
     b = a + DAY_US
     ctx = context_seconds(params)
     hist_lo = a - params.drift.history_days * DAY_US
@@ -368,7 +365,7 @@ def window_stats_day(
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r} is invalid; expected an integer >= 1")
     w = params.windows
-    a = _day_start(day)
+    a = day_start_us(day)
 
     def chunk(readings: pa.Table, prev_tail: pa.Table | None) -> list[pa.Table]:
         source = ReadingsSource([prev_tail, readings])
