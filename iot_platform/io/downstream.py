@@ -42,7 +42,7 @@ from iot_platform.core.windows import compute_window_stats
 from iot_platform.io.commit import PartInfo, State, committed_files, day_lock, part_file, remove_uncommitted_parts
 from iot_platform.io.lake import TABLES, Lake, read_metadata, write_parquet_atomic
 from iot_platform.io.lake_store import parquet_scan, register_duckdb
-from iot_platform.core.calendar import DAY_US, US, day_start_us
+from iot_platform.core.calendar import DAY_US, EPOCH_DATE, US, day_start_us
 
 UNTIL_KEY = "iot.until_us"
 # window_stats and anomaly_points parts of a day are merged into one part when
@@ -298,7 +298,7 @@ def downstream_until(lake: Lake, state: State, day: dt.date) -> int | None:
 
 def _context_readings(lake: Lake, state: State, day: dt.date, staged: dict, lo: int, hi: int) -> pa.Table:
     pieces = []
-    for d in sorted({sim._EPOCH + dt.timedelta(days=lo // DAY_US), day}):
+    for d in sorted({EPOCH_DATE + dt.timedelta(days=lo // DAY_US), day}):
         files = committed_files(lake, state, "readings", d, lo, hi)
         pieces.append(read_ts_range(lake, "readings", [d], "ts", lo, hi, files=files))
         if d in staged:
@@ -309,7 +309,7 @@ def _context_readings(lake: Lake, state: State, day: dt.date, staged: dict, lo: 
 
 
 def _context_window_stats(lake: Lake, state: State, day: dt.date, lo: int, hi: int) -> pa.Table:
-    first = sim._EPOCH + dt.timedelta(days=lo // DAY_US)
+    first = EPOCH_DATE + dt.timedelta(days=lo // DAY_US)
     pieces = []
     d = first
     while d <= day:
@@ -434,7 +434,7 @@ def make_update_downstream(settings: DownstreamSettings, first_day: dt.date | No
     """
 
     def update(lake: Lake, state: State, batch_id: str, staged: dict, until_us: int, result) -> None:
-        today = sim._EPOCH + dt.timedelta(days=(until_us - 1) // DAY_US)
+        today = EPOCH_DATE + dt.timedelta(days=(until_us - 1) // DAY_US)
         days = set(staged) | result.rebuild_days | {d for d in (today - dt.timedelta(days=1), today) if lake.exists("readings", d)}
         for day in sorted(days):
             if (first_day is not None and day < first_day) or day in skip_days:

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from iot_platform.core import simulator as sim
+from iot_platform.core.calendar import EPOCH_DATE
 from iot_platform.core.schemas import LANDING, READINGS, conform
 from iot_platform.core.validation import NO_PARTITION, REJECTED, validate_readings
 from iot_platform.io.commit import PartInfo, State, batch_lock, commit_state, committed_files, day_lock, load_state, part_file, remove_uncommitted_parts
@@ -156,7 +157,7 @@ class BatchResult:
 
 def _days_between(lo_us: int, hi_us: int) -> list[dt.date]:
     first, last = lo_us // sim.DAY_US, (hi_us - 1) // sim.DAY_US
-    return [sim._EPOCH + dt.timedelta(days=d) for d in range(first, last + 1)]
+    return [EPOCH_DATE + dt.timedelta(days=d) for d in range(first, last + 1)]
 
 
 def ingest_readings(
@@ -179,7 +180,7 @@ def ingest_readings(
     sim_ranges: dict[dt.date, tuple[int, int]] = {}
     filled: set[dt.date] = set()  # days whose grown fleet was filled in (may overlap what is there)
     if fleet is not None:
-        today = sim._EPOCH + dt.timedelta(days=(until_us - 1) // sim.DAY_US)
+        today = EPOCH_DATE + dt.timedelta(days=(until_us - 1) // sim.DAY_US)
         for day in (today - dt.timedelta(days=1), today):
             if day < first_day or (day < today and not lake.exists("readings", day)):
                 continue  # an untouched earlier day is the backfill's job, not a micro-batch's
@@ -212,7 +213,7 @@ def ingest_readings(
         for ordinal in (pc.unique(days).to_pylist() if days is not None else []):
             if ordinal is None:
                 continue
-            day = sim._EPOCH + dt.timedelta(days=int(ordinal))
+            day = EPOCH_DATE + dt.timedelta(days=int(ordinal))
             why = _refuse_day(day, first_day, until_us)
             if why is not None:  # no partition for it: keep the rows, with the reason, in today's rejects
                 rows = data.filter(pc.equal(days, ordinal))
@@ -225,9 +226,9 @@ def ingest_readings(
             new_rows.setdefault(day, []).append(conform(rows, READINGS))
         nulls = data.filter(pc.is_null(data["ts"])) if data.num_rows else data
         if nulls.num_rows:
-            new_rows.setdefault(sim._EPOCH + dt.timedelta(days=until_us // sim.DAY_US), []).append(conform(nulls, READINGS))
+            new_rows.setdefault(EPOCH_DATE + dt.timedelta(days=until_us // sim.DAY_US), []).append(conform(nulls, READINGS))
         state.landing_ingested.append(landing_id(f))
-    batch_day = sim._EPOCH + dt.timedelta(days=(until_us - 1) // sim.DAY_US)
+    batch_day = EPOCH_DATE + dt.timedelta(days=(until_us - 1) // sim.DAY_US)
     result.seconds["landing"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -370,7 +371,7 @@ def run_micro_batch(
             if landing_id(f) in state.landing_ingested:
                 archive_landing(landing, f)
         state.landing_ingested = [i for i in state.landing_ingested if i in pending]
-        today = sim._EPOCH + dt.timedelta(days=(until_us - 1) // sim.DAY_US)
+        today = EPOCH_DATE + dt.timedelta(days=(until_us - 1) // sim.DAY_US)
         for day in (today - dt.timedelta(days=1), today):
             if day >= first_day:
                 quarantine_damaged(lake, state, fleet, day, until_us, result)
