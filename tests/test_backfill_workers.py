@@ -67,13 +67,19 @@ def assert_spread_like_one_worker(one: Path, two: Path, proc: subprocess.Complet
     assert order.index(("STEP_START", "detection_days")) > max(order.index(("STEP_SUCCESS", c)) for c in chunks)
 
 
-def test_two_workers_build_the_same_lake_as_one(tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
+def _one_and_many(tmp_path, workers: int) -> tuple[Path, Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """The same range backfilled by 1 worker and by ``workers``, each in its own data root."""
+    one, many = tmp_path / "one", tmp_path / f"w{workers}"
     p1 = _backfill(one)
     assert p1.returncode == 0, p1.stderr
-    p2 = _backfill(two, "--workers", "2")
-    assert p2.returncode == 0, p2.stderr
-    assert "Warning" not in p2.stderr, p2.stderr
+    pn = _backfill(many, "--workers", str(workers))
+    assert pn.returncode == 0, pn.stderr
+    assert "Warning" not in pn.stderr, pn.stderr
+    return one, many, p1, pn
+
+
+def test_two_workers_build_the_same_lake_as_one(tmp_path):
+    one, two, p1, p2 = _one_and_many(tmp_path, 2)
     assert p2.stdout.splitlines()[0] == (
         "backfill 2024-01-01..2024-01-04 (4 days) of anomalies, fault_labels, readings, window_stats on 2 workers"
     )
@@ -147,12 +153,7 @@ def test_a_failing_step_is_reported_with_its_own_error_and_exit_1(tmp_path):
 
 
 def test_from_three_workers_detection_runs_in_two_waves_and_builds_the_same_lake(tmp_path):
-    one, four = tmp_path / "one", tmp_path / "four"
-    p1 = _backfill(one)
-    assert p1.returncode == 0, p1.stderr
-    p4 = _backfill(four, "--workers", "4")
-    assert p4.returncode == 0, p4.stderr
-    assert "Warning" not in p4.stderr, p4.stderr
+    one, four, _, p4 = _one_and_many(tmp_path, 4)
     assert _lake_files(four) == _lake_files(one)
     run_id = p4.stdout.splitlines()[-1].rsplit(" ", 1)[1]
     events = _step_events(four / "home", run_id)

@@ -63,15 +63,19 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+# QUERY over the template's anomalies, as an aligned table
+QUERY_TABLE = (
+    "sensor_id  n  top  first\n"
+    "---------  -  ---  -------------------------\n"
+    "s1         1  5.0  2024-03-01 01:00:00+00:00\n"
+    "s2         3  4.5  2024-03-01 02:00:00+00:00\n"
+    "(2 rows)\n"
+)
+
+
 # -- output formats -------------------------------------------------------------------------
 def test_default_output_is_an_aligned_table(root, capsys):
-    assert run(capsys, QUERY) == (0, (
-        "sensor_id  n  top  first\n"
-        "---------  -  ---  -------------------------\n"
-        "s1         1  5.0  2024-03-01 01:00:00+00:00\n"
-        "s2         3  4.5  2024-03-01 02:00:00+00:00\n"
-        "(2 rows)\n"
-    ), "")
+    assert run(capsys, QUERY) == (0, QUERY_TABLE, "")
 
 
 def test_table_output_shows_nulls_and_caps_rows(root, capsys):
