@@ -148,3 +148,25 @@ def test_half_written_part_of_a_killed_micro_batch_is_removed_by_the_next_part(l
     assert [p.name.endswith(".tmp") for p in d.iterdir()] == [True]
     lake.write_part("readings", "2024-01-02", "b2", _t([1.0]))
     assert [p.name for p in d.iterdir()] == ["part-b2.parquet"]
+
+
+def test_cleanup_never_removes_a_file_another_process_committed_a_moment_ago(tmp_path):
+    """Writer A reads what the table holds; writer B (another process: another Lake object) commits
+    a new file to another day and lets go of that day's lock; A's clean-up of killed writers'
+    leftovers must read the table again under that day's lock, not delete B's committed file."""
+    day1, day2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
+    a, b = Lake(tmp_path), Lake(tmp_path)
+    a.replace_partition("readings", day1, _t([1.0] * 3))
+    a.replace_partition("readings", day2, _t([1.0] * 3))
+    real, calls = a._snapshot, []
+
+    def snapshot_then_b_commits(table):
+        got = real(table)
+        if not calls:  # the moment after A's first look: B replaces day 2 in between
+            calls.append(table)
+            b.replace_partition("readings", day2, _t([2.0] * 5))
+        return got
+
+    a._snapshot = snapshot_then_b_commits
+    a.remove_stale_staging("readings", day1)
+    assert Lake(tmp_path).read("readings", [day2]).num_rows == 5  # B's file is there and whole

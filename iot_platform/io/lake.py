@@ -444,19 +444,24 @@ class Lake:
             return []
         tdir = self.table_dir(table)
         held_name = partition_name(held if isinstance(held, str) else held.isoformat())
-        live = {tdir / p for ps in self._snapshot(table).values() for p in ps}
         removed: list[Path] = []
+
+        def stale(d: Path) -> list[Path]:
+            # what the table holds is read now, with the partition's lock held: a writer of another
+            # process may have committed its file to this partition a moment ago and let go of the lock
+            live = {tdir / p for p in self._snapshot(table).get(d.name.removeprefix("date="), [])}
+            found = [p for p in d.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+            return found + [p for p in d.glob(f"{COMPACTED_PREFIX}*.parquet") if p not in live]
+
         for d in sorted(tdir.glob("date=*")) if tdir.is_dir() else []:
-            stale = [p for p in d.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
-            stale += [p for p in d.glob(f"{COMPACTED_PREFIX}*.parquet") if p not in live]
-            if not stale:
-                continue
             if d.name == held_name:
-                removed += _remove_all(stale)
+                removed += _remove_all(stale(d))
+                continue
+            if not any(p.name.endswith(".tmp") or p.name.startswith(COMPACTED_PREFIX) for p in d.iterdir()):
                 continue
             with exclusive_lock(self._lock_file(table, d.name.removeprefix("date=")), blocking=False) as free:
                 if free:
-                    removed += _remove_all(stale)
+                    removed += _remove_all(stale(d))
         return removed
 
     def delete_partition(self, table: str, day: dt.date | str) -> None:
