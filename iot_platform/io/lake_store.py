@@ -228,7 +228,10 @@ def parquet_scan(con: duckdb.DuckDBPyConnection, files: list, *, union_by_name: 
             kept.remove(name)
         kept.append(name)
         while len(kept) > _SCANS_KEPT:
-            con.unregister(kept.pop(0))
+            try:
+                con.unregister(kept.pop(0))
+            except duckdb.Error:  # a closed connection whose id a new one reuses: nothing to drop
+                pass
     con.register(name, dataset)
     return name
 
