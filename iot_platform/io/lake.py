@@ -78,6 +78,10 @@ class LakeConflict(RuntimeError):
     """A partition changed between the start of a replace and its commit: recompute, then replace again."""
 
 
+class BatchCommitted(RuntimeError):
+    """A batch's commit found the batch in the table already (a copy of it won the race)."""
+
+
 class LakeFormatError(ValueError):
     """A lake table that is not a Delta table (a lake from before the migration)."""
 
@@ -275,7 +279,6 @@ class Lake:
             RemoveAction(str(p.relative_to(self.table_dir(table))), True, _now_ms(), None, {PARTITION: _iso(d)})
             for d, p in removes
         ]  # fmt: skip
-        props = CommitProperties(app_transactions=[Transaction(app_id, seq)]) if seq is not None else None
         t = self._ensure(table, adopt=adopt)
         if replace_day is not None:
             # delta-rs would rebase an overwrite over a concurrent append and keep the append beside
@@ -295,8 +298,25 @@ class Lake:
                 except CommitFailedError:
                     time.sleep(0.05)
             raise LakeConflict(f"{table} {_iso(replace_day)}: {COMMIT_ATTEMPTS} commits lost to concurrent writers")
+        elif seq is None:
+            t.create_write_transaction(actions, mode="append", schema=schema, partition_by=[PARTITION])
         else:
-            t.create_write_transaction(actions, mode="append", schema=schema, partition_by=[PARTITION], commit_properties=props)
+            # delta-rs rebases an append over a concurrent commit without checking that the other one
+            # carried the same application transaction: two copies of one batch would both land. So
+            # the commit is made on the version just read (no rebase); a lost race reads again.
+            for _ in range(COMMIT_ATTEMPTS):
+                t = self._ensure(table)
+                if self.committed_seq(table, app_id) >= seq:
+                    raise BatchCommitted(f"batch {seq} of {app_id} is in {table} already")
+                try:
+                    t.create_write_transaction(
+                        actions, mode="append", schema=schema, partition_by=[PARTITION],
+                        commit_properties=CommitProperties(app_transactions=[Transaction(app_id, seq)], max_commit_retries=0),
+                    )  # fmt: skip
+                    return
+                except CommitFailedError:
+                    time.sleep(0.05)
+            raise LakeConflict(f"{table}: batch {seq} of {app_id}: {COMMIT_ATTEMPTS} commits lost to concurrent writers")
 
     # -- writes --------------------------------------------------------------
     def replace_partition(
@@ -396,6 +416,9 @@ class Lake:
             try:
                 self.commit(table, [(day, path)], seq=seq, app_id=app_id)
                 return True
+            except BatchCommitted:
+                path.unlink(missing_ok=True)
+                return False
             except CommitFailedError:
                 path.unlink(missing_ok=True)
                 time.sleep(min(0.05 * 2**attempt, 1.0))
@@ -537,7 +560,10 @@ class Lake:
                 adds = [(d, self.partition_dir(table, d) / n) for d, n in p.get("add", [])]
                 removes = [(d, self.partition_dir(table, d) / n) for d, n in p.get("remove", [])]
                 live = set(self.all_files(table))
-                self.commit(table, [(d, f) for d, f in adds if f.exists()], [(d, f) for d, f in removes if f in live], seq=seq)
+                try:
+                    self.commit(table, [(d, f) for d, f in adds if f.exists()], [(d, f) for d, f in removes if f in live], seq=seq)
+                except BatchCommitted:  # another machine rolled this batch forward a moment ago
+                    continue
                 for d, f in adds:
                     self._pending.get((table, d), set()).discard(f)
                 for _, f in removes if self.store is None else ():  # superseded (a store: see collect_garbage)
