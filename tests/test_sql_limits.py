@@ -92,7 +92,7 @@ def test_a_signal_stops_the_query_and_removes_the_temp_directory(data_dir, tmp_p
     tmp.mkdir()
     proc = _start(data_dir, tmp)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=10)  # the query alone runs for hours
+    out, err = proc.communicate(timeout=60)  # the query alone runs for hours: stopping it is what ends this
     assert (proc.returncode, out, err) == (code, "", message)
     assert list(tmp.iterdir()) == []
 
