@@ -33,3 +33,46 @@ def test_workers_must_be_a_positive_integer():
 
     with pytest.raises(ValueError, match="workers=0 is invalid; expected an integer >= 1"):
         run_day_chunked([], None, day=DAY, workers=0)
+
+
+def test_worker_processes_give_the_same_days_as_one_process(lake: Lake, tmp_path):
+    """Days built side by side in worker processes, and a day's chunks computed in them: the same bytes."""
+    from iot_platform.io.downstream import build_day
+    from iot_platform.io.ingest import build_readings_days
+
+    fleet = FleetParams(seed=11, n_sensors=7, sample_interval_s=10.0)
+    days = [DAY - dt.timedelta(days=2), DAY - dt.timedelta(days=1), DAY]
+    other = Lake(tmp_path / "other")
+    one = list(build_readings_days(lake, fleet, days, now_us=lambda: 10**18, processes=1))
+    two = list(build_readings_days(other, fleet, days, now_us=lambda: 10**18, processes=2))
+    assert [s.day for s in two] == days and [s.rows for s in two] == [s.rows for s in one]
+    for table in ("readings", "rejected_readings", "fault_labels"):
+        for day in days:
+            (a,), (b,) = lake.files(table, day), other.files(table, day)
+            assert a.read_bytes() == b.read_bytes(), (table, day)
+    settings = DownstreamSettings(fleet=fleet, sensors_per_chunk=2, workers=1)
+    for day in days[:2]:  # the previous days' windows: DAY has a drift baseline and a context
+        build_day(lake, day, settings)
+    runs = [compute_day(lake, DAY, settings, processes=n) for n in (1, 2, 3)]
+    for run in runs[1:]:
+        assert run.window_stats.equals(runs[0].window_stats)
+        assert run.points.equals(runs[0].points)
+        assert run.anomalies.equals(runs[0].anomalies)
+    assert (runs[0].window_stats.num_rows, runs[0].points.num_rows, runs[0].anomalies.num_rows) == (9917, 1841, 58)
+
+
+@pytest.mark.parametrize("raw, expected", [("1", 1), ("3", 3)])
+def test_worker_processes_setting(monkeypatch, raw, expected):
+    from iot_platform.io.day_pool import worker_processes
+
+    monkeypatch.setenv("IOT_WORKER_PROCESSES", raw)
+    assert worker_processes() == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "two", "-1"])
+def test_a_bad_worker_processes_setting_is_one_line(monkeypatch, raw):
+    from iot_platform.io.day_pool import worker_processes
+
+    monkeypatch.setenv("IOT_WORKER_PROCESSES", raw)
+    with pytest.raises(ValueError, match=f"^IOT_WORKER_PROCESSES='{raw}' is invalid; expected an integer >= 1$"):
+        worker_processes()

@@ -17,6 +17,7 @@ later than that for a window already emitted make the whole day be rebuilt
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import dataclasses
 import datetime as dt
@@ -27,22 +28,33 @@ import math
 from collections.abc import Iterator
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from iot_platform.core import simulator as sim
+from iot_platform.core.calendar import DAY_US, EPOCH_DATE, US, day_start_us
 from iot_platform.core.detectors.drift import drift_baseline
 from iot_platform.core.detectors.episodes import to_episodes
 from iot_platform.core.detectors.params import READING_TYPES, DetectionParams, context_seconds
-from iot_platform.core.detectors.pipeline import detect_points, run_day_chunked, window_stats_day
+from iot_platform.core.detectors.pipeline import (
+    ChunkTask,
+    DayRun,
+    DayStage,
+    detect_points,
+    run_chunk,
+    run_day_chunked,
+    window_stats_day,
+)
 from iot_platform.core.detectors.points import POINTS
 from iot_platform.core.schemas import ANOMALIES, READINGS, WINDOW_STATS, conform
 from iot_platform.core.windows import compute_window_stats
+from iot_platform.io import day_pool
 from iot_platform.io.commit import PartInfo, State, committed_files, day_lock, part_file, remove_uncommitted_parts
 from iot_platform.io.lake import TABLES, Lake, read_metadata, write_parquet_atomic
 from iot_platform.io.lake_store import parquet_scan, register_duckdb
-from iot_platform.core.calendar import DAY_US, EPOCH_DATE, US, day_start_us
+from iot_platform.io.objstore import ObjectStore
 
 UNTIL_KEY = "iot.until_us"
 # window_stats and anomaly_points parts of a day are merged into one part when
@@ -152,16 +164,23 @@ def _known_interval_s(lake: Lake, day: dt.date, settings: DownstreamSettings) ->
     return None if imported else settings.fleet_interval_s
 
 
-def iter_day_chunks(lake: Lake, day: dt.date, settings: DownstreamSettings) -> Iterator[tuple[pa.Table, pa.Table]]:
-    """(readings of ``day``, previous day's tail) for chunks of sensors, in sensor order.
+def _context_us(lake: Lake, day: dt.date, settings: DownstreamSettings) -> int:
+    """How much of the previous day's readings a day's windows and detectors read."""
+    return context_seconds(settings.params, max_interval_s=_known_interval_s(lake, day, settings)).readings_s * US
+
+
+def iter_day_chunks(
+    lake: Lake, day: dt.date, settings: DownstreamSettings, sensors: list[str] | None = None
+) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """(readings of ``day``, previous day's tail) for chunks of sensors (default: the day's), in sensor order.
 
     The next chunk is read while the caller computes this one: DuckDB's scan
     releases the GIL, so reading overlaps the NumPy work on the other core.
     """
     a = day_start_us(day)
-    ctx = context_seconds(settings.params, max_interval_s=_known_interval_s(lake, day, settings)).readings_s * US
+    ctx = _context_us(lake, day, settings)
     prev = day - dt.timedelta(days=1)
-    sensors = day_sensors(lake, day)
+    sensors = day_sensors(lake, day) if sensors is None else sensors
     n = settings.sensors_per_chunk
     chunks = [sensors[i : i + n] for i in range(0, len(sensors), n)]
 
@@ -212,19 +231,56 @@ class DayOutput:
     until_us: int
 
 
-def compute_day(lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: int | None = None) -> DayOutput:
-    """Window stats, points and episodes of ``day`` from the lake (pure given the lake's content)."""
+def compute_day(
+    lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: int | None = None, *, processes: int = 1
+) -> DayOutput:
+    """Window stats, points and episodes of ``day`` from the lake (pure given the lake's content).
+
+    ``processes`` > 1: the chunks of sensors are computed in worker processes
+    (:mod:`iot_platform.io.day_pool`), each reading its own chunk; the same bytes.
+    """
     end = emit_end_for(day, now_us, settings)
-    run = run_day_chunked(
-        iter_day_chunks(lake, day, settings), history_window_stats(lake, day, settings), settings.params,
-        day=day, intervals=settings.intervals(), workers=settings.workers,
-    )  # fmt: skip
+    sensors = day_sensors(lake, day)
+    n = settings.sensors_per_chunk
+    if processes > 1 and len(sensors) > n:
+        run = _run_day_in_workers(lake, day, settings, [sensors[i : i + n] for i in range(0, len(sensors), n)], processes)
+    else:
+        run = run_day_chunked(
+            iter_day_chunks(lake, day, settings, sensors), history_window_stats(lake, day, settings), settings.params,
+            day=day, intervals=settings.intervals(), workers=settings.workers,
+        )  # fmt: skip
     if end == day_start_us(day) + DAY_US:
         return DayOutput(run.window_stats, run.points, run.anomalies, end)
     # today: nothing after the watermark, and episodes from the points kept
     ws = run.window_stats.filter(pc.less_equal(run.window_stats["window_end"].cast(pa.int64()), end))
     points = _points_until(run.points, end)
     return DayOutput(ws, points, to_episodes(points, settings.params), end)
+
+
+def _run_day_in_workers(lake: Lake, day: dt.date, settings: DownstreamSettings, chunks: list[list[str]], processes: int) -> DayRun:
+    stage = DayStage(history_window_stats(lake, day, settings), settings.params, day=day, intervals=settings.intervals())
+    ctx_us = _context_us(lake, day, settings)
+    pool = day_pool.pool(processes)
+    pending: collections.deque[cf.Future] = collections.deque()
+    try:
+        for chunk in chunks:
+            if len(pending) > processes:  # one chunk waiting per worker: none idles between two
+                stage.collect(pending.popleft().result())
+            task = stage.task(stage.past(np.array(chunk, dtype=object)))
+            pending.append(pool.submit(_chunk_in_worker, str(lake.root), lake.store, day, chunk, ctx_us, task))
+        while pending:
+            stage.collect(pending.popleft().result())
+    finally:
+        for fut in pending:
+            fut.cancel()
+    return stage.finish()
+
+
+def _chunk_in_worker(root: str, store: ObjectStore | None, day: dt.date, sensors: list[str], ctx_us: int, task: ChunkTask) -> list[tuple]:
+    lake = day_pool.worker_lake(root, store)
+    a = day_start_us(day)
+    prev = day - dt.timedelta(days=1)
+    return run_chunk(_sensor_rows(lake, day, sensors, a, a + DAY_US), _sensor_rows(lake, prev, sensors, a - ctx_us, a), task)
 
 
 def _points_until(points: pa.Table, end: int) -> pa.Table:
@@ -247,7 +303,7 @@ def write_day(
 
 def build_day(
     lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: int | None = None, *, before_write=None,
-    windows_written: bool = False,
+    windows_written: bool = False, processes: int = 1,
 ) -> DayOutput:
     """Compute and write ``day``'s window_stats, anomaly_points and anomalies as one unit (a backfill).
 
@@ -259,7 +315,7 @@ def build_day(
     """
     tables = ("anomaly_points", "anomalies") if windows_written else ("window_stats", "anomaly_points", "anomalies")
     with day_lock(lake, day):
-        out = compute_day(lake, day, settings, now_us=now_us)
+        out = compute_day(lake, day, settings, now_us=now_us, processes=processes)
         if before_write is not None:
             before_write()
         write_day(lake, day, out, tables=tables)

@@ -13,11 +13,12 @@ comes out sorted by (sensor_id, ts).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +27,7 @@ import pyarrow.compute as pc
 from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import FAULT_LABELS, READINGS, conform
 from iot_platform.core.validation import NO_PARTITION, REJECTED, Validated, validate_readings
+from iot_platform.io import day_pool
 from iot_platform.io.lake import Lake, read_metadata
 from iot_platform.io.registry import fleet_registry
 
@@ -95,6 +97,43 @@ def build_readings_day(
     """
     with lake.lock("readings", day):
         return _build_locked(lake, fleet, day, now_us, sensors_per_chunk, write_labels)
+
+
+def build_readings_days(
+    lake: Lake,
+    fleet: sim.FleetParams | None,
+    days: list[dt.date],
+    *,
+    now_us: Callable[[], int],
+    write_labels: bool = True,
+    processes: int = 1,
+) -> Iterator[DayStats]:
+    """:func:`build_readings_day` of each of ``days``, yielded in day order.
+
+    With ``processes`` > 1 and more than one day, the days are built side by
+    side in worker processes (:mod:`iot_platform.io.day_pool`): the same files,
+    in about half the time on two cores. ``now_us`` is read as each day starts.
+    """
+    if processes <= 1 or len(days) <= 1:
+        for day in days:
+            yield build_readings_day(lake, fleet, day, now_us=now_us(), write_labels=write_labels)
+        return
+    workers = day_pool.pool(processes)
+    pending: collections.deque[cf.Future] = collections.deque()
+    try:
+        for day in days:
+            if len(pending) >= processes:
+                yield pending.popleft().result()
+            pending.append(workers.submit(_build_in_worker, str(lake.root), lake.store, fleet, day, now_us(), write_labels))
+        while pending:
+            yield pending.popleft().result()
+    finally:  # a failed or abandoned range: the days already started finish (each is an atomic replace)
+        for fut in pending:
+            fut.cancel()
+
+
+def _build_in_worker(root: str, store, fleet, day: dt.date, now_us: int, write_labels: bool) -> DayStats:  # noqa: ANN001
+    return build_readings_day(day_pool.worker_lake(root, store), fleet, day, now_us=now_us, write_labels=write_labels)
 
 
 def _build_locked(

@@ -51,13 +51,13 @@ def write_parquet_atomic(
                 rows += chunk.num_rows
         return rows
     try:
-        with open(tmp, "wb") as f:
-            with pq.ParquetWriter(f, schema, **_WRITER_OPTIONS) as writer:
-                for chunk in chunks:
-                    writer.write_table(chunk.replace_schema_metadata(schema.metadata), row_group_size=_ROW_GROUP)
-                    rows += chunk.num_rows
-            f.flush()
-            os.fsync(f.fileno())
+        # Arrow's own file, not a Python file object: a Python file takes the GIL for every write,
+        # and the threads computing the next chunk hold it (a day's write took 2-3x longer)
+        with pa.OSFile(str(tmp), "wb") as f, pq.ParquetWriter(f, schema, **_WRITER_OPTIONS) as writer:
+            for chunk in chunks:
+                writer.write_table(chunk.replace_schema_metadata(schema.metadata), row_group_size=_ROW_GROUP)
+                rows += chunk.num_rows
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

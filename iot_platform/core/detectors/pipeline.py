@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from iot_platform.core.calendar import day_start_us
 from iot_platform.core.detectors import (
     drift,
     flatline,
@@ -48,7 +49,6 @@ from iot_platform.core.detectors.params import READING_TYPES, DetectionParams, c
 from iot_platform.core.detectors.points import POINTS, concat_points
 from iot_platform.core.registry import Resolved
 from iot_platform.core.schemas import WINDOW_STATS
-from iot_platform.core.calendar import day_start_us
 from iot_platform.core.windows import (
     DAY_US,
     US,
@@ -277,16 +277,42 @@ def run_day_chunked(
     """
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r} is invalid; expected an integer >= 1")
-    if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
-        raise ValueError(f"day={day!r} is invalid; expected a datetime.date")
-    w = params.windows
-    a = day_start_us(day)
+    stage = DayStage(baseline_stats, params, day=day, intervals=intervals, chunk_rows=chunk_rows)
+
+    def chunk(readings: pa.Table, prev_tail: pa.Table | None) -> list[tuple]:
+        ids = [t.column("sensor_id").unique().to_pylist() for t in (readings, prev_tail) if t is not None]
+        return stage.run(readings, prev_tail, stage.past(np.array(sorted({n for i in ids for n in i}), dtype=object)))
+
+    # NumPy and Arrow release the GIL: with two workers, two chunks of sensors are computed at once
+    with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: collections.deque[cf.Future] = collections.deque()
+        for readings, prev_tail in chunks:
+            pending.append(pool.submit(chunk, readings, prev_tail))
+            if len(pending) >= workers:
+                stage.collect(pending.popleft().result())
+        while pending:
+            stage.collect(pending.popleft().result())
+    return stage.finish()
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkTask:
+    """What stage (a) of a chunk of sensors needs besides its readings: picklable, for a worker process."""
+
+    params: DetectionParams
+    day: dt.date
+    intervals: pa.Table | None
+    chunk_rows: int
+    past: pa.Table | None  # the previous days' window_stats of the chunk's sensors (DayStage.past)
+
+
+def run_chunk(readings: pa.Table, prev_tail: pa.Table | None, task: ChunkTask) -> list[tuple]:
+    """Stage (a) of one chunk of sensors (pure): per frame, its window_stats, points, silence counts and names."""
+    params, w = task.params, task.params.windows
+    a = day_start_us(task.day)
     b = a + DAY_US
-    ctx = context_seconds(params)
-    hist_lo = a - params.drift.history_days * DAY_US
-    ctx_lo = a - ctx.window_stats_s * US
-    history = _History(baseline_stats, min(hist_lo, ctx_lo), a)
-    ws_parts, pt_parts, fleet, seen = [], [], _Fleet(), set()
+    hist_lo, ctx_lo = _history_bounds(params, a)
+    history = _History(task.past, min(hist_lo, ctx_lo), a)
 
     def process(frame: ReadingsFrame) -> tuple:
         past = history.rows(frame.names)  # the previous days' windows of these sensors only
@@ -307,34 +333,64 @@ def run_day_chunked(
             frame.names.tolist(),
         )
 
-    def chunk(readings: pa.Table, prev_tail: pa.Table | None) -> list[tuple]:
-        source = ReadingsSource([prev_tail, readings])
-        return [process(source.frame(lo, hi, w, intervals, params.registry)) for lo, hi in source.chunks(chunk_rows)]
+    if readings is None:  # known sensors without a reading (``prev_tail`` holds their names)
+        names = prev_tail
+        return [process(ReadingsSource([], names).frame(0, len(names), w, registry=params.registry))]
+    source = ReadingsSource([prev_tail, readings])
+    return [process(source.frame(lo, hi, w, task.intervals, params.registry)) for lo, hi in source.chunks(task.chunk_rows)]
 
-    def collect(results: list[tuple]) -> None:
-        # in chunk order, whichever worker finished first: the output does not depend on the workers
+
+def _history_bounds(params: DetectionParams, a: int) -> tuple[int, int]:
+    """(drift baseline start, context start): the previous days' windows a day reads end after these."""
+    return a - params.drift.history_days * DAY_US, a - context_seconds(params).window_stats_s * US
+
+
+class DayStage:
+    """Stage (a) of a day chunk by chunk (:func:`run_chunk`, in this process or another), then stage (b).
+
+    Results are collected in chunk order, whichever worker finished first: the
+    output does not depend on how (or where) the chunks were computed.
+    """
+
+    def __init__(self, baseline_stats: pa.Table | None, params: DetectionParams, *, day: dt.date,
+                 intervals: pa.Table | None = None, chunk_rows: int = 1_000_000):  # fmt: skip
+        if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
+            raise ValueError(f"day={day!r} is invalid; expected a datetime.date")
+        self.params, self.day, self.intervals, self.chunk_rows = params, day, intervals, chunk_rows
+        self.a = day_start_us(day)
+        hist_lo, ctx_lo = _history_bounds(params, self.a)
+        self.history = _History(baseline_stats, min(hist_lo, ctx_lo), self.a)
+        self.ws_parts: list[pa.Table] = []
+        self.pt_parts: list[pa.Table] = []
+        self.fleet = _Fleet()
+        self.seen: set[str] = set()
+
+    def past(self, names: np.ndarray) -> pa.Table | None:
+        """The previous days' windows of the sensors ``names`` (sorted): what their chunk reads of the history."""
+        return self.history.rows(np.asarray(names, dtype=object))
+
+    def task(self, past: pa.Table | None) -> ChunkTask:
+        return ChunkTask(self.params, self.day, self.intervals, self.chunk_rows, past)
+
+    def run(self, readings: pa.Table | None, prev_tail, past: pa.Table | None) -> list[tuple]:
+        return run_chunk(readings, prev_tail, self.task(past))
+
+    def collect(self, results: list[tuple]) -> None:
         for ws, pts, counts, names in results:
-            ws_parts.append(ws)
-            pt_parts.append(pts)
-            fleet.add(*counts)
-            seen.update(names)
+            self.ws_parts.append(ws)
+            self.pt_parts.append(pts)
+            self.fleet.add(*counts)
+            self.seen.update(names)
 
-    # NumPy and Arrow release the GIL: with two workers, two chunks of sensors are computed at once
-    with cf.ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: collections.deque[cf.Future] = collections.deque()
-        for readings, prev_tail in chunks:
-            pending.append(pool.submit(chunk, readings, prev_tail))
-            if len(pending) >= workers:
-                collect(pending.popleft().result())
-        while pending:
-            collect(pending.popleft().result())
-    absent = np.array([n for n in history.names if n not in seen], dtype=object)
-    for lo in range(0, len(absent), 1_000):  # known sensors without a reading: silent all day
-        names = absent[lo : lo + 1_000]
-        collect([process(ReadingsSource([], names).frame(0, len(names), w, registry=params.registry))])
-
-    points = _finish(concat_points(pt_parts), fleet, params, a, b)
-    return DayRun(_sorted_windows(ws_parts), points, to_episodes(points, params))
+    def finish(self) -> DayRun:
+        """Known sensors without a reading (silent all day), then the fleet-wide stage (b)."""
+        absent = np.array([n for n in self.history.names if n not in self.seen], dtype=object)
+        for lo in range(0, len(absent), 1_000):
+            names = absent[lo : lo + 1_000]
+            self.collect(self.run(None, names, self.past(names)))
+        a = self.a
+        points = _finish(concat_points(self.pt_parts), self.fleet, self.params, a, a + DAY_US)
+        return DayRun(_sorted_windows(self.ws_parts), points, to_episodes(points, self.params))
 
 
 def _sorted_windows(parts: list[pa.Table]) -> pa.Table:

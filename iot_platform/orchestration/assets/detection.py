@@ -15,6 +15,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from iot_platform.core.schemas import ANOMALIES, WINDOW_STATS
+from iot_platform.io.day_pool import worker_processes
 from iot_platform.io.downstream import build_day
 from iot_platform.orchestration.freshness import LIVE
 from iot_platform.orchestration.metadata import anomaly_metadata, days_of, window_metadata
@@ -71,8 +72,9 @@ def _schema(table) -> dict:
 def window_stats_and_anomalies(context: AssetExecutionContext, lake: LakeResource, fleet: FleetResource,
                                detection: DetectionResource):  # fmt: skip
     settings = detection.settings(fleet.params(), lake.lake.root)
+    processes = worker_processes()  # chunks of sensors computed in worker processes (the same bytes)
     for day in days_of(context):  # streamed: memory follows one day
-        out = build_day(lake.lake, day, settings, now_us=_now_us())
+        out = build_day(lake.lake, day, settings, now_us=_now_us(), processes=processes)
         context.log.info(f"{day}: {out.window_stats.num_rows} windows, {out.anomalies.num_rows} episodes from {out.points.num_rows} points")
         key = day.isoformat()
         # per partition, so each day of a single-run backfill carries its own figures

@@ -9,8 +9,9 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from iot_platform.core.schemas import READINGS
+from iot_platform.io.day_pool import worker_processes
 from iot_platform.io.downstream import make_update_downstream
-from iot_platform.io.ingest import DayStats, build_readings_day
+from iot_platform.io.ingest import DayStats, build_readings_days
 from iot_platform.io.microbatch import drain_landing
 from iot_platform.orchestration.freshness import LIVE
 from iot_platform.orchestration.metadata import days_of, md_table, ts_text
@@ -87,8 +88,11 @@ def fleet_readings(context: AssetExecutionContext, fleet: FleetResource, lake: L
     selected = {k.to_user_string() for k in context.selected_asset_keys}
     if "readings" in selected:
         drain_landing_first(context.log, days_of(context), lake, fleet, detection)
-    for day in days_of(context):  # streamed: memory follows one chunk of sensors
-        s = build_readings_day(lake.lake, params, day, now_us=time.time_ns() // 1000, write_labels="fault_labels" in selected)
+    # days side by side in worker processes (a range), each streamed: memory follows one chunk of sensors
+    days = build_readings_days(lake.lake, params, days_of(context), now_us=lambda: time.time_ns() // 1000,
+                               write_labels="fault_labels" in selected, processes=worker_processes())  # fmt: skip
+    for s in days:
+        day = s.day
         context.log.info(f"readings {day}: {s.rows} rows, {s.rejected} rejected, missing {s.missing_rate:.2%}")
         # per partition, so each day of a single-run backfill carries its own figures
         if "readings" in selected:

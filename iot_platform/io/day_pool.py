@@ -1,0 +1,75 @@
+"""Worker processes for the day-sized work of a backfill step.
+
+Our NumPy and Arrow work holds the GIL most of its time (measured with
+``py-spy --gil``: about three quarters of a run's CPU time), so the threads of
+one process use about 1.4 of a machine's cores. A backfill step that builds
+many days (or many sensors of one day) hands whole days, or chunks of
+sensors, to these processes instead.
+
+The pool is started lazily with ``spawn`` (never ``fork``: the step's process
+runs Dagster's threads) and reused by every step of the process; its workers
+open the lake from the same ``(root, store)`` for each task and read and
+write it themselves, so only small results travel between the processes. The outputs do not depend on the number of
+workers: callers collect results in submission order.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import threading
+from pathlib import Path
+
+from iot_platform.io.lake import Lake
+from iot_platform.io.objstore import ObjectStore
+
+PROCESSES_ENV = "IOT_WORKER_PROCESSES"
+
+_LOCK = threading.Lock()
+_POOL: tuple[int, cf.ProcessPoolExecutor] | None = None
+
+
+def worker_processes() -> int:
+    """``$IOT_WORKER_PROCESSES``, default one per core (at most 4: each holds a chunk of a day in memory).
+
+    1 turns the pool off: everything runs in the step's own process.
+    """
+    raw = os.environ.get(PROCESSES_ENV)
+    if raw is None or raw == "":
+        return max(1, min(4, len(os.sched_getaffinity(0))))
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{PROCESSES_ENV}={raw!r} is invalid; expected an integer >= 1")
+    return n
+
+
+def pool(workers: int) -> cf.ProcessPoolExecutor:
+    """The process's pool of ``workers`` spawned processes (made once, remade if broken or resized)."""
+    global _POOL
+    with _LOCK:
+        if _POOL is not None and (_POOL[0] != workers or getattr(_POOL[1], "_broken", False)):
+            _POOL[1].shutdown(wait=True, cancel_futures=True)
+            _POOL = None
+        if _POOL is None:
+            _POOL = (workers, cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")))
+            atexit.register(shutdown)
+        return _POOL[1]
+
+
+def shutdown() -> None:
+    """Stop the workers (at exit, before the interpreter tears its modules down)."""
+    global _POOL
+    with _LOCK:
+        if _POOL is not None:
+            _POOL[1].shutdown(wait=True, cancel_futures=True)
+            _POOL = None
+
+
+def worker_lake(root: str, store: ObjectStore | None) -> Lake:
+    """The lake, opened afresh for each task (a worker outlives the steps, and tests, that used it)."""
+    return Lake(Path(root), store)
