@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Iterator
 
 import duckdb
 import numpy as np
@@ -16,8 +17,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from iot_platform.core.schemas import READINGS, VALID_RANGE
+from iot_platform.io import day_pool
 from iot_platform.io.lake import Lake
 from iot_platform.io.lake_store import parquet_scan, register_duckdb
+from iot_platform.io.objstore import ObjectStore
 from iot_platform.io.parquet_files import parquet_source
 
 EXAMPLES = 5
@@ -104,6 +107,20 @@ def audit_readings(lake: Lake, day: dt.date) -> dict[str, AuditResult]:
         results["unique_key"] = _run(con, "unique_key", dup_sql)
     results["plausible"] = _plausible(con, labels)
     return results
+
+
+def audit_readings_days(lake: Lake, days: list[dt.date], processes: int = 1) -> Iterator[tuple[dt.date, dict[str, AuditResult]]]:
+    """:func:`audit_readings` of each day, in day order; days side by side in worker processes when ``processes`` > 1."""
+    if processes <= 1 or len(days) <= 1:
+        for day in days:
+            yield day, audit_readings(lake, day)
+        return
+    tasks = ((str(lake.root), lake.store, day) for day in days)
+    yield from zip(days, day_pool.map_in_workers(_audit_in_worker, tasks, processes))
+
+
+def _audit_in_worker(root: str, store: ObjectStore | None, day: dt.date) -> dict[str, AuditResult]:
+    return audit_readings(day_pool.worker_lake(root, store), day)
 
 
 def _examples(con: duckdb.DuckDBPyConnection, name: str, n: int, sql: str, params: list) -> AuditResult:

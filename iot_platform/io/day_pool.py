@@ -16,11 +16,14 @@ workers: callers collect results in submission order.
 from __future__ import annotations
 
 import atexit
+import collections
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from iot_platform.io.lake import Lake
 from iot_platform.io.objstore import ObjectStore
@@ -73,3 +76,26 @@ def shutdown() -> None:
 def worker_lake(root: str, store: ObjectStore | None) -> Lake:
     """The lake, opened afresh for each task (a worker outlives the steps, and tests, that used it)."""
     return Lake(Path(root), store)
+
+
+def map_in_workers(fn: Callable[..., Any], tasks: Iterable[tuple], processes: int, *, ahead: int | None = None) -> Iterator[Any]:
+    """``fn(*task)`` for each task, in worker processes; results in task order.
+
+    At most ``ahead`` tasks (default ``processes``) are in flight, so a lazy
+    ``tasks`` is read as the workers take them and memory follows them, not the
+    whole list. A task's exception is raised here, in order; the tasks not
+    started yet are cancelled (those started finish: each is a whole unit).
+    """
+    workers = pool(processes)
+    limit = ahead or processes
+    pending: collections.deque[cf.Future] = collections.deque()
+    try:
+        for task in tasks:
+            if len(pending) >= limit:
+                yield pending.popleft().result()
+            pending.append(workers.submit(fn, *task))
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for fut in pending:
+            fut.cancel()

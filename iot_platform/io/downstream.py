@@ -17,7 +17,6 @@ later than that for a window already emitted make the whole day be rebuilt
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures as cf
 import dataclasses
 import datetime as dt
@@ -260,19 +259,11 @@ def compute_day(
 def _run_day_in_workers(lake: Lake, day: dt.date, settings: DownstreamSettings, chunks: list[list[str]], processes: int) -> DayRun:
     stage = DayStage(history_window_stats(lake, day, settings), settings.params, day=day, intervals=settings.intervals())
     ctx_us = _context_us(lake, day, settings)
-    pool = day_pool.pool(processes)
-    pending: collections.deque[cf.Future] = collections.deque()
-    try:
-        for chunk in chunks:
-            if len(pending) > processes:  # one chunk waiting per worker: none idles between two
-                stage.collect(pending.popleft().result())
-            task = stage.task(stage.past(np.array(chunk, dtype=object)))
-            pending.append(pool.submit(_chunk_in_worker, str(lake.root), lake.store, day, chunk, ctx_us, task))
-        while pending:
-            stage.collect(pending.popleft().result())
-    finally:
-        for fut in pending:
-            fut.cancel()
+    tasks = ((str(lake.root), lake.store, day, chunk, ctx_us, stage.task(stage.past(np.array(chunk, dtype=object))))
+             for chunk in chunks)  # fmt: skip
+    # one chunk waiting per worker: none idles between two
+    for results in day_pool.map_in_workers(_chunk_in_worker, tasks, processes, ahead=processes + 1):
+        stage.collect(results)
     return stage.finish()
 
 

@@ -13,7 +13,6 @@ comes out sorted by (sensor_id, ts).
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures as cf
 import dataclasses
 import datetime as dt
@@ -118,18 +117,8 @@ def build_readings_days(
         for day in days:
             yield build_readings_day(lake, fleet, day, now_us=now_us(), write_labels=write_labels)
         return
-    workers = day_pool.pool(processes)
-    pending: collections.deque[cf.Future] = collections.deque()
-    try:
-        for day in days:
-            if len(pending) >= processes:
-                yield pending.popleft().result()
-            pending.append(workers.submit(_build_in_worker, str(lake.root), lake.store, fleet, day, now_us(), write_labels))
-        while pending:
-            yield pending.popleft().result()
-    finally:  # a failed or abandoned range: the days already started finish (each is an atomic replace)
-        for fut in pending:
-            fut.cancel()
+    tasks = ((str(lake.root), lake.store, fleet, day, now_us(), write_labels) for day in days)
+    yield from day_pool.map_in_workers(_build_in_worker, tasks, processes)
 
 
 def _build_in_worker(root: str, store, fleet, day: dt.date, now_us: int, write_labels: bool) -> DayStats:  # noqa: ANN001
