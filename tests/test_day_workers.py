@@ -54,6 +54,7 @@ def test_worker_processes_give_the_same_days_as_one_process(lake: Lake, tmp_path
     for day in days[:2]:  # the previous days' windows: DAY has a drift baseline and a context
         build_day(lake, day, settings)
     runs = [compute_day(lake, DAY, settings, processes=n) for n in (1, 2, 3)]
+    runs.append(compute_day(lake, DAY, dataclasses.replace(settings, sensors_per_chunk=7)))  # one chunk
     for run in runs[1:]:
         assert run.window_stats.equals(runs[0].window_stats)
         assert run.points.equals(runs[0].points)

@@ -242,7 +242,10 @@ def compute_day(
     sensors = day_sensors(lake, day)
     n = settings.sensors_per_chunk
     if processes > 1 and len(sensors) > n:
-        run = _run_day_in_workers(lake, day, settings, [sensors[i : i + n] for i in range(0, len(sensors), n)], processes)
+        # a multiple of `processes` chunks of (at most) sensors_per_chunk: the workers finish together
+        k = processes * math.ceil(len(sensors) / (processes * n))
+        size = math.ceil(len(sensors) / k)
+        run = _run_day_in_workers(lake, day, settings, [sensors[i : i + size] for i in range(0, len(sensors), size)], processes)
     else:
         run = run_day_chunked(
             iter_day_chunks(lake, day, settings, sensors), history_window_stats(lake, day, settings), settings.params,

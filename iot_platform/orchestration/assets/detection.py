@@ -9,6 +9,7 @@ episodes) come from one pass and are written together under the day's lock.
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
+import concurrent.futures as cf
 import time
 
 import dagster as dg
@@ -73,12 +74,24 @@ def window_stats_and_anomalies(context: AssetExecutionContext, lake: LakeResourc
                                detection: DetectionResource):  # fmt: skip
     settings = detection.settings(fleet.params(), lake.lake.root)
     processes = worker_processes()  # chunks of sensors computed in worker processes (the same bytes)
-    for day in days_of(context):  # streamed: memory follows one day
-        out = build_day(lake.lake, day, settings, now_us=_now_us(), processes=processes)
+
+    def metadata(day, out) -> tuple:  # a day's figures and plot, made while the next day is computed
+        return day, out, window_metadata(out.window_stats), anomaly_metadata(lake.lake, day, out.anomalies)
+
+    def report(day, out, ws_meta: dict, anomaly_meta: dict) -> None:
         context.log.info(f"{day}: {out.window_stats.num_rows} windows, {out.anomalies.num_rows} episodes from {out.points.num_rows} points")
-        key = day.isoformat()
         # per partition, so each day of a single-run backfill carries its own figures
-        context.add_asset_metadata(window_metadata(out.window_stats), asset_key="window_stats", partition_key=key)
-        context.add_asset_metadata(anomaly_metadata(lake.lake, day, out.anomalies), asset_key="anomalies", partition_key=key)
+        context.add_asset_metadata(ws_meta, asset_key="window_stats", partition_key=day.isoformat())
+        context.add_asset_metadata(anomaly_meta, asset_key="anomalies", partition_key=day.isoformat())
+
+    with cf.ThreadPoolExecutor(max_workers=1) as pool:
+        previous = None
+        for day in days_of(context):  # streamed: memory follows one day (and the previous day's figures)
+            out = build_day(lake.lake, day, settings, now_us=_now_us(), processes=processes)
+            if previous is not None:
+                report(*previous.result())
+            previous = pool.submit(metadata, day, out)
+        if previous is not None:
+            report(*previous.result())
     yield dg.MaterializeResult(asset_key="window_stats")
     yield dg.MaterializeResult(asset_key="anomalies")
