@@ -103,6 +103,10 @@ class SensorSpec:
     sensitivity: float = 1.0
     # whether its metrics share one process (a pump): True / False, or None to let the data say (correlation)
     multivariate: bool | None = None
+    # the simulator's own instruments (alarms follow ThresholdParams): set by SIMULATED only, never by a
+    # sensors.yaml; a field, not an identity test on SIMULATED_METRICS, so it survives a copy or a pickle
+    # (a worker process receives the registry pickled)
+    simulated: bool = False
 
     def __post_init__(self) -> None:
         if self.multivariate not in (None, True, False):
@@ -142,7 +146,7 @@ SIMULATED_METRICS: tuple[tuple[str, MetricSpec], ...] = (
                                  warning_below=20.0, critical_below=5.0)),  # fmt: skip
 )
 # the simulator's metrics are separate instruments (a probe, a hygrometer, a barometer, an accelerometer)
-SIMULATED = SensorSpec("*", SIMULATED_METRICS, group="fleet", multivariate=False)
+SIMULATED = SensorSpec("*", SIMULATED_METRICS, group="fleet", multivariate=False, simulated=True)
 UNKNOWN = SensorSpec("*")
 
 
@@ -235,7 +239,7 @@ class Resolved:
                    for m in METRICS},  # fmt: skip
             group=np.array([s.group for s in specs], dtype=object).reshape(n),
             sensitivity=np.array([s.sensitivity for s in specs], dtype=np.float64).reshape(n),
-            simulated=np.array([s.metrics is SIMULATED_METRICS for s in specs], dtype=bool).reshape(n),
+            simulated=np.array([s.simulated for s in specs], dtype=bool).reshape(n),
             multivariate=np.array([s.multivariate is not False for s in specs], dtype=bool).reshape(n),
         )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from iot_platform.core.registry import SIMULATED_METRICS, SensorRegistry
+from iot_platform.core.registry import SensorRegistry
 from iot_platform.core.schemas import METRICS, TS_TYPE
 
 SENSORS = pa.schema(
@@ -71,7 +71,7 @@ def sensors_table(registry: SensorRegistry, observed: pa.Table | None = None) ->
         spec = registry.spec(sid)
         obs = seen.get(sid, {})
         had = set(obs.get("metrics") or [])
-        if spec.metrics is SIMULATED_METRICS:
+        if spec.simulated:
             source = "simulated"
         elif spec is registry.unknown:
             source = "default"

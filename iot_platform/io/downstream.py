@@ -24,10 +24,10 @@ import functools
 import hashlib
 import json
 import math
+import threading
 from collections.abc import Iterator
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -38,22 +38,17 @@ from iot_platform.core.detectors.drift import drift_baseline
 from iot_platform.core.detectors.episodes import to_episodes
 from iot_platform.core.detectors.params import READING_TYPES, DetectionParams, context_seconds
 from iot_platform.core.detectors.pipeline import (
-    ChunkTask,
     DayRun,
-    DayStage,
     detect_points,
-    run_chunk,
     run_day_chunked,
     window_stats_day,
 )
 from iot_platform.core.detectors.points import POINTS
 from iot_platform.core.schemas import ANOMALIES, READINGS, WINDOW_STATS, conform
 from iot_platform.core.windows import compute_window_stats
-from iot_platform.io import day_pool
 from iot_platform.io.commit import PartInfo, State, committed_files, day_lock, part_file, remove_uncommitted_parts
 from iot_platform.io.lake import TABLES, Lake, read_metadata, write_parquet_atomic
 from iot_platform.io.lake_store import parquet_scan, register_duckdb
-from iot_platform.io.objstore import ObjectStore
 
 UNTIL_KEY = "iot.until_us"
 # window_stats and anomaly_points parts of a day are merged into one part when
@@ -104,8 +99,13 @@ def _connection() -> duckdb.DuckDBPyConnection:
 
 
 def _con() -> duckdb.DuckDBPyConnection:
-    """The process's connection, able to read the lake's ``s3://`` files when the lake is on a store."""
-    return register_duckdb(_connection())
+    """A cursor of the process's connection, able to read the lake's ``s3://`` files when the lake is on a
+    store: each caller its own (a connection refuses a second thread while it runs a query)."""
+    with _CURSOR_LOCK:
+        return register_duckdb(_connection()).cursor()
+
+
+_CURSOR_LOCK = threading.Lock()
 
 
 def read_ts_range(lake: Lake, table: str, days: list[dt.date], column: str, lo: int, hi: int, files=None) -> pa.Table:
@@ -132,7 +132,7 @@ def day_sensors(lake: Lake, day: dt.date) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _sensor_rows(lake: Lake, day: dt.date, sensors: list[str], lo: int, hi: int, con=None) -> pa.Table:
+def sensor_rows(lake: Lake, day: dt.date, sensors: list[str], lo: int, hi: int, con=None) -> pa.Table:
     files = lake.files("readings", day)
     if not files or not sensors:
         return READINGS.empty_table()
@@ -150,7 +150,7 @@ def _sensor_rows(lake: Lake, day: dt.date, sensors: list[str], lo: int, hi: int,
 def sensor_day(lake: Lake, day: dt.date, sensor_id: str) -> pa.Table:
     """One sensor's readings of ``day`` (a day's file is sorted by sensor: DuckDB reads its row groups only)."""
     a = day_start_us(day)
-    return _sensor_rows(lake, day, [sensor_id], a, a + DAY_US)
+    return sensor_rows(lake, day, [sensor_id], a, a + DAY_US)
 
 
 def _known_interval_s(lake: Lake, day: dt.date, settings: DownstreamSettings) -> float | None:
@@ -163,7 +163,7 @@ def _known_interval_s(lake: Lake, day: dt.date, settings: DownstreamSettings) ->
     return None if imported else settings.fleet_interval_s
 
 
-def _context_us(lake: Lake, day: dt.date, settings: DownstreamSettings) -> int:
+def context_us(lake: Lake, day: dt.date, settings: DownstreamSettings) -> int:
     """How much of the previous day's readings a day's windows and detectors read."""
     return context_seconds(settings.params, max_interval_s=_known_interval_s(lake, day, settings)).readings_s * US
 
@@ -177,7 +177,7 @@ def iter_day_chunks(
     releases the GIL, so reading overlaps the NumPy work on the other core.
     """
     a = day_start_us(day)
-    ctx = _context_us(lake, day, settings)
+    ctx = context_us(lake, day, settings)
     prev = day - dt.timedelta(days=1)
     sensors = day_sensors(lake, day) if sensors is None else sensors
     n = settings.sensors_per_chunk
@@ -185,8 +185,8 @@ def iter_day_chunks(
 
     def read(chunk: list[str]) -> tuple[pa.Table, pa.Table]:
         # a cursor per thread: one DuckDB connection object is not for concurrent use
-        con = _con().cursor()
-        return _sensor_rows(lake, day, chunk, a, a + DAY_US, con), _sensor_rows(lake, prev, chunk, a - ctx, a, con)
+        con = _con()
+        return sensor_rows(lake, day, chunk, a, a + DAY_US, con), sensor_rows(lake, prev, chunk, a - ctx, a, con)
 
     with cf.ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(read, chunks[0]) if chunks else None
@@ -199,15 +199,21 @@ def iter_day_chunks(
 # what the drift baseline (every metric's window mean; vibration_max keeps alarms out) and the context read
 HISTORY_COLUMNS = ("sensor_id", "window_end", "n_readings", "temp_mean", "temp_std", "humidity_mean", "pressure_mean",
                    "vibration_mean", "vibration_max")  # fmt: skip
+HISTORY_SCHEMA = pa.schema([WINDOW_STATS.field(c) for c in HISTORY_COLUMNS])
 
 
-def history_window_stats(lake: Lake, day: dt.date, settings: DownstreamSettings) -> pa.Table:
-    """The previous days' window_stats the drift baseline and the detectors' context need."""
+def history_days(day: dt.date, settings: DownstreamSettings) -> list[dt.date]:
+    """The previous days whose window_stats ``day``'s detection reads, oldest first."""
     p = settings.params
     ctx_days = math.ceil(context_seconds(p).window_stats_s / 86_400)
-    days = [day - dt.timedelta(days=i) for i in range(max(p.drift.history_days, ctx_days), 0, -1)]
+    return [day - dt.timedelta(days=i) for i in range(max(p.drift.history_days, ctx_days), 0, -1)]
+
+
+def history_window_stats(lake: Lake, day: dt.date, settings: DownstreamSettings, days: list[dt.date] | None = None) -> pa.Table:
+    """The previous days' window_stats the drift baseline and the detectors' context need (``days``: a subset)."""
+    days = history_days(day, settings) if days is None else days
     files = [f for d in days for f in lake.files("window_stats", d)]
-    schema = pa.schema([WINDOW_STATS.field(c) for c in HISTORY_COLUMNS])
+    schema = HISTORY_SCHEMA
     if not files:
         return schema.empty_table()
     # only what the baseline and the context use: a week of 1,000 sensors is 10 M rows
@@ -230,51 +236,28 @@ class DayOutput:
     until_us: int
 
 
-def compute_day(
-    lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: int | None = None, *, processes: int = 1
-) -> DayOutput:
+def compute_day(lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: int | None = None) -> DayOutput:
     """Window stats, points and episodes of ``day`` from the lake (pure given the lake's content).
 
-    ``processes`` > 1: the chunks of sensors are computed in worker processes
-    (:mod:`iot_platform.io.day_pool`), each reading its own chunk; the same bytes.
+    In this process (chunks on ``settings.workers`` threads); a backfill range
+    uses worker processes instead (:mod:`iot_platform.io.day_builds`), the same bytes.
     """
+    run = run_day_chunked(
+        iter_day_chunks(lake, day, settings), history_window_stats(lake, day, settings), settings.params,
+        day=day, intervals=settings.intervals(), workers=settings.workers,
+    )  # fmt: skip
+    return day_output(run, day, now_us, settings)
+
+
+def day_output(run: DayRun, day: dt.date, now_us: int | None, settings: DownstreamSettings) -> DayOutput:
+    """A day's run as it is written: a past day whole; today only up to the watermark."""
     end = emit_end_for(day, now_us, settings)
-    sensors = day_sensors(lake, day)
-    n = settings.sensors_per_chunk
-    if processes > 1 and len(sensors) > n:
-        # a multiple of `processes` chunks of (at most) sensors_per_chunk: the workers finish together
-        k = processes * math.ceil(len(sensors) / (processes * n))
-        size = math.ceil(len(sensors) / k)
-        run = _run_day_in_workers(lake, day, settings, [sensors[i : i + size] for i in range(0, len(sensors), size)], processes)
-    else:
-        run = run_day_chunked(
-            iter_day_chunks(lake, day, settings, sensors), history_window_stats(lake, day, settings), settings.params,
-            day=day, intervals=settings.intervals(), workers=settings.workers,
-        )  # fmt: skip
     if end == day_start_us(day) + DAY_US:
         return DayOutput(run.window_stats, run.points, run.anomalies, end)
     # today: nothing after the watermark, and episodes from the points kept
     ws = run.window_stats.filter(pc.less_equal(run.window_stats["window_end"].cast(pa.int64()), end))
     points = _points_until(run.points, end)
     return DayOutput(ws, points, to_episodes(points, settings.params), end)
-
-
-def _run_day_in_workers(lake: Lake, day: dt.date, settings: DownstreamSettings, chunks: list[list[str]], processes: int) -> DayRun:
-    stage = DayStage(history_window_stats(lake, day, settings), settings.params, day=day, intervals=settings.intervals())
-    ctx_us = _context_us(lake, day, settings)
-    tasks = ((str(lake.root), lake.store, day, chunk, ctx_us, stage.task(stage.past(np.array(chunk, dtype=object))))
-             for chunk in chunks)  # fmt: skip
-    # one chunk waiting per worker: none idles between two
-    for results in day_pool.map_in_workers(_chunk_in_worker, tasks, processes, ahead=processes + 1):
-        stage.collect(results)
-    return stage.finish()
-
-
-def _chunk_in_worker(root: str, store: ObjectStore | None, day: dt.date, sensors: list[str], ctx_us: int, task: ChunkTask) -> list[tuple]:
-    lake = day_pool.worker_lake(root, store)
-    a = day_start_us(day)
-    prev = day - dt.timedelta(days=1)
-    return run_chunk(_sensor_rows(lake, day, sensors, a, a + DAY_US), _sensor_rows(lake, prev, sensors, a - ctx_us, a), task)
 
 
 def _points_until(points: pa.Table, end: int) -> pa.Table:
@@ -297,7 +280,7 @@ def write_day(
 
 def build_day(
     lake: Lake, day: dt.date, settings: DownstreamSettings, now_us: int | None = None, *, before_write=None,
-    windows_written: bool = False, processes: int = 1,
+    windows_written: bool = False,
 ) -> DayOutput:
     """Compute and write ``day``'s window_stats, anomaly_points and anomalies as one unit (a backfill).
 
@@ -309,7 +292,7 @@ def build_day(
     """
     tables = ("anomaly_points", "anomalies") if windows_written else ("window_stats", "anomaly_points", "anomalies")
     with day_lock(lake, day):
-        out = compute_day(lake, day, settings, now_us=now_us, processes=processes)
+        out = compute_day(lake, day, settings, now_us=now_us)
         if before_write is not None:
             before_write()
         write_day(lake, day, out, tables=tables)

@@ -364,6 +364,7 @@ class DayStage:
         self.pt_parts: list[pa.Table] = []
         self.fleet = _Fleet()
         self.seen: set[str] = set()
+        self._windows: pa.Table | None = None
 
     def past(self, names: np.ndarray) -> pa.Table | None:
         """The previous days' windows of the sensors ``names`` (sorted): what their chunk reads of the history."""
@@ -382,15 +383,23 @@ class DayStage:
             self.fleet.add(*counts)
             self.seen.update(names)
 
+    def window_stats(self) -> pa.Table:
+        """The day's window_stats, once every chunk is collected: known sensors without a reading (silent
+        all day) are added first."""
+        if self._windows is None:
+            absent = np.array([n for n in self.history.names if n not in self.seen], dtype=object)
+            for lo in range(0, len(absent), 1_000):
+                names = absent[lo : lo + 1_000]
+                self.collect(self.run(None, names, self.past(names)))
+            self._windows = _sorted_windows(self.ws_parts)
+        return self._windows
+
     def finish(self) -> DayRun:
-        """Known sensors without a reading (silent all day), then the fleet-wide stage (b)."""
-        absent = np.array([n for n in self.history.names if n not in self.seen], dtype=object)
-        for lo in range(0, len(absent), 1_000):
-            names = absent[lo : lo + 1_000]
-            self.collect(self.run(None, names, self.past(names)))
+        """The day's windows, then the fleet-wide stage (b)."""
+        windows = self.window_stats()
         a = self.a
         points = _finish(concat_points(self.pt_parts), self.fleet, self.params, a, a + DAY_US)
-        return DayRun(_sorted_windows(self.ws_parts), points, to_episodes(points, self.params))
+        return DayRun(windows, points, to_episodes(points, self.params))
 
 
 def _sorted_windows(parts: list[pa.Table]) -> pa.Table:

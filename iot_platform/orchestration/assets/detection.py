@@ -17,6 +17,7 @@ from dagster import AssetExecutionContext
 
 from iot_platform.core.schemas import ANOMALIES, WINDOW_STATS
 from iot_platform.io.day_pool import worker_processes
+from iot_platform.io.day_builds import build_days
 from iot_platform.io.downstream import build_day
 from iot_platform.orchestration.freshness import LIVE
 from iot_platform.orchestration.metadata import anomaly_metadata, days_of, window_metadata
@@ -73,7 +74,7 @@ def _schema(table) -> dict:
 def window_stats_and_anomalies(context: AssetExecutionContext, lake: LakeResource, fleet: FleetResource,
                                detection: DetectionResource):  # fmt: skip
     settings = detection.settings(fleet.params(), lake.lake.root)
-    processes = worker_processes()  # chunks of sensors computed in worker processes (the same bytes)
+    processes = worker_processes()  # chunks of sensors computed in worker processes (io.day_builds; the same bytes)
 
     def metadata(day, out) -> tuple:  # a day's figures and plot, made while the next day is computed
         return day, out, window_metadata(out.window_stats), anomaly_metadata(lake.lake, day, out.anomalies)
@@ -84,10 +85,14 @@ def window_stats_and_anomalies(context: AssetExecutionContext, lake: LakeResourc
         context.add_asset_metadata(ws_meta, asset_key="window_stats", partition_key=day.isoformat())
         context.add_asset_metadata(anomaly_meta, asset_key="anomalies", partition_key=day.isoformat())
 
+    days = days_of(context)
+    if processes > 1:  # streamed: memory follows one day (and the previous day's figures)
+        built = build_days(lake.lake, days, settings, now_us=_now_us, processes=processes)
+    else:
+        built = ((day, build_day(lake.lake, day, settings, now_us=_now_us())) for day in days)
     with cf.ThreadPoolExecutor(max_workers=1) as pool:
         previous = None
-        for day in days_of(context):  # streamed: memory follows one day (and the previous day's figures)
-            out = build_day(lake.lake, day, settings, now_us=_now_us(), processes=processes)
+        for day, out in built:
             if previous is not None:
                 report(*previous.result())
             previous = pool.submit(metadata, day, out)
