@@ -103,3 +103,45 @@ def test_the_registry_survives_a_trip_to_a_worker_process(tmp_path):
     names = np.array(["sensor_001", "sensor_002", "other"], dtype=object)
     before, after = registry.resolve(names), pickle.loads(pickle.dumps(registry)).resolve(names)
     assert before.simulated.tolist() == after.simulated.tolist() == [True, True, False]
+
+
+def test_worker_processes_die_with_a_killed_step(tmp_path):
+    """A step SIGKILLed mid-range: its worker processes are killed too, none writes on into the lake."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = f"""
+import datetime as dt
+from pathlib import Path
+from iot_platform.core.simulator import FleetParams
+from iot_platform.io import day_pool
+from iot_platform.io.ingest import build_readings_days
+from iot_platform.io.lake import Lake
+
+if __name__ == "__main__":
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(20)]
+    built = build_readings_days(Lake(Path({str(tmp_path)!r})), FleetParams(n_sensors=50), days, now_us=lambda: 10**18, processes=2)
+    next(built)
+    print(" ".join(str(p.pid) for p in day_pool.pool(2)._processes.values()), flush=True)
+    for _ in built:
+        pass
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    workers = [int(p) for p in proc.stdout.readline().split()]
+    assert len(workers) == 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+
+    def running(pid: int) -> bool:
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 60  # a guard, not a speed check
+    while any(running(p) for p in workers):
+        assert time.monotonic() < deadline, [p for p in workers if running(p)]
+        time.sleep(0.1)

@@ -20,6 +20,7 @@ import collections
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -59,9 +60,23 @@ def pool(workers: int) -> cf.ProcessPoolExecutor:
             _POOL[1].shutdown(wait=True, cancel_futures=True)
             _POOL = None
         if _POOL is None:
-            _POOL = (workers, cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")))
+            _POOL = (workers, cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                                     initializer=_die_with_parent))  # fmt: skip
             atexit.register(shutdown)
         return _POOL[1]
+
+
+def _die_with_parent() -> None:
+    """A worker is killed with the process that started it (Linux): a killed run leaves no worker writing on.
+
+    Every unit a worker writes (a day, a chunk's result) is atomic, so a killed worker loses nothing."""
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before the call
+            os._exit(1)
 
 
 def shutdown() -> None:
