@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from iot_platform.core.schemas import READINGS, VALID_RANGE
 from iot_platform.io.lake import Lake
-from iot_platform.io.lake_store import parquet_scan, register_duckdb
+from iot_platform.io.lake_store import parquet_scan
 from iot_platform.io.parquet_files import parquet_source
 
 EXAMPLES = 5
@@ -35,7 +35,7 @@ class AuditResult:
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
-    con = register_duckdb(duckdb.connect())  # reads s3:// files when the lake is on an object store
+    con = duckdb.connect()  # an object store's files: Arrow datasets (parquet_scan)
     con.execute("SET threads TO 2")
     return con
 

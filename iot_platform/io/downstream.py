@@ -41,7 +41,7 @@ from iot_platform.core.schemas import ANOMALIES, READINGS, WINDOW_STATS, conform
 from iot_platform.core.windows import compute_window_stats
 from iot_platform.io.commit import PartInfo, State, committed_files, day_lock, part_file, remove_uncommitted_parts
 from iot_platform.io.lake import TABLES, Lake, read_metadata, write_parquet_atomic
-from iot_platform.io.lake_store import parquet_scan, register_duckdb
+from iot_platform.io.lake_store import parquet_scan
 from iot_platform.core.calendar import DAY_US, EPOCH_DATE, US, day_start_us
 
 UNTIL_KEY = "iot.until_us"
@@ -93,8 +93,8 @@ def _connection() -> duckdb.DuckDBPyConnection:
 
 
 def _con() -> duckdb.DuckDBPyConnection:
-    """The process's connection, able to read the lake's ``s3://`` files when the lake is on a store."""
-    return register_duckdb(_connection())
+    """The process's connection (an object store's files are read as Arrow datasets: parquet_scan)."""
+    return _connection()
 
 
 def read_ts_range(lake: Lake, table: str, days: list[dt.date], column: str, lo: int, hi: int, files=None) -> pa.Table:

@@ -30,7 +30,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
-from fsspec.implementations.arrow import ArrowFSWrapper
 
 from iot_platform.io.objstore import ObjectStore
 
@@ -162,46 +161,10 @@ def store_root(store: ObjectStore) -> StoreFile:
         access_key=store.access_key, secret_key=store.secret_key, region=store.region,
         endpoint_override=store.endpoint, scheme=scheme,
     )  # fmt: skip
-    _register(fs)
     return StoreFile(fs, f"{store.bucket}/{store.prefix}".rstrip("/"))
 
 
-class _DuckS3(ArrowFSWrapper):
-    """pyarrow's S3 filesystem as an fsspec one answering ``s3://`` URLs (DuckDB's register_filesystem)."""
-
-    protocol = "s3"
-    root_marker = ""
-
-    @classmethod
-    def _strip_protocol(cls, path):  # noqa: ANN001, ANN206 - fsspec's signature
-        if isinstance(path, list):
-            return [cls._strip_protocol(p) for p in path]
-        return (path[5:] if path.startswith("s3://") else path).rstrip("/")
-
-
-_LOCK = threading.Lock()
-_FILESYSTEMS: list[pafs.FileSystem] = []
-_REGISTERED: dict[int, int] = {}  # id(connection) -> filesystems registered on it
-
-
-def _register(fs: pafs.FileSystem) -> None:
-    with _LOCK:
-        _FILESYSTEMS[:] = [fs]  # one lake per process: the newest store wins
-
-
-def register_duckdb(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Let ``con`` read the ``s3://`` files of the lake's store (no-op for a local lake)."""
-    with _LOCK:
-        fs = _FILESYSTEMS[-1] if _FILESYSTEMS else None
-        if fs is None or _REGISTERED.get(id(con)) == id(fs):
-            return con
-        if id(con) in _REGISTERED:
-            con.unregister_filesystem("s3")
-        con.register_filesystem(_DuckS3(fs))
-        _REGISTERED[id(con)] = id(fs)
-    return con
-
-
+_LOCK = threading.Lock()  # the registered-scan bookkeeping below
 _SCANS_KEPT = 64  # datasets registered per connection before the oldest is dropped
 
 
