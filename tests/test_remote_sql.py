@@ -120,6 +120,19 @@ def test_models_and_data_tests_find_the_store_lake_themselves(remote, data_dir):
         assert session.query("SELECT count(*) AS n FROM anomalies").to_pylist() == [{"n": 5}]
 
 
+def test_an_open_session_takes_each_new_snapshot(remote, data_dir):
+    """Like a local session: a commit after the session opened is in its next query, on a locked connection."""
+    with QuerySession(load_project(default_project_dir()), data_dir) as session:
+        count = "SELECT count(*) AS n, max(anomaly_id) AS last FROM anomalies"
+        assert session.query(count).to_pylist() == [{"n": 5, "last": "a5"}]
+        remote.replace_partition("anomalies", D2, pa.Table.from_pylist([anomaly("a6", "s3", "warning", 7, 1.5),
+                                                                         anomaly("a7", "s3", "warning", 8, 1.0)], schema=ANOMALIES))  # fmt: skip
+        assert session.query(count).to_pylist() == [{"n": 6, "last": "a7"}]
+        assert session.query("SELECT n_anomalies FROM anomaly_summary_daily WHERE date = DATE '2024-03-02'").to_pylist() == [
+            {"n_anomalies": 2}
+        ]  # a view model over the lake follows too
+
+
 def test_the_dagster_model_assets_and_checks_on_the_store(s3_lake_url, data_dir, instance, monkeypatch):
     import test_model_assets
 

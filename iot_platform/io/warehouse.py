@@ -548,22 +548,23 @@ class QuerySession:
         self.relations = lake_tables(project) + list(project.models)
 
     def _lake_versions(self) -> tuple[int | None, ...]:
-        """The version of each local lake table: the views name a snapshot's files, so a new
-        version (a micro-batch, a replace that deleted the files a view named) means new views."""
-        if self.remote is not None:  # a store keeps superseded files through the grace period
-            return ()
-        lake = open_lake(self.data_dir)
+        """The version of each lake table: the views read a snapshot's files, so a new version (a
+        micro-batch, a replace that deleted the files a view named) means new views."""
+        lake = self.remote if self.remote is not None else open_lake(self.data_dir)
         return tuple(lake.version(t) for t in sorted(TABLES))
 
     def _refresh_views(self) -> None:
         versions = self._lake_versions()
         if versions == self._versions or self.abandoned:
             return
-        # temporary views shadow the catalog's (the models' views bind to them by name); the
-        # session keeps its snapshot of the warehouse's table models, as a reader should
-        for table in lake_tables(self.project):
-            select = lake_select(self.data_dir, table, self._schema_dir)
-            self.conn.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(table)} AS {select}")
+        if self.remote is not None:  # the views read the registered datasets by name: new snapshots
+            register_remote_lake(self.conn, self.remote)
+        else:
+            # temporary views shadow the catalog's (the models' views bind to them by name); the
+            # session keeps its snapshot of the warehouse's table models, as a reader should
+            for table in lake_tables(self.project):
+                select = lake_select(self.data_dir, table, self._schema_dir)
+                self.conn.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(table)} AS {select}")
         self._versions = versions
 
     def _attach(self, conn: duckdb.DuckDBPyConnection) -> bool:
