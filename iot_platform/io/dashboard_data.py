@@ -4,10 +4,12 @@ Everything here is a read of Parquet files (and of two small JSON/SQLite files
 for freshness and capture health): a local lake's with DuckDB's ``read_parquet``,
 an object store's as pyarrow datasets registered on the query's cursor
 (:func:`iot_platform.io.lake_store.store_dataset`), never through DuckDB's
-Python-filesystem bridge, which returned corrupt bytes under load. The fleet overview needs each sensor's latest
-reading; rescanning a day of 1,000 sensors every few seconds would cost seconds,
-so per-file aggregates are cached by (path, size, mtime): a refresh reads only
-the micro-batch parts written since the previous one.
+Python-filesystem bridge, which returned corrupt bytes under load.
+
+The fleet overview needs each sensor's latest reading; rescanning a day of
+1,000 sensors every few seconds would cost seconds, so per-file aggregates are
+cached by (path, size, mtime): a refresh reads only the micro-batch parts
+written since the previous one.
 """
 
 from __future__ import annotations

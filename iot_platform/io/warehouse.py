@@ -527,10 +527,10 @@ class QuerySession:
         remote: Lake | None = None,
     ):
         self.data_dir = Path(data_dir).resolve()
-        # the lake on an object store (IOT_LAKE_URL=s3://...), else None: the local lake
-        self.remote = remote_lake(self.data_dir, remote) if self.data_dir.is_dir() else remote
         if not self.data_dir.is_dir():
             raise WarehouseError(f"data directory {self.data_dir} does not exist")
+        # the lake on an object store (IOT_LAKE_URL=s3://...), else None: the local lake
+        self.remote = remote_lake(self.data_dir, remote)
         self.project = project
         self.limits = limits if limits is not None else QueryLimits()
         self.abandoned = False  # a query that did not stop still holds the connection
