@@ -33,7 +33,7 @@ from iot_platform.io.alert_delivery import DeliveryReport, deliver_due
 from iot_platform.io.alert_store import STORE_FILE, AlertStore
 from iot_platform.io.fsutil import exclusive_lock
 from iot_platform.io.commit import last_commit
-from iot_platform.io.lake_store import parquet_scan, register_duckdb
+from iot_platform.io.lake_store import parquet_scan
 from iot_platform.io.lake import COMMITS_TABLE, DELTA_LOG, Lake, open_lake, read_metadata, write_parquet_atomic
 
 CONFIG_FILE = "alerts.yaml"
@@ -95,7 +95,7 @@ def update_last_seen(lake: Lake, store: AlertStore, days: list[dt.date]) -> dict
                 new[str(f)] = ident
                 changed.append(f)
     if new:
-        con = register_duckdb(duckdb.connect())
+        con = duckdb.connect()
         rows = con.sql(f"SELECT sensor_id, max(epoch_us(ts)) FROM {parquet_scan(con, changed, union_by_name=False)} GROUP BY 1").fetchall()
         store.record_scan(new, {s: int(t) for s, t in rows})
     return store.last_seen()

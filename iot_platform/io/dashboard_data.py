@@ -1,10 +1,15 @@
 """What the dashboard shows, read from the lake with DuckDB: never a write, never a lock.
 
 Everything here is a read of Parquet files (and of two small JSON/SQLite files
-for freshness and capture health). The fleet overview needs each sensor's latest
-reading; rescanning a day of 1,000 sensors every few seconds would cost seconds,
-so per-file aggregates are cached by (path, size, mtime): a refresh reads only
-the micro-batch parts written since the previous one.
+for freshness and capture health): a local lake's with DuckDB's ``read_parquet``,
+an object store's as pyarrow datasets registered on the query's cursor
+(:func:`iot_platform.io.lake_store.store_dataset`), never through DuckDB's
+Python-filesystem bridge, which returned corrupt bytes under load.
+
+The fleet overview needs each sensor's latest reading; rescanning a day of
+1,000 sensors every few seconds would cost seconds, so per-file aggregates are
+cached by (path, size, mtime): a refresh reads only the micro-batch parts
+written since the previous one.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ import pyarrow as pa
 from iot_platform.core.schemas import METRICS
 from iot_platform.io.alert_store import STORE_FILE
 from iot_platform.io.commit import last_commit
-from iot_platform.io.lake import open_lake, read_metadata
-from iot_platform.io.lake_store import register_duckdb
+from iot_platform.io.lake import TABLES, open_lake, read_metadata
+from iot_platform.io.lake_store import StoreFile, store_dataset
 from iot_platform.core.calendar import DAY_US, US
 
 UNTIL_KEY = "iot.until_us"
@@ -41,6 +46,9 @@ def _files_sql(files: list[Path]) -> str:
     return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
 
 
+_SRC = "{src}"  # where a query's SQL reads the files it was given
+
+
 @dataclasses.dataclass(frozen=True)
 class Freshness:
     newest_reading_us: int | None
@@ -56,18 +64,31 @@ class DashboardData:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.lake = open_lake(self.root)
-        self._con = register_duckdb(duckdb.connect())  # the lake's s3:// files too
+        self._con = duckdb.connect()
         self._con.execute("SET threads TO 2")
         self._lock = threading.Lock()
         self._last_cache: dict[str, tuple[str, pa.Table]] = {}
 
-    def _sql(self, sql: str, params: list | None = None) -> pa.Table:
+    def _sql(self, sql: str, params: list | None = None, *, table: str = "", files: list | None = None,
+             union_by_name: bool = True) -> pa.Table:  # fmt: skip
+        """Run ``sql``, where ``{src}`` reads ``files`` of lake table ``table``."""
         with self._lock:  # one connection, many threads: a cursor each
             cur = self._con.cursor()
         try:
+            if files is not None:
+                sql = sql.replace(_SRC, self._source(cur, table, files, union_by_name))
             return cur.sql(sql, params=params or None).to_arrow_table()
         finally:
             cur.close()
+
+    @staticmethod
+    def _source(cur: duckdb.DuckDBPyConnection, table: str, files: list, union_by_name: bool) -> str:
+        if files and isinstance(files[0], StoreFile):
+            # registered on this query's own cursor, gone when it closes: the columns are the
+            # table's (a file without one reads it as nulls), so no footer is fetched up front
+            cur.register("lake_files", store_dataset(files, TABLES[table]))
+            return "lake_files"
+        return f"read_parquet({_files_sql(files)}{', union_by_name=true' if union_by_name else ''})"
 
     # -- the fleet -----------------------------------------------------------------------------
     def reading_days(self) -> list[dt.date]:
@@ -86,7 +107,8 @@ class DashboardData:
             live.add(str(f))
             hit = self._last_cache.get(str(f))
             if hit is None or hit[0] != ident:
-                t = self._sql(f"SELECT sensor_id, max(epoch_us(ts)) AS last_ts, {cols} FROM read_parquet({_files_sql([f])}) GROUP BY 1")
+                t = self._sql(f"SELECT sensor_id, max(epoch_us(ts)) AS last_ts, {cols} FROM {_SRC} GROUP BY 1",
+                              table="readings", files=[f], union_by_name=False)  # fmt: skip
                 self._last_cache[str(f)] = hit = (ident, t)
             parts.append(hit[1])
         for gone in set(self._last_cache) - live:
@@ -111,7 +133,8 @@ class DashboardData:
         if not files:
             return pa.table({"sensor_id": pa.array([], pa.string()), "severity": pa.array([], pa.string()),
                              "end_ts": pa.array([], pa.int64())})  # fmt: skip
-        return self._sql(f"SELECT sensor_id, severity, anomaly_type, epoch_us(end_ts) AS end_ts FROM read_parquet({_files_sql(files)})")
+        return self._sql(f"SELECT sensor_id, severity, anomaly_type, epoch_us(end_ts) AS end_ts FROM {_SRC}",
+                         table="anomalies", files=files, union_by_name=False)  # fmt: skip
 
     def freshness(self, newest_reading_us: int | None) -> Freshness:
         last = last_commit(self.lake)
@@ -176,15 +199,15 @@ class DashboardData:
         files = self._day_files("readings", start_us, end_us) if end_us - start_us <= READINGS_SPAN_US else []
         if not files:
             return pa.table({"ts": pa.array([], pa.int64()), **{m: pa.array([], pa.float64()) for m in METRICS}})
-        src = f"read_parquet({_files_sql(files)}, union_by_name=true)"
         where = "sensor_id = ? AND epoch_us(ts) >= ? AND epoch_us(ts) < ?"
         if end_us - start_us <= RAW_SPAN_US:
-            return self._sql(f"SELECT epoch_us(ts) AS ts, {', '.join(METRICS)} FROM {src} WHERE {where} ORDER BY ts", [sensor, start_us, end_us])
+            return self._sql(f"SELECT epoch_us(ts) AS ts, {', '.join(METRICS)} FROM {_SRC} WHERE {where} ORDER BY ts",
+                             [sensor, start_us, end_us], table="readings", files=files)  # fmt: skip
         bucket = -(-(end_us - start_us) // MAX_POINTS)
         avg = ", ".join(f"avg({m}) AS {m}" for m in METRICS)
         return self._sql(
-            f"SELECT (epoch_us(ts) - ?) // {bucket} * {bucket} + ? AS ts, {avg} FROM {src} WHERE {where} GROUP BY 1 ORDER BY 1",
-            [start_us, start_us, sensor, start_us, end_us],
+            f"SELECT (epoch_us(ts) - ?) // {bucket} * {bucket} + ? AS ts, {avg} FROM {_SRC} WHERE {where} GROUP BY 1 ORDER BY 1",
+            [start_us, start_us, sensor, start_us, end_us], table="readings", files=files,
         )
 
     def sensor_windows(self, sensor: str, start_us: int, end_us: int) -> pa.Table:
@@ -193,20 +216,19 @@ class DashboardData:
         files = self._day_files("window_stats", start_us, end_us + DAY_US)
         if not files:
             return pa.table({"window_end": pa.array([], pa.int64())})
-        src = f"read_parquet({_files_sql(files)}, union_by_name=true)"
         where = "sensor_id = ? AND epoch_us(window_end) > ? AND epoch_us(window_end) <= ?"
         means = ("temp_mean", "temp_std", "humidity_mean", "pressure_mean", "vibration_mean", "battery_level")
         if (end_us - start_us) // (60 * US) <= MAX_POINTS:
             cols = ", ".join((*means, "temp_min", "temp_max", "vibration_max"))
-            return self._sql(f"SELECT epoch_us(window_end) AS window_end, n_readings, {cols} FROM {src} WHERE {where} ORDER BY 1",
-                             [sensor, start_us, end_us])  # fmt: skip
+            return self._sql(f"SELECT epoch_us(window_end) AS window_end, n_readings, {cols} FROM {_SRC} WHERE {where} ORDER BY 1",
+                             [sensor, start_us, end_us], table="window_stats", files=files)  # fmt: skip
         bucket = -(-(end_us - start_us) // MAX_POINTS)
         agg = ", ".join([*(f"avg({c}) AS {c}" for c in means), "min(temp_min) AS temp_min", "max(temp_max) AS temp_max",
                          "max(vibration_max) AS vibration_max"])  # fmt: skip
         return self._sql(
-            f"SELECT max(epoch_us(window_end)) AS window_end, sum(n_readings)::BIGINT AS n_readings, {agg} FROM {src} "
+            f"SELECT max(epoch_us(window_end)) AS window_end, sum(n_readings)::BIGINT AS n_readings, {agg} FROM {_SRC} "
             f"WHERE {where} GROUP BY (epoch_us(window_end) - ? - 1) // {bucket} ORDER BY 1",
-            [sensor, start_us, end_us, start_us],
+            [sensor, start_us, end_us, start_us], table="window_stats", files=files,
         )
 
     def sensor_episodes(self, sensor: str, start_us: int, end_us: int) -> pa.Table:
@@ -215,7 +237,7 @@ class DashboardData:
             return pa.table({"anomaly_id": pa.array([], pa.string())})
         return self._sql(
             "SELECT anomaly_id, anomaly_type, severity, metric, epoch_us(start_ts) AS start_ts, epoch_us(end_ts) AS end_ts, "
-            f"value, score, message FROM read_parquet({_files_sql(files)}, union_by_name=true) "
+            f"value, score, message FROM {_SRC} "
             "WHERE sensor_id IN (?, '__fleet__') AND epoch_us(end_ts) >= ? AND epoch_us(start_ts) < ? ORDER BY start_ts",
-            [sensor, start_us, end_us],
+            [sensor, start_us, end_us], table="anomalies", files=files,
         )

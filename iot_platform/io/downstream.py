@@ -48,7 +48,7 @@ from iot_platform.core.schemas import ANOMALIES, READINGS, WINDOW_STATS, conform
 from iot_platform.core.windows import compute_window_stats
 from iot_platform.io.commit import PartInfo, State, committed_files, day_lock, part_file, remove_uncommitted_parts
 from iot_platform.io.lake import TABLES, Lake, read_metadata, write_parquet_atomic
-from iot_platform.io.lake_store import parquet_scan, register_duckdb
+from iot_platform.io.lake_store import parquet_scan
 
 UNTIL_KEY = "iot.until_us"
 # window_stats and anomaly_points parts of a day are merged into one part when
@@ -99,10 +99,10 @@ def _connection() -> duckdb.DuckDBPyConnection:
 
 
 def _con() -> duckdb.DuckDBPyConnection:
-    """A cursor of the process's connection, able to read the lake's ``s3://`` files when the lake is on a
-    store: each caller its own (a connection refuses a second thread while it runs a query)."""
+    """A cursor of the process's connection (an object store's files are read as Arrow datasets:
+    parquet_scan): each caller its own, since a connection refuses a second thread while it runs a query."""
     with _CURSOR_LOCK:
-        return register_duckdb(_connection()).cursor()
+        return _connection().cursor()
 
 
 _CURSOR_LOCK = threading.Lock()

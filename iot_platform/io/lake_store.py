@@ -5,8 +5,10 @@ they are :class:`pathlib.Path`; on an object store they are :class:`StoreFile`,
 which has the part of ``Path`` the lake and its readers use (``name``,
 ``parent``, ``/``, ``exists``, ``stat``, ``unlink``, ``read_bytes``,
 ``relative_to``, ``str`` as an ``s3://`` URL), over pyarrow's S3 filesystem.
-DuckDB reads ``s3://`` URLs through :func:`register_duckdb`, which gives a
-connection the same filesystem (DuckDB's own ``httpfs`` needs a download).
+DuckDB reads the store's files as pyarrow datasets over that filesystem
+(:func:`parquet_scan`, :func:`store_dataset`): DuckDB itself opens no ``s3://``
+URL (its own ``httpfs`` needs a download, and its Python-filesystem bridge
+returned corrupt bytes under load).
 
 An object store has no rename: a file is written once under its final name
 (a PUT, or a multipart upload that completes atomically), never replaced in
@@ -24,8 +26,10 @@ from collections.abc import Iterator
 from typing import IO
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
-from fsspec.implementations.arrow import ArrowFSWrapper
 
 from iot_platform.io.objstore import ObjectStore
 
@@ -157,46 +161,10 @@ def store_root(store: ObjectStore) -> StoreFile:
         access_key=store.access_key, secret_key=store.secret_key, region=store.region,
         endpoint_override=store.endpoint, scheme=scheme,
     )  # fmt: skip
-    _register(fs)
     return StoreFile(fs, f"{store.bucket}/{store.prefix}".rstrip("/"))
 
 
-class _DuckS3(ArrowFSWrapper):
-    """pyarrow's S3 filesystem as an fsspec one answering ``s3://`` URLs (DuckDB's register_filesystem)."""
-
-    protocol = "s3"
-    root_marker = ""
-
-    @classmethod
-    def _strip_protocol(cls, path):  # noqa: ANN001, ANN206 - fsspec's signature
-        if isinstance(path, list):
-            return [cls._strip_protocol(p) for p in path]
-        return (path[5:] if path.startswith("s3://") else path).rstrip("/")
-
-
-_LOCK = threading.Lock()
-_FILESYSTEMS: list[pafs.FileSystem] = []
-_REGISTERED: dict[int, int] = {}  # id(connection) -> filesystems registered on it
-
-
-def _register(fs: pafs.FileSystem) -> None:
-    with _LOCK:
-        _FILESYSTEMS[:] = [fs]  # one lake per process: the newest store wins
-
-
-def register_duckdb(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Let ``con`` read the ``s3://`` files of the lake's store (no-op for a local lake)."""
-    with _LOCK:
-        fs = _FILESYSTEMS[-1] if _FILESYSTEMS else None
-        if fs is None or _REGISTERED.get(id(con)) == id(fs):
-            return con
-        if id(con) in _REGISTERED:
-            con.unregister_filesystem("s3")
-        con.register_filesystem(_DuckS3(fs))
-        _REGISTERED[id(con)] = id(fs)
-    return con
-
-
+_LOCK = threading.Lock()  # the registered-scan bookkeeping below
 _SCANS_KEPT = 64  # datasets registered per connection before the oldest is dropped
 
 
@@ -213,8 +181,6 @@ def parquet_scan(con: duckdb.DuckDBPyConnection, files: list, *, union_by_name: 
     if not files or not isinstance(files[0], StoreFile):
         paths = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
         return f"read_parquet([{paths}]{', union_by_name=true' if union_by_name else ''})"
-    import pyarrow as pa
-    import pyarrow.dataset as pads
     import pyarrow.parquet as pq
 
     fs = files[0].fs
@@ -237,3 +203,31 @@ def parquet_scan(con: duckdb.DuckDBPyConnection, files: list, *, union_by_name: 
 
 
 _SCANS: dict[int, list[str]] = {}  # id(connection) -> names of the datasets registered on it, oldest first
+
+
+def store_dataset(files: list[StoreFile], schema: pa.Schema, *, partition: str | None = None) -> pads.Dataset:
+    """A pyarrow dataset reading ``files`` (one table's snapshot on the store) as ``schema``.
+
+    No file is opened until a scan reads it: the columns are ``schema``'s (a file
+    without one of them reads it as nulls, like ``union_by_name``), so a reader
+    over many files does not first fetch every footer. ``partition`` names a
+    hive column of ``schema`` whose value is in each file's directory name
+    (``date=2024-01-03``); DuckDB prunes files on a filter on it. Register the
+    dataset on a DuckDB connection to query it (DuckDB pushes filters into the scan).
+    """
+    if not files:
+        return pads.dataset(schema.empty_table())
+    exprs = None
+    if partition is not None:
+        kind = schema.field(partition).type
+        exprs = [pc.field(partition) == _hive_value(f, partition, kind) for f in files]
+    return pads.FileSystemDataset.from_paths(
+        [f.key for f in files], schema=schema, format=pads.ParquetFileFormat(), filesystem=files[0].fs, partitions=exprs
+    )
+
+
+def _hive_value(f: StoreFile, column: str, kind: pa.DataType) -> pa.Scalar:
+    name, _, value = f.parent.name.partition("=")
+    if name != column:
+        raise ValueError(f"{f} is not under a {column}=... directory; expected <table>/{column}=VALUE/<file>")
+    return pa.scalar(value, pa.string()).cast(kind)

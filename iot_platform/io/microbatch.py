@@ -46,7 +46,7 @@ from iot_platform.core.validation import NO_PARTITION, REJECTED, validate_readin
 from iot_platform.io.commit import PartInfo, State, batch_lock, commit_state, committed_files, day_lock, load_state, part_file, remove_uncommitted_parts
 from iot_platform.io.ingest import SIM_SENSORS_KEY, SIM_UNTIL_KEY, build_readings_day
 from iot_platform.io.lake import Lake, read_metadata
-from iot_platform.io.lake_store import parquet_scan, register_duckdb
+from iot_platform.io.lake_store import parquet_scan
 from iot_platform.io.registry import fleet_registry
 
 INGESTED_DIR = "_ingested"
@@ -97,7 +97,7 @@ def existing_keys(lake: Lake, state: State, day: dt.date, sensors: list[str], lo
     files = committed_files(lake, state, "readings", day, lo, hi)
     if not files or not sensors:
         return pa.table({"sensor_id": pa.array([], pa.string()), "ts": pa.array([], pa.int64())})
-    con = register_duckdb(duckdb.connect())
+    con = duckdb.connect()
     con.execute("SET threads TO 2")
     return con.sql(
         f"SELECT sensor_id, epoch_us(ts) AS ts FROM {parquet_scan(con, files, union_by_name=False)} "

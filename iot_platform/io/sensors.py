@@ -19,7 +19,7 @@ from iot_platform.core.registry import SensorRegistry
 from iot_platform.core.schemas import METRICS
 from iot_platform.core.sensors_table import OBSERVED, observed_from_window_stats, sensors_table
 from iot_platform.io.lake import Lake, write_parquet_atomic
-from iot_platform.io.lake_store import parquet_scan, register_duckdb
+from iot_platform.io.lake_store import parquet_scan
 
 SENSORS_FILE = Path("registry") / "sensors.parquet"
 
@@ -49,7 +49,7 @@ def observe_sensors(lake: Lake) -> pa.Table:
         FROM {{src}}
         GROUP BY sensor_id ORDER BY sensor_id
     """
-    con = register_duckdb(duckdb.connect())
+    con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         stats = con.sql(sql.format(src=parquet_scan(con, files))).to_arrow_table()

@@ -54,6 +54,7 @@ from iot_platform.core.sensors_table import SENSORS
 from iot_platform.core.sqlmodels import DataTest, Model, Project, ProjectError, Relation, quote_ident
 from iot_platform.io.fsutil import exclusive_lock, fsync_path
 from iot_platform.io.lake import TABLES, Lake, open_lake, write_parquet_atomic
+from iot_platform.io.lake_store import store_dataset
 from iot_platform.io.query_limits import LimitExceeded, QueryLimits, format_size, run_limited, session_temp_dir
 from iot_platform.io.sensors import SENSORS_FILE
 
@@ -299,12 +300,24 @@ def _remote_name(table: str) -> str:
 def register_remote_lake(conn: duckdb.DuckDBPyConnection, remote: Lake) -> None:
     """Register each lake table's current snapshot (a pyarrow dataset over the object store).
 
-    DuckDB reads these as Arrow scans through pyarrow's S3 filesystem: DuckDB itself
-    opens no file and no URL (its external access stays off), and a dataset holds
+    DuckDB reads these as Arrow scans through pyarrow's own S3 filesystem (the data
+    path's reads, :func:`iot_platform.io.lake_store.store_dataset`): DuckDB itself
+    opens no file and no URL, so its external access stays off, and a dataset holds
     only the files of its table's snapshot under the configured bucket/prefix.
+    Registering works on a locked, sandboxed connection too.
     """
     for table in TABLES:
-        conn.register(_remote_name(table), remote.dataset(table))
+        schema = LAKE_SCHEMAS[table].append(pa.field("date", pa.date32()))
+        conn.register(_remote_name(table), store_dataset(remote.all_files(table), schema, partition="date"))
+
+
+def remote_lake(data_dir: str | os.PathLike[str], remote: Lake | None = None) -> Lake | None:
+    """The lake on an object store: ``remote``, else the data root's when ``IOT_LAKE_URL`` names a
+    store (None: the local lake, whose views read its files by path)."""
+    if remote is not None:
+        return remote
+    lake = open_lake(Path(data_dir).resolve())
+    return lake if lake.store is not None else None
 
 
 def latest_date(project: Project, data_dir: Path, remote: Lake | None = None) -> dt.date | None:
@@ -391,6 +404,7 @@ def refresh(
     Either way the new file replaces the old one with one rename, or not at all.
     """
     data_dir = Path(data_dir).resolve()
+    remote = remote_lake(data_dir, remote)
     models = project.select(select)
     full = {m.name for m in models} == set(project.models)
     path = warehouse_path(data_dir)
@@ -447,15 +461,19 @@ def run_tests(
     tests: Iterable[DataTest] | None = None,
     *,
     examples: int = 5,
+    remote: Lake | None = None,
 ) -> list[TestOutcome]:
     """Run data tests (all when None) against the warehouse, opened read-only."""
     path = warehouse_path(Path(data_dir).resolve())
     if not path.exists():
         raise WarehouseError(f"{path} does not exist yet; materialize the models first")
+    remote = remote_lake(data_dir, remote)
     outcomes = []
     conn = _connect(path, read_only=True)
     try:
-        _set_latest_date(conn, project, Path(data_dir).resolve())
+        if remote is not None:  # the warehouse's lake views read these datasets by name
+            register_remote_lake(conn, remote)
+        _set_latest_date(conn, project, Path(data_dir).resolve(), remote)
         for test in project.tests if tests is None else tests:
             sql, params = test.sql(relation_name)
             try:
@@ -509,9 +527,10 @@ class QuerySession:
         remote: Lake | None = None,
     ):
         self.data_dir = Path(data_dir).resolve()
-        self.remote = remote  # the lake on an object store (IOT_LAKE_URL=s3://...), else the local lake
         if not self.data_dir.is_dir():
             raise WarehouseError(f"data directory {self.data_dir} does not exist")
+        # the lake on an object store (IOT_LAKE_URL=s3://...), else None: the local lake
+        self.remote = remote_lake(self.data_dir, remote)
         self.project = project
         self.limits = limits if limits is not None else QueryLimits()
         self.abandoned = False  # a query that did not stop still holds the connection
@@ -529,22 +548,23 @@ class QuerySession:
         self.relations = lake_tables(project) + list(project.models)
 
     def _lake_versions(self) -> tuple[int | None, ...]:
-        """The version of each local lake table: the views name a snapshot's files, so a new
-        version (a micro-batch, a replace that deleted the files a view named) means new views."""
-        if self.remote is not None:  # a store keeps superseded files through the grace period
-            return ()
-        lake = open_lake(self.data_dir)
+        """The version of each lake table: the views read a snapshot's files, so a new version (a
+        micro-batch, a replace that deleted the files a view named) means new views."""
+        lake = self.remote if self.remote is not None else open_lake(self.data_dir)
         return tuple(lake.version(t) for t in sorted(TABLES))
 
     def _refresh_views(self) -> None:
         versions = self._lake_versions()
         if versions == self._versions or self.abandoned:
             return
-        # temporary views shadow the catalog's (the models' views bind to them by name); the
-        # session keeps its snapshot of the warehouse's table models, as a reader should
-        for table in lake_tables(self.project):
-            select = lake_select(self.data_dir, table, self._schema_dir)
-            self.conn.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(table)} AS {select}")
+        if self.remote is not None:  # the views read the registered datasets by name: new snapshots
+            register_remote_lake(self.conn, self.remote)
+        else:
+            # temporary views shadow the catalog's (the models' views bind to them by name); the
+            # session keeps its snapshot of the warehouse's table models, as a reader should
+            for table in lake_tables(self.project):
+                select = lake_select(self.data_dir, table, self._schema_dir)
+                self.conn.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(table)} AS {select}")
         self._versions = versions
 
     def _attach(self, conn: duckdb.DuckDBPyConnection) -> bool:
