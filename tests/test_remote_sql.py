@@ -6,6 +6,7 @@ The same anomalies as test_sql_cli.py's template, written to Delta tables under
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 
@@ -154,3 +155,17 @@ def test_the_dagster_model_assets_and_checks_on_the_store(s3_lake_url, data_dir,
 def test_a_bad_lake_url_is_one_line(data_dir, monkeypatch, capsys):
     monkeypatch.setenv("IOT_LAKE_URL", "gs://bucket/lake")
     assert run(capsys, "SELECT 1") == (2, "", "Error: IOT_LAKE_URL='gs://bucket/lake' is not supported; expected s3://bucket/prefix or a local path\n")
+
+
+def test_the_alarm_history_on_the_store_is_listed_and_queried(remote, capsys):
+    """alarm_log / alarm_deliveries are plain files under date=D/ (not Delta tables): listed on the store too."""
+    from iot_platform.core.alarm_schemas import ALARM_LOG
+    from iot_platform.io.parquet_files import write_parquet_atomic
+
+    row = {f.name: None for f in ALARM_LOG}
+    row |= {"alarm_id": "al1", "sensor_id": "s1", "alarm_type": "spike", "severity": "critical", "status": "active"}
+    row |= dict.fromkeys(("first_seen", "last_seen", "created_at", "updated_at"), dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    for day in (D1, D2):
+        write_parquet_atomic(pa.Table.from_pylist([row], schema=ALARM_LOG), remote.table_dir("alarm_log") / f"date={day}" / "data.parquet")
+    assert [len(remote.files("alarm_log", d)) for d in (D1, D2)] == [1, 1]
+    assert run(capsys, "--format", "csv", "SELECT count(*) AS n FROM alarm_log") == (0, "n\n2\n", "")

@@ -639,9 +639,12 @@ def _table_schema(table: str) -> pa.Schema:
 
 def _listing(d: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for p in sorted(d.glob("date=*/*.parquet")) if d.is_dir() else []:
-        if not p.name.startswith("."):
-            out.setdefault(p.parent.name.removeprefix("date="), []).append(f"{p.parent.name}/{p.name}")
+    # one level at a time: an object store's StoreFile globs one level (no "date=*/*.parquet")
+    days = sorted(d.glob("date=*"), key=lambda p: p.name) if d.is_dir() else []
+    for day in days:
+        for p in sorted(day.glob("*.parquet"), key=lambda p: p.name):
+            if not p.name.startswith("."):
+                out.setdefault(day.name.removeprefix("date="), []).append(f"{day.name}/{p.name}")
     return out
 
 

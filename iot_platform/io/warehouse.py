@@ -284,7 +284,7 @@ def _install_lake_views(
     if remote is not None:
         register_remote_lake(conn, remote)
     for table in lake_tables(project):
-        if remote is not None and table in TABLES:
+        if remote is not None and table in LAKE_SCHEMAS:
             select = f"SELECT * FROM {quote_ident(_remote_name(table))}"
         else:
             select = lake_select(data_dir, table, schema_dir)
@@ -306,7 +306,7 @@ def register_remote_lake(conn: duckdb.DuckDBPyConnection, remote: Lake) -> None:
     only the files of its table's snapshot under the configured bucket/prefix.
     Registering works on a locked, sandboxed connection too.
     """
-    for table in TABLES:
+    for table in LAKE_SCHEMAS:  # the Delta tables and the alert store's exported history (plain files)
         schema = LAKE_SCHEMAS[table].append(pa.field("date", pa.date32()))
         conn.register(_remote_name(table), store_dataset(remote.all_files(table), schema, partition="date"))
 
@@ -324,7 +324,7 @@ def latest_date(project: Project, data_dir: Path, remote: Lake | None = None) ->
     """The newest day partition of the project's lake tables (from directory names, or the
     Delta logs of a remote lake: no data file is read)."""
     lake = open_lake(data_dir)
-    days = [d for t in lake_tables(project) for d in (remote.days(t) if remote and t in TABLES else lake.days(t))[-1:]]
+    days = [d for t in lake_tables(project) for d in (remote.days(t) if remote and t in LAKE_SCHEMAS else lake.days(t))[-1:]]
     return max(days, default=None)
 
 
