@@ -15,7 +15,7 @@ from dagster import AssetCheckExecutionContext
 
 from iot_platform.core.checks import ANOMALIES_CHECKS, WINDOW_STATS_CHECKS
 from iot_platform.io.audits import AuditResult, audit_readings_days
-from iot_platform.io.day_pool import worker_processes
+from iot_platform.io.day_pool import day_processes
 from iot_platform.orchestration.metadata import days_of
 from iot_platform.orchestration.partitions import daily_partitions
 from iot_platform.orchestration.resources import LakeResource
@@ -62,7 +62,7 @@ _SPECS = {
 )
 def readings_checks(context: AssetCheckExecutionContext, lake: LakeResource):
     # days side by side in worker processes (a backfill range)
-    per_day = [(str(day), audits) for day, audits in audit_readings_days(lake.lake, days_of(context), worker_processes())]
+    per_day = [(str(day), audits) for day, audits in audit_readings_days(lake.lake, days_of(context), day_processes())]
     for name, (_, severity) in READINGS_CHECKS.items():
         yield _result("readings", name, [(day, audits[name]) for day, audits in per_day], severity)
 

@@ -9,7 +9,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from iot_platform.core.schemas import READINGS
-from iot_platform.io.day_pool import worker_processes
+from iot_platform.io.day_pool import day_processes
 from iot_platform.io.downstream import make_update_downstream
 from iot_platform.io.ingest import DayStats, build_readings_days
 from iot_platform.io.microbatch import drain_landing
@@ -88,9 +88,10 @@ def fleet_readings(context: AssetExecutionContext, fleet: FleetResource, lake: L
     selected = {k.to_user_string() for k in context.selected_asset_keys}
     if "readings" in selected:
         drain_landing_first(context.log, days_of(context), lake, fleet, detection)
-    # days side by side in worker processes (a range), each streamed: memory follows one chunk of sensors
+    # days side by side in worker processes when there are cores to spare (day_processes); each day streamed:
+    # memory follows one chunk of sensors
     days = build_readings_days(lake.lake, params, days_of(context), now_us=lambda: time.time_ns() // 1000,
-                               write_labels="fault_labels" in selected, processes=worker_processes())  # fmt: skip
+                               write_labels="fault_labels" in selected, processes=day_processes())  # fmt: skip
     for s in days:
         day = s.day
         context.log.info(f"readings {day}: {s.rows} rows, {s.rejected} rejected, missing {s.missing_rate:.2%}")
