@@ -170,3 +170,19 @@ def test_cleanup_never_removes_a_file_another_process_committed_a_moment_ago(tmp
     a._snapshot = snapshot_then_b_commits
     a.remove_stale_staging("readings", day1)
     assert Lake(tmp_path).read("readings", [day2]).num_rows == 5  # B's file is there and whole
+
+
+def test_cleanup_leaves_a_half_written_file_whose_writer_holds_the_guarding_lock(tmp_path):
+    """rejected_readings is written under the readings lock (LOCK_OF): another writer's clean-up must see
+    that lock held and keep the half-written file (a day's build in another process lost its file)."""
+    from iot_platform.core.validation import REJECTED
+
+    day1, day2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
+    a, b = Lake(tmp_path), Lake(tmp_path)
+    b.replace_partition("rejected_readings", day2, REJECTED.empty_table())
+    half = b.partition_dir("rejected_readings", day2) / ".data-x.parquet.y.tmp"
+    with b.lock("readings", day2):  # B builds day 2: its rejected rows are being written
+        half.write_bytes(b"PAR1")
+        assert a.remove_stale_staging("rejected_readings", day1) == []
+        assert half.exists()
+    assert a.remove_stale_staging("rejected_readings", day1) == [half]  # B gone: a killed writer's leftover

@@ -482,7 +482,8 @@ class Lake:
                 continue
             if not any(p.name.endswith(".tmp") or p.name.startswith(COMPACTED_PREFIX) for p in d.iterdir()):
                 continue
-            with exclusive_lock(self._lock_file(table, d.name.removeprefix("date=")), blocking=False) as free:
+            # the lock its writers hold: rejected_readings is written under the readings lock
+            with exclusive_lock(self._lock_file(LOCK_OF.get(table, table), d.name.removeprefix("date=")), blocking=False) as free:
                 if free:
                     removed += _remove_all(stale(d))
         return removed
