@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +15,14 @@ from iot_platform.orchestration.resources import ClockResource, DetectionResourc
 
 # Real servers the session starts on demand (each only when a test asks for its fixture).
 pytest_plugins = ["servers.s3", "servers.postgres"]
+
+# Tests start real processes and signal them (Ctrl-C, SIGTERM): those must start with the default
+# dispositions. A runner may hand this session some signals ignored (a shell's background job ignores
+# SIGINT and SIGQUIT, some harnesses SIGTERM and SIGHUP too), and an ignored signal stays ignored in
+# every child: an `iot-platform dashboard` then never stopped on SIGTERM (found orphaned, SigIgn 0x1005007).
+for _sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+    if signal.getsignal(_sig) == signal.SIG_IGN:
+        signal.signal(_sig, signal.default_int_handler if _sig == signal.SIGINT else signal.SIG_DFL)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAY = dt.date(2024, 1, 3)
