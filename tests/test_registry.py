@@ -74,3 +74,25 @@ def test_table_rows_list_each_sensors_metrics():
     reg = platform_registry(entries=[SensorSpec("p", (("pressure", MetricSpec("bar", (-1.0, 16.0))),), group="g")])
     assert reg.table_rows(["p"]) == [dict(sensor_id="p", metric="pressure", unit="bar", valid_low=-1.0, valid_high=16.0,
                                           group="g", interval_s=None, sensitivity=1.0, source="registry")]  # fmt: skip
+
+
+def test_first_match_wins_across_exact_ids_and_patterns_in_any_order():
+    a = SensorSpec("pump-1", group="exact-late", sensitivity=2.0)
+    b = SensorSpec("pump-*", group="pattern")
+    c = SensorSpec("fan-1", group="exact")
+    d = SensorSpec("pump-1", group="second-exact")  # never reached: pump-1 is matched before it
+    reg = SensorRegistry(sensors=(c, b, a, d), unknown=UNKNOWN)
+    assert [reg.spec(i).group for i in ("fan-1", "pump-1", "pump-2", "fan-2")] == ["exact", "pattern", "pattern", None]
+    reg = SensorRegistry(sensors=(a, b, c, d), unknown=UNKNOWN)
+    assert [reg.spec(i).group for i in ("fan-1", "pump-1", "pump-2", "fan-2")] == ["exact", "exact-late", "pattern", None]
+    # resolved per sensor from one build per distinct spec: the same arrays as sensor by sensor
+    names = ["pump-1", "fan-2", "pump-2", "fan-1", "pump-1"]
+    res = reg.resolve(names)
+    assert res.group.tolist() == ["exact-late", None, "pattern", "exact", "exact-late"]
+    assert res.sensitivity.tolist() == [2.0, 1.0, 1.0, 1.0, 2.0]
+    assert res.simulated.tolist() == [False] * 5
+    fleet = platform_registry(simulated_ids=[f"s{i:04d}" for i in range(3000)], simulated_interval_s=1.0)
+    got = fleet.resolve(["s2999", "x", "s0000"])
+    assert got.simulated.tolist() == [True, False, True]
+    assert got.valid_hi["vibration"].tolist() == [SIMULATED.metric("vibration").valid_range[1], math.inf,
+                                                  SIMULATED.metric("vibration").valid_range[1]]  # fmt: skip

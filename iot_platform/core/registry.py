@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -163,15 +164,44 @@ class SensorRegistry:
         if not isinstance(self.unknown, SensorSpec):
             _fail(self, "unknown", self.unknown, "a SensorSpec")
 
+    @functools.cached_property
+    def _index(self) -> tuple[dict[str, int], tuple[tuple[int, SensorSpec], ...]]:
+        """(exact id -> position of its first spec, the specs with wildcards and their positions)."""
+        exact: dict[str, int] = {}
+        wild = []
+        for i, s in enumerate(self.sensors):
+            if any(c in s.pattern for c in "*?["):
+                wild.append((i, s))
+            else:
+                exact.setdefault(s.pattern, i)
+        return exact, tuple(wild)
+
     def spec(self, sensor_id: str) -> SensorSpec:
-        for s in self.sensors:
-            if s.pattern == sensor_id or fnmatch.fnmatchcase(sensor_id, s.pattern):
+        # first match wins: the first exact id, unless a wildcard spec before it matches. A fleet
+        # registry lists every simulated sensor by id: a scan per lookup was quadratic in the fleet
+        exact, wild = self._index
+        first = exact.get(sensor_id, len(self.sensors))
+        for i, s in wild:
+            if i > first:
+                break
+            if fnmatch.fnmatchcase(sensor_id, s.pattern):
                 return s
-        return self.unknown
+        return self.sensors[first] if first < len(self.sensors) else self.unknown
 
     def resolve(self, names: Sequence[str] | np.ndarray) -> Resolved:
         """Per-sensor arrays (positions in ``names``) of everything the detectors read."""
-        return Resolved.build([self.spec(str(n)) for n in names])
+        # built once per distinct spec (a fleet's sensors differ only by id), then gathered per sensor
+        distinct: dict[tuple, int] = {}
+        specs: list[SensorSpec] = []
+        which = []
+        for n in names:
+            s = self.spec(str(n))
+            key = (s.metrics, s.simulated, s.interval_s, s.group, s.sensitivity, s.multivariate)
+            if key not in distinct:
+                distinct[key] = len(specs)
+                specs.append(s)
+            which.append(distinct[key])
+        return Resolved.build(specs).take(np.array(which, dtype=np.int64))
 
     def table_rows(self, names: Sequence[str]) -> list[dict]:
         """One row per (sensor, metric) it has: for a ``sensors`` table or the UI."""
@@ -208,6 +238,14 @@ class Resolved:
     sensitivity: np.ndarray
     simulated: np.ndarray  # bool: the simulator's instruments (alarms follow ThresholdParams)
     multivariate: np.ndarray  # bool: not declared independent (None or True in the registry)
+
+    def take(self, which: np.ndarray) -> Resolved:
+        """The arrays of sensors ``which`` (positions in these), in that order."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = {m: a[which] for m, a in v.items()} if isinstance(v, dict) else v[which]
+        return Resolved(**out)
 
     @classmethod
     def build(cls, specs: list[SensorSpec]) -> Resolved:

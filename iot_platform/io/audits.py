@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from iot_platform.core.schemas import READINGS, VALID_RANGE
 from iot_platform.io import day_pool
+from iot_platform.io.day_layout import tail_start_us
 from iot_platform.io.lake import Lake
 from iot_platform.io.lake_store import parquet_scan
 from iot_platform.io.objstore import ObjectStore
@@ -67,8 +68,8 @@ def audit_readings(lake: Lake, day: dt.date) -> dict[str, AuditResult]:
     """Every audit of one `readings` partition, from one scan (an absent partition fails them all).
 
     The counts come from one DuckDB pass over the day; uniqueness from the
-    files' order when each is sorted by (sensor_id, ts) with no key twice and
-    the files hold disjoint sensors (a backfilled or finalized day: one
+    files' order when each is sorted by (sensor_id, ts) (before the day's tail and within it)
+    with no key twice and the files hold disjoint sensors (a backfilled or finalized day: one
     file), else from a GROUP BY. Examples are only queried for a failing audit.
     """
     con = _connect()
@@ -101,7 +102,7 @@ def audit_readings(lake: Lake, day: dt.date) -> dict[str, AuditResult]:
     for name, n in (("no_null_keys", n_null), ("ts_in_partition", n_out)):
         results[name] = _examples(con, name, int(n), sql[name], [start, end] if "$1" in sql[name] else [])
     dup_sql = "SELECT sensor_id, ts, count(*) AS n FROM r GROUP BY ALL HAVING count(*) > 1"
-    if _sorted_and_disjoint(lake.files("readings", day)):
+    if _sorted_and_disjoint(lake.files("readings", day), day):
         results["unique_key"] = AuditResult("unique_key", 0, [])
     else:
         results["unique_key"] = _run(con, "unique_key", dup_sql)
@@ -131,44 +132,68 @@ def _examples(con: duckdb.DuckDBPyConnection, name: str, n: int, sql: str, param
     return AuditResult(name, n, [{c: (v.isoformat() if hasattr(v, "isoformat") else v) for c, v in zip(cols, row)} for row in rel.fetchall()])
 
 
-def _sorted_and_disjoint(files: list) -> bool:
-    """Each file strictly increasing in (sensor_id, ts), and no sensor in two files: then no key repeats.
+def _sorted_and_disjoint(files: list, day: dt.date) -> bool:
+    """Each file strictly increasing in (sensor_id, ts) before the day's tail and within it, and no
+    sensor in two files: then no key repeats.
 
-    sensor_id is read dictionary-encoded, so the test runs on integer codes and
-    a few distinct names per chunk, never on millions of strings.
+    A compacted day puts each chunk's last hour after the chunk (io.day_layout), so a file is
+    checked as two streams, its rows before :func:`tail_start_us` and its rows from it on, in file
+    order: keys of the two cannot meet (their ts differ), and a file sorted throughout (an older
+    one, a part) passes the same test. sensor_id is read dictionary-encoded, so the test runs on
+    integer codes and a few distinct names per chunk, never on millions of strings.
     """
+    cut = tail_start_us(day)
     seen: set[str] = set()
     for f in files:
-        names: list[str] = []  # the file's sensors in order of appearance
-        last_ts = None
+        streams = (_Stream(), _Stream())
         # streamed a row group at a time: memory follows the row group, not the day
         batches = pq.ParquetFile(parquet_source(f), read_dictionary=["sensor_id"]).iter_batches(columns=["sensor_id", "ts"])
         for batch in batches:
-            sid, ts = batch.column(0), pc.cast(batch.column(1), pa.int64())
-            if len(sid) == 0:
+            if batch.num_rows == 0:
                 continue
-            if sid.null_count or ts.null_count:
+            if batch.column(0).null_count or batch.column(1).null_count:
                 return False
-            codes = sid.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-            dictionary = sid.dictionary.to_pylist()
-            step = np.diff(codes)
-            if (step < 0).any():
-                return False
-            run_names = [dictionary[c] for c in codes[np.r_[0, np.flatnonzero(step) + 1]]]
-            v = ts.to_numpy()
-            # within a sensor's run, ts strictly increasing; across batches, names continue in order
-            if ((step == 0) & (np.diff(v) <= 0)).any():
-                return False
-            if names and (run_names[0] < names[-1] or (run_names[0] == names[-1] and v[0] <= last_ts)):
-                return False
-            if any(b <= a for a, b in zip(run_names, run_names[1:])):
-                return False
-            names += run_names[1:] if names and run_names[0] == names[-1] else run_names
-            last_ts = v[-1]
-        if seen & set(names):
+            in_tail = pc.greater_equal(pc.cast(batch.column(1), pa.int64()), cut)
+            for stream, mask in zip(streams, (pc.invert(in_tail), in_tail), strict=True):
+                if not stream.extend(batch.filter(mask)):
+                    return False
+        names = set(streams[0].names) | set(streams[1].names)
+        if seen & names:
             return False
         seen.update(names)
     return True
+
+
+class _Stream:
+    """Rows seen so far of one strictly increasing (sensor_id, ts) sequence."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []  # the sensors in order of appearance
+        self.last_ts: int | None = None
+
+    def extend(self, batch: pa.RecordBatch) -> bool:
+        """Take the next rows; False if they break the order."""
+        if batch.num_rows == 0:
+            return True
+        sid, ts = batch.column(0), pc.cast(batch.column(1), pa.int64())
+        codes = sid.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        dictionary = sid.dictionary.to_pylist()
+        step = np.diff(codes)
+        if (step < 0).any():
+            return False
+        run_names = [dictionary[c] for c in codes[np.r_[0, np.flatnonzero(step) + 1]]]
+        v = ts.to_numpy()
+        names = self.names
+        # within a sensor's run, ts strictly increasing; across batches, names continue in order
+        if ((step == 0) & (np.diff(v) <= 0)).any():
+            return False
+        if names and (run_names[0] < names[-1] or (run_names[0] == names[-1] and v[0] <= self.last_ts)):
+            return False
+        if any(b <= a for a, b in zip(run_names, run_names[1:])):
+            return False
+        names += run_names[1:] if names and run_names[0] == names[-1] else run_names
+        self.last_ts = int(v[-1])
+        return True
 
 
 def _plausible(con: duckdb.DuckDBPyConnection, labels: str | None) -> AuditResult:

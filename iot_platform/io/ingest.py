@@ -8,7 +8,8 @@ was captured or imported.
 
 The day is processed in chunks of sensors, in sensor-id order, and streamed
 into one Parquet file: memory follows the chunk, not the day, and the file
-comes out sorted by (sensor_id, ts).
+comes out sorted by (sensor_id, ts) within each chunk's rows before the day's
+last hour and within its last hour (row groups of their own: io.day_layout).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import FAULT_LABELS, READINGS, conform
 from iot_platform.core.validation import NO_PARTITION, REJECTED, Validated, validate_readings
 from iot_platform.io import day_pool
+from iot_platform.io.day_layout import split_tail
 from iot_platform.io.lake import Lake, read_metadata
 from iot_platform.io.registry import fleet_registry
 
@@ -177,7 +179,8 @@ def _build_locked(
             rejected.append(v.rejected)
         if lab.num_rows:
             labels.append(lab)
-        yield v.good
+        # the day's last hour in row groups of its own: the next day's look-back reads only those
+        yield from split_tail(v.good, day)
 
     metadata = {
         SIM_UNTIL_KEY: str(until),

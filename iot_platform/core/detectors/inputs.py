@@ -262,15 +262,19 @@ class BaselineFrame:
         n = table.num_rows
         known = np.zeros(n_names, bool)
         known[code[keep]] = True
-        metric = np.asarray(table.column("metric").to_numpy(zero_copy_only=False), dtype=object)
+        # metric names as codes: a fleet's baseline has millions of rows, comparing strings was most of a batch
+        enc = pc.dictionary_encode(table.column("metric").combine_chunks())
+        metric_code = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False), np.int64)
+        metric_names = enc.dictionary.to_pylist()
         slot = np.asarray(table.column("slot_s").to_numpy(zero_copy_only=False), dtype=np.int64)
         median = _float(table.column("median"), n)
         n_days = np.asarray(pc.fill_null(table.column("n_days"), 0).to_numpy(zero_copy_only=False), np.int64)
         scale_rows = _float(table.column("scale"), n)
         spread_rows = _float(table.column("spread"), n)
         out = {}
-        for m in sorted(set(metric[keep].tolist())):
-            sel = keep & (metric == m)
+        present = np.unique(metric_code[keep])
+        for m, i in sorted((metric_names[i], i) for i in present[present >= 0].tolist()):
+            sel = keep & (metric_code == i)
             c = code[sel]
             key = c * 86_400 + slot[sel]
             order = np.argsort(key, kind="stable")
