@@ -28,3 +28,17 @@ DEFAULT_MAX_BACKFILL_RUNS = 2  # one per core of the reference machine
 # The run tag that puts a run in the micro-batch lane of the run queue (at most one at a time).
 QUEUE_TAG = "iot/queue"
 MICRO_BATCH_QUEUE = "micro_batch"
+
+
+def positive_int_env(name: str) -> int | None:
+    """``$name`` as a whole number >= 1; None when unset or empty. A bad value is one ValueError line."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{name}={raw!r} is invalid; expected a whole number >= 1")
+    return n

@@ -88,7 +88,7 @@ def test_a_bad_worker_processes_setting_is_one_line(monkeypatch, raw):
     from iot_platform.io.day_pool import worker_processes
 
     monkeypatch.setenv("IOT_WORKER_PROCESSES", raw)
-    with pytest.raises(ValueError, match=f"^IOT_WORKER_PROCESSES='{raw}' is invalid; expected an integer >= 1$"):
+    with pytest.raises(ValueError, match=f"^IOT_WORKER_PROCESSES='{raw}' is invalid; expected a whole number >= 1$"):
         worker_processes()
 
 

@@ -31,6 +31,7 @@ from iot_platform.settings import (
     MICRO_BATCH_QUEUE,
     QUEUE_TAG,
     data_dir,
+    positive_int_env,
 )
 
 DAGSTER_YAML = """\
@@ -83,14 +84,11 @@ def _quiet_alembic() -> None:
 
 
 def max_backfill_runs() -> int:
-    raw = os.environ.get(MAX_BACKFILL_RUNS_ENV) or str(DEFAULT_MAX_BACKFILL_RUNS)
     try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise CliError(f"{MAX_BACKFILL_RUNS_ENV}={raw!r} is invalid; expected a whole number >= 1")
-    return n
+        n = positive_int_env(MAX_BACKFILL_RUNS_ENV)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return DEFAULT_MAX_BACKFILL_RUNS if n is None else n
 
 
 def instance_yaml(*, postgres: bool, backfills: int) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 
 from iot_platform.io.lake import Lake
 from iot_platform.io.objstore import ObjectStore
+from iot_platform.settings import positive_int_env
 
 PROCESSES_ENV = "IOT_WORKER_PROCESSES"
 
@@ -46,16 +47,10 @@ def worker_processes() -> int:
     more memory with 2); the processes are for machines with cores the threads
     cannot fill.
     """
-    raw = os.environ.get(PROCESSES_ENV)
-    if raw is None or raw == "":
+    n = positive_int_env(PROCESSES_ENV)
+    if n is None:
         cores = len(os.sched_getaffinity(0))
         return 1 if cores <= 2 else min(4, cores)
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"{PROCESSES_ENV}={raw!r} is invalid; expected an integer >= 1")
     return n
 
 
