@@ -10,8 +10,9 @@ then no pool (:func:`worker_processes`).
 The pool is started lazily with ``spawn`` (never ``fork``: the step's process
 runs Dagster's threads) and reused by every step of the process; its workers
 open the lake from the same ``(root, store)`` for each task and read and
-write it themselves, so only small results travel between the processes. The outputs do not depend on the number of
-workers: callers collect results in submission order.
+write it themselves, so only small results travel between the processes. The
+outputs do not depend on the number of workers: callers collect results in
+submission order.
 """
 
 from __future__ import annotations
