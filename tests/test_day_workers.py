@@ -145,3 +145,23 @@ if __name__ == "__main__":
     while any(running(p) for p in workers):
         assert time.monotonic() < deadline, [p for p in workers if running(p)]
         time.sleep(0.1)
+
+
+def test_the_pool_outlives_the_thread_that_started_it():
+    """Workers watch their process, not the thread that started them (PR_SET_PDEATHSIG would have killed
+    them when that thread ended: a step run on a short-lived thread broke the pool for the next one)."""
+    import os
+    import threading
+    import time
+
+    from iot_platform.io import day_pool
+
+    day_pool.shutdown()
+    first: list[int] = []
+    t = threading.Thread(target=lambda: first.extend(day_pool.map_in_workers(os.getpid, [(), ()], 2)))
+    t.start()
+    t.join()
+    time.sleep(1.5)  # three of the workers' parent checks
+    again = list(day_pool.map_in_workers(os.getpid, [(), ()], 2))
+    assert set(again) <= set(day_pool.pool(2)._processes) and set(first) <= set(day_pool.pool(2)._processes)
+    day_pool.shutdown()

@@ -22,8 +22,8 @@ import collections
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
-import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,16 +82,20 @@ def pool(workers: int) -> cf.ProcessPoolExecutor:
 
 
 def _die_with_parent() -> None:
-    """A worker is killed with the process that started it (Linux): a killed run leaves no worker writing on.
+    """A worker exits when the process that started it is gone: a killed run leaves no worker writing on.
 
-    Every unit a worker writes (a day, a chunk's result) is atomic, so a killed worker loses nothing."""
-    if sys.platform == "linux":
-        import ctypes
-        import signal
+    A watch on the parent's pid (twice a second), not ``PR_SET_PDEATHSIG``: that one fires when the
+    *thread* that started the worker ends, which may be long before the process does. Every unit a
+    worker writes (a day, a chunk's result) is atomic, so a killed worker loses nothing.
+    """
+    parent = os.getppid()
 
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the parent died before the call
-            os._exit(1)
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="iot-parent-watch", daemon=True).start()
 
 
 def shutdown() -> None:
