@@ -37,12 +37,7 @@ from iot_platform.core.calendar import DAY_US, EPOCH_DATE, US, day_start_us
 from iot_platform.core.detectors.drift import drift_baseline
 from iot_platform.core.detectors.episodes import to_episodes
 from iot_platform.core.detectors.params import READING_TYPES, DetectionParams, context_seconds
-from iot_platform.core.detectors.pipeline import (
-    DayRun,
-    detect_points,
-    run_day_chunked,
-    window_stats_day,
-)
+from iot_platform.core.detectors.pipeline import DayRun, detect_points, run_day_chunked, window_stats_day
 from iot_platform.core.detectors.points import POINTS
 from iot_platform.core.schemas import ANOMALIES, READINGS, WINDOW_STATS, conform
 from iot_platform.core.windows import compute_window_stats
@@ -168,10 +163,8 @@ def context_us(lake: Lake, day: dt.date, settings: DownstreamSettings) -> int:
     return context_seconds(settings.params, max_interval_s=_known_interval_s(lake, day, settings)).readings_s * US
 
 
-def iter_day_chunks(
-    lake: Lake, day: dt.date, settings: DownstreamSettings, sensors: list[str] | None = None
-) -> Iterator[tuple[pa.Table, pa.Table]]:
-    """(readings of ``day``, previous day's tail) for chunks of sensors (default: the day's), in sensor order.
+def iter_day_chunks(lake: Lake, day: dt.date, settings: DownstreamSettings) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """(readings of ``day``, previous day's tail) for chunks of sensors, in sensor order.
 
     The next chunk is read while the caller computes this one: DuckDB's scan
     releases the GIL, so reading overlaps the NumPy work on the other core.
@@ -179,7 +172,7 @@ def iter_day_chunks(
     a = day_start_us(day)
     ctx = context_us(lake, day, settings)
     prev = day - dt.timedelta(days=1)
-    sensors = day_sensors(lake, day) if sensors is None else sensors
+    sensors = day_sensors(lake, day)
     n = settings.sensors_per_chunk
     chunks = [sensors[i : i + n] for i in range(0, len(sensors), n)]
 
