@@ -77,7 +77,6 @@ def pool(workers: int) -> cf.ProcessPoolExecutor:
         if _POOL is None:
             _POOL = (workers, cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                                      initializer=_die_with_parent))  # fmt: skip
-            atexit.register(shutdown)
         return _POOL[1]
 
 
@@ -107,25 +106,26 @@ def shutdown() -> None:
             _POOL = None
 
 
+atexit.register(shutdown)  # once: at exit, before the interpreter tears its modules down
+
+
 def worker_lake(root: str, store: ObjectStore | None) -> Lake:
     """The lake, opened afresh for each task (a worker outlives the steps, and tests, that used it)."""
     return Lake(Path(root), store)
 
 
-def map_in_workers(fn: Callable[..., Any], tasks: Iterable[tuple], processes: int, *, ahead: int | None = None) -> Iterator[Any]:
+def map_in_workers(fn: Callable[..., Any], tasks: Iterable[tuple], processes: int) -> Iterator[Any]:
     """``fn(*task)`` for each task, in worker processes; results in task order.
 
-    At most ``ahead`` tasks (default ``processes``) are in flight, so a lazy
-    ``tasks`` is read as the workers take them and memory follows them, not the
-    whole list. A task's exception is raised here, in order; the tasks not
+    At most ``processes`` tasks are in flight, so a lazy ``tasks`` is read as
+    the workers take them and memory follows them, not the whole list. A task's exception is raised here, in order; the tasks not
     started yet are cancelled (those started finish: each is a whole unit).
     """
     workers = pool(processes)
-    limit = ahead or processes
     pending: collections.deque[cf.Future] = collections.deque()
     try:
         for task in tasks:
-            if len(pending) >= limit:
+            if len(pending) >= processes:
                 yield pending.popleft().result()
             pending.append(workers.submit(fn, *task))
         while pending:
