@@ -165,3 +165,14 @@ def test_the_pool_outlives_the_thread_that_started_it():
     again = list(day_pool.map_in_workers(os.getpid, [(), ()], 2))
     assert set(again) <= set(day_pool.pool(2)._processes) and set(first) <= set(day_pool.pool(2)._processes)
     day_pool.shutdown()
+
+
+def test_audits_of_days_in_worker_processes_equal_one_process(lake: Lake):
+    from iot_platform.io.audits import audit_readings_days
+    from iot_platform.io.ingest import build_readings_days
+
+    days = [DAY - dt.timedelta(days=1), DAY]
+    list(build_readings_days(lake, FleetParams(seed=11, n_sensors=4, sample_interval_s=10.0), days, now_us=lambda: 10**18))
+    one, two = list(audit_readings_days(lake, days, 1)), list(audit_readings_days(lake, days, 2))
+    assert [d for d, _ in two] == days and two == one
+    assert {name: r.n_bad for name, r in one[0][1].items()} == dict.fromkeys(("schema", "unique_key", "no_null_keys", "ts_in_partition", "plausible"), 0)
