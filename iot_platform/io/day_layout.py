@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -38,10 +39,18 @@ def split_tail(chunk: pa.Table, day: dt.date) -> list[pa.Table]:
     """``chunk`` (a few sensors' rows, in order) as its rows before the tail and its tail rows.
 
     Each non-empty piece keeps the chunk's order; the writer puts each in row groups of its own.
+    Sorted by (sensor, ts), a chunk alternates between runs of rows before the tail and runs in it
+    (one of each per sensor): each piece is its runs, sliced, not copied.
     """
     if chunk.num_rows == 0:
         return [chunk]
     # a null ts (never in validated readings) stays with the first piece: no row is lost either way
-    in_tail = pc.fill_null(pc.greater_equal(chunk["ts"].cast(pa.int64()), tail_start_us(day)), False)
-    pieces = [chunk.filter(pc.invert(in_tail)), chunk.filter(in_tail)]
-    return [p for p in pieces if p.num_rows] or [chunk.slice(0, 0)]
+    ts = pc.fill_null(chunk["ts"].cast(pa.int64()), tail_start_us(day - dt.timedelta(days=1)))
+    in_tail = ts.to_numpy() >= tail_start_us(day)
+    starts = np.r_[0, np.flatnonzero(in_tail[1:] != in_tail[:-1]) + 1]
+    ends = np.r_[starts[1:], len(in_tail)]
+    runs = [[], []]
+    for lo, hi in zip(starts.tolist(), ends.tolist()):  # two runs per sensor at most
+        runs[int(in_tail[lo])].append(chunk.slice(lo, hi - lo))
+    pieces = [pa.concat_tables(r) for r in runs if r]
+    return pieces
