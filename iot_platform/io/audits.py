@@ -6,6 +6,7 @@ partition's Parquet files, so they hold no lock and scale with the day.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import datetime as dt
 from collections.abc import Iterator
@@ -113,8 +114,9 @@ def audit_readings(lake: Lake, day: dt.date) -> dict[str, AuditResult]:
 def audit_readings_days(lake: Lake, days: list[dt.date], processes: int = 1) -> Iterator[tuple[dt.date, dict[str, AuditResult]]]:
     """:func:`audit_readings` of each day, in day order; days side by side in worker processes when ``processes`` > 1."""
     if processes <= 1 or len(days) <= 1:
-        for day in days:
-            yield day, audit_readings(lake, day)
+        # two days at a time on threads: the order pass (pyarrow) of one overlaps the DuckDB scans of the other
+        with cf.ThreadPoolExecutor(max_workers=2) as pool:
+            yield from zip(days, pool.map(lambda d: audit_readings(lake, d), days))
         return
     tasks = ((str(lake.root), lake.store, day) for day in days)
     yield from zip(days, day_pool.map_in_workers(_audit_in_worker, tasks, processes))
@@ -147,7 +149,7 @@ def _sorted_and_disjoint(files: list, day: dt.date) -> bool:
     for f in files:
         streams = (_Stream(), _Stream())
         # streamed a row group at a time: memory follows the row group, not the day
-        batches = pq.ParquetFile(parquet_source(f), read_dictionary=["sensor_id"]).iter_batches(columns=["sensor_id", "ts"])
+        batches = pq.ParquetFile(parquet_source(f), read_dictionary=["sensor_id"]).iter_batches(batch_size=1 << 20, columns=["sensor_id", "ts"])
         for batch in batches:
             if batch.num_rows == 0:
                 continue
