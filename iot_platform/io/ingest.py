@@ -97,7 +97,7 @@ def build_readings_day(
     micro-batch that lands a file meanwhile either is read here or appends after.
     """
     with lake.lock("readings", day):
-        return _build_locked(lake, fleet, day, now_us, sensors_per_chunk, write_labels)
+        return build_readings_locked(lake, fleet, day, now_us, sensors_per_chunk=sensors_per_chunk, write_labels=write_labels)
 
 
 def build_readings_days(
@@ -127,9 +127,18 @@ def _build_in_worker(root: str, store, fleet, day: dt.date, now_us: int, write_l
     return build_readings_day(day_pool.worker_lake(root, store), fleet, day, now_us=now_us, write_labels=write_labels)
 
 
-def _build_locked(
-    lake: Lake, fleet: sim.FleetParams | None, day: dt.date, now_us: int | None, sensors_per_chunk: int, write_labels: bool
+def build_readings_locked(
+    lake: Lake,
+    fleet: sim.FleetParams | None,
+    day: dt.date,
+    now_us: int | None,
+    *,
+    sensors_per_chunk: int = 5,
+    write_labels: bool = True,
+    on_good: Callable[[pa.Table], None] | None = None,
 ) -> DayStats:
+    """:func:`build_readings_day` with the day's readings lock held by the caller; ``on_good`` sees each
+    chunk of validated readings (a few sensors, in sensor-id order) as it is written."""
     start = sim.day_start_us(day)
     until = sim_end_us(day, now_us) if fleet is not None else start
     raw_files = lake.files("raw_readings", day)
@@ -179,6 +188,8 @@ def _build_locked(
             rejected.append(v.rejected)
         if lab.num_rows:
             labels.append(lab)
+        if on_good is not None:
+            on_good(v.good)
         # the day's last hour in row groups of its own: the next day's look-back reads only those
         yield from split_tail(v.good, day)
 

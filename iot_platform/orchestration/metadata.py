@@ -89,3 +89,9 @@ def anomaly_metadata(lake: Lake, day: dt.date, table: pa.Table) -> dict:
         "preview": md_table(table.select(["sensor_id", "anomaly_type", "severity", "start_ts", "end_ts", "value", "message"])),
     }
     return meta
+
+
+def derived_metadata(lake: Lake, day: dt.date, out) -> tuple[dict, dict, str]:  # noqa: ANN001 - a DayOutput
+    """A day's window_stats and anomalies metadata, and the detection step's log line for it."""
+    summary = f"{day}: {out.window_stats.num_rows} windows, {out.anomalies.num_rows} episodes from {out.points.num_rows} points"
+    return window_metadata(out.window_stats), anomaly_metadata(lake, day, out.anomalies), summary

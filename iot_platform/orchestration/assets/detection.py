@@ -16,11 +16,12 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from iot_platform.core.schemas import ANOMALIES, WINDOW_STATS
-from iot_platform.io.day_pool import worker_processes
 from iot_platform.io.day_builds import build_days
+from iot_platform.io.day_pool import worker_processes
 from iot_platform.io.downstream import build_day
+from iot_platform.orchestration import chain_handoff
 from iot_platform.orchestration.freshness import LIVE
-from iot_platform.orchestration.metadata import anomaly_metadata, days_of, window_metadata
+from iot_platform.orchestration.metadata import days_of, derived_metadata
 from iot_platform.orchestration.partitions import daily_partitions
 from iot_platform.orchestration.resources import DetectionResource, FleetResource, LakeResource
 
@@ -50,6 +51,10 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+def _figures(lake: LakeResource, day, out) -> tuple:
+    return day, *derived_metadata(lake.lake, day, out)
+
+
 def _schema(table) -> dict:
     return {"dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in table])}
 
@@ -76,26 +81,30 @@ def window_stats_and_anomalies(context: AssetExecutionContext, lake: LakeResourc
     settings = detection.settings(fleet.params(), lake.lake.root)
     processes = worker_processes()  # chunks of sensors computed in worker processes (io.day_builds; the same bytes)
 
-    def metadata(day, out) -> tuple:  # a day's figures and plot, made while the next day is computed
-        return day, out, window_metadata(out.window_stats), anomaly_metadata(lake.lake, day, out.anomalies)
-
-    def report(day, out, ws_meta: dict, anomaly_meta: dict) -> None:
-        context.log.info(f"{day}: {out.window_stats.num_rows} windows, {out.anomalies.num_rows} episodes from {out.points.num_rows} points")
+    def report(day, ws_meta: dict, anomaly_meta: dict, summary: str) -> None:
+        context.log.info(summary)
         # per partition, so each day of a single-run backfill carries its own figures
         context.add_asset_metadata(ws_meta, asset_key="window_stats", partition_key=day.isoformat())
         context.add_asset_metadata(anomaly_meta, asset_key="anomalies", partition_key=day.isoformat())
 
     days = days_of(context)
+    # days this run's readings step computed in its pass over them, unchanged since (orchestration.chain_handoff)
+    handed = chain_handoff.take(lake.lake, context.run.run_id, days, settings)
+    for day, h in sorted(handed.items()):
+        report(day, h.window_metadata, h.anomaly_metadata, h.summary)
+    if handed:
+        context.log.info(f"{len(handed)} of {len(days)} days computed by this run's readings step, in the same pass")
+    days = [d for d in days if d not in handed]
     if processes > 1:  # streamed: memory follows one day (and the previous day's figures)
         built = build_days(lake.lake, days, settings, now_us=_now_us, processes=processes)
     else:
         built = ((day, build_day(lake.lake, day, settings, now_us=_now_us())) for day in days)
-    with cf.ThreadPoolExecutor(max_workers=1) as pool:
+    with cf.ThreadPoolExecutor(max_workers=1) as pool:  # a day's figures and plot, made while the next day is computed
         previous = None
         for day, out in built:
             if previous is not None:
                 report(*previous.result())
-            previous = pool.submit(metadata, day, out)
+            previous = pool.submit(_figures, lake, day, out)
         if previous is not None:
             report(*previous.result())
     yield dg.MaterializeResult(asset_key="window_stats")

@@ -2,19 +2,23 @@
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
+import concurrent.futures as cf
 import datetime as dt
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
 from iot_platform.core.schemas import READINGS
-from iot_platform.io.day_pool import day_processes
+from iot_platform.io.chain import build_chain_days
+from iot_platform.io.day_pool import day_processes, worker_processes
 from iot_platform.io.downstream import make_update_downstream
 from iot_platform.io.ingest import DayStats, build_readings_days
 from iot_platform.io.microbatch import drain_landing
+from iot_platform.orchestration import chain_handoff
 from iot_platform.orchestration.freshness import LIVE
-from iot_platform.orchestration.metadata import days_of, md_table, ts_text
+from iot_platform.orchestration.metadata import days_of, derived_metadata, md_table, ts_text
 from iot_platform.orchestration.partitions import daily_partitions, start_date
 from iot_platform.orchestration.resources import DetectionResource, FleetResource, LakeResource
 from iot_platform.settings import landing_dir
@@ -88,10 +92,15 @@ def fleet_readings(context: AssetExecutionContext, fleet: FleetResource, lake: L
     selected = {k.to_user_string() for k in context.selected_asset_keys}
     if "readings" in selected:
         drain_landing_first(context.log, days_of(context), lake, fleet, detection)
-    # days side by side in worker processes when there are cores to spare (day_processes); each day streamed:
-    # memory follows one chunk of sensors
-    days = build_readings_days(lake.lake, params, days_of(context), now_us=lambda: time.time_ns() // 1000,
-                               write_labels="fault_labels" in selected, processes=day_processes())  # fmt: skip
+    if "readings" in selected and _detection_in_run(context) and worker_processes() == 1:
+        # the run materializes window_stats and anomalies of these days too: computed in the same pass
+        # over each day (io.chain) and handed to the detection step, which reports them
+        days = _chain(context, params, lake, detection)
+    else:
+        # days side by side in worker processes when there are cores to spare (day_processes); each day
+        # streamed: memory follows one chunk of sensors
+        days = build_readings_days(lake.lake, params, days_of(context), now_us=lambda: time.time_ns() // 1000,
+                                   write_labels="fault_labels" in selected, processes=day_processes())  # fmt: skip
     for s in days:
         day = s.day
         context.log.info(f"readings {day}: {s.rows} rows, {s.rejected} rejected, missing {s.missing_rate:.2%}")
@@ -103,3 +112,36 @@ def fleet_readings(context: AssetExecutionContext, fleet: FleetResource, lake: L
                                        asset_key="fault_labels", partition_key=day.isoformat())  # fmt: skip
     for key in sorted(selected):
         yield dg.MaterializeResult(asset_key=key)
+
+
+def _detection_in_run(context: AssetExecutionContext) -> bool:
+    """Whether this run materializes window_stats and anomalies too (a backfill of the lake). A run made
+    without a selection (``dg.materialize(assets)``: None or empty) materializes every asset of its job."""
+    selection = context.run.asset_selection
+    if not selection:
+        selection = context.job_def.asset_layer.selected_asset_keys
+    return {"window_stats", "anomalies"} <= {k.to_user_string() for k in selection}
+
+
+def _chain(context: AssetExecutionContext, params, lake: LakeResource, detection: DetectionResource) -> Iterator[DayStats]:
+    """Each day's readings, window_stats and anomalies in one pass (io.chain); the derived tables' metadata
+    (made while the next day is built) handed to the run's detection step."""
+    settings = detection.settings(params, lake.lake.root)
+    handed: dict[dt.date, chain_handoff.HandedDay] = {}
+    write_labels = "fault_labels" in {k.to_user_string() for k in context.selected_asset_keys}
+
+    def hand(c) -> None:  # noqa: ANN001
+        ws_meta, anomaly_meta, summary = derived_metadata(lake.lake, c.stats.day, c.out)
+        handed[c.stats.day] = chain_handoff.HandedDay(ws_meta, anomaly_meta, summary, c.inputs)
+
+    with cf.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for c in build_chain_days(lake.lake, params, days_of(context), settings, now_us=lambda: time.time_ns() // 1000,
+                                  write_labels=write_labels):  # fmt: skip
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(hand, c)
+            yield c.stats
+        if pending is not None:
+            pending.result()
+    chain_handoff.save(lake.lake, context.run.run_id, handed)
