@@ -119,3 +119,19 @@ def test_a_backfill_run_computes_each_day_once_with_the_same_result(tmp_path: Pa
         run = dg.materialize(assets, instance=instance, resources={**resources, "lake": LakeResource(data_dir=str(two))}, tags=tags)
         assert run.success
     assert _bytes(Lake(two)) == chained
+
+
+def test_days_with_a_gap_read_the_history_from_the_lake(tmp_path: Path):
+    """The day before a gap is not the next day's newest history day: its windows are read back once written."""
+    days = [DAYS[0], DAYS[2]]
+    settings = DownstreamSettings(fleet=FLEET, sensors_per_chunk=3)
+    reference = Lake(tmp_path / "reference")
+    for day in days:
+        build_readings_day(reference, FLEET, day)
+        build_day(reference, day, settings)
+    lake = Lake(tmp_path / "chain")
+    assert [c.stats.day for c in build_chain_days(lake, FLEET, days, settings, now_us=lambda: None)] == days
+    for table in TABLES:
+        for day in days:
+            (a,), (b,) = reference.files(table, day), lake.files(table, day)
+            assert a.read_bytes() == b.read_bytes(), (table, day)

@@ -22,6 +22,7 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -29,14 +30,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from iot_platform.core import simulator as sim
-from iot_platform.core.calendar import day_start_us
+from iot_platform.core.calendar import DAY_US, day_start_us
 from iot_platform.core.detectors.pipeline import DayStage, run_chunk
+from iot_platform.core.schemas import conform
 from iot_platform.io.commit import day_lock
 from iot_platform.io.downstream import (
+    HISTORY_COLUMNS,
+    HISTORY_SCHEMA,
     DayOutput,
     DownstreamSettings,
     context_us,
     day_output,
+    emit_end_for,
     history_days,
     history_window_stats,
     sensor_rows,
@@ -48,15 +53,27 @@ from iot_platform.io.lake import Lake
 
 class _Detection:
     """A day's detection fed chunk by chunk: ``settings.workers`` chunks computed at once (threads), at most
-    twice that many waiting, so the readings build waits rather than holding the day in memory."""
+    twice that many waiting, so the readings build waits rather than holding the day in memory.
 
-    def __init__(self, lake: Lake, day: dt.date, settings: DownstreamSettings, pool: cf.ThreadPoolExecutor):
-        self.lake, self.day, self.settings, self.pool = lake, day, settings, pool
-        self.stage = DayStage(history_window_stats(lake, day, settings), settings.params, day=day, intervals=settings.intervals())
+    ``history`` gives the previous days' window_stats when the first chunk needs them: the newest of
+    them may still be finishing (:func:`build_chain_days`).
+    """
+
+    def __init__(self, lake: Lake, day: dt.date, settings: DownstreamSettings, pool: cf.ThreadPoolExecutor,
+                 history: Callable[[], pa.Table]):  # fmt: skip
+        self.lake, self.day, self.settings, self.pool, self.history = lake, day, settings, pool, history
         self.ctx = context_us(lake, day, settings)
+        self._stage: DayStage | None = None
         self.pending: collections.deque[cf.Future] = collections.deque()
         self.buffer: list[pa.Table] = []
         self.sensors = 0
+
+    @property
+    def stage(self) -> DayStage:
+        if self._stage is None:
+            s = self.settings
+            self._stage = DayStage(self.history(), s.params, day=self.day, intervals=s.intervals())
+        return self._stage
 
     def add(self, good: pa.Table) -> None:
         """Validated readings of the next few sensors (sensor-id order, no sensor split between calls)."""
@@ -83,10 +100,15 @@ class _Detection:
         prev = sensor_rows(self.lake, self.day - dt.timedelta(days=1), names, a - self.ctx, a)
         return run_chunk(readings, prev, task)
 
-    def finish(self, now_us: int | None) -> DayOutput:
+    def windows(self) -> pa.Table:
+        """Wait for every chunk: the day's window_stats."""
         self._submit()
         while self.pending:
             self.stage.collect(self.pending.popleft().result())
+        return self.stage.window_stats()
+
+    def finish(self, now_us: int | None) -> DayOutput:
+        self.windows()
         return day_output(self.stage.finish(), self.day, now_us, self.settings)
 
     def cancel(self) -> None:
@@ -111,6 +133,47 @@ class ChainDay:
     inputs: list[tuple[str, int, int]]  # derived_inputs right after the write, the day's lock held
 
 
+class _Day:
+    """One day in flight: its locks held (the readings lock until its readings are written), its detection."""
+
+    def __init__(self, lake: Lake, day: dt.date, settings: DownstreamSettings, pool: cf.ThreadPoolExecutor,
+                 history: Callable[[], pa.Table]):  # fmt: skip
+        self.lake, self.day, self.settings = lake, day, settings
+        self.locks = contextlib.ExitStack()
+        self.readings_lock = self.locks.enter_context(contextlib.ExitStack())
+        try:
+            self.readings_lock.enter_context(lake.lock("readings", day))
+            self.locks.enter_context(day_lock(lake, day))
+            self.detection = _Detection(lake, day, settings, pool, history)
+        except BaseException:
+            self.locks.close()
+            raise
+        self.windows: cf.Future = cf.Future()  # set once every chunk is computed
+
+    def readings(self, fleet: sim.FleetParams | None, now_us: int | None, write_labels: bool) -> DayStats:
+        stats = build_readings_locked(self.lake, fleet, self.day, now_us, write_labels=write_labels, on_good=self.detection.add)
+        self.readings_lock.close()  # the day's readings are written: micro-batches may append again
+        return stats
+
+    def finish(self, stats: DayStats, now_us: int | None) -> ChainDay:
+        """The rest of the day's detection and its writes; the locks released whatever happens."""
+        try:
+            try:
+                self.windows.set_result(self.detection.windows())
+            except BaseException as exc:
+                self.windows.set_exception(exc)
+                raise
+            out = self.detection.finish(now_us)
+            write_day(self.lake, self.day, out)
+            return ChainDay(stats, out, derived_inputs(self.lake, self.day, self.settings))
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        self.detection.cancel()
+        self.locks.close()
+
+
 def build_chain_day(
     lake: Lake,
     fleet: sim.FleetParams | None,
@@ -119,25 +182,10 @@ def build_chain_day(
     *,
     now_us: int | None,
     write_labels: bool = True,
-    pool: cf.ThreadPoolExecutor | None = None,
 ) -> ChainDay:
     """``build_readings_day`` then ``build_day`` of ``day``, in one pass over its readings."""
-    with contextlib.ExitStack() as stack:
-        if pool is None:
-            pool = stack.enter_context(cf.ThreadPoolExecutor(max_workers=settings.workers))
-        readings_lock = stack.enter_context(contextlib.ExitStack())
-        readings_lock.enter_context(lake.lock("readings", day))
-        stack.enter_context(day_lock(lake, day))
-        detection = _Detection(lake, day, settings, pool)
-        try:
-            stats = build_readings_locked(lake, fleet, day, now_us, write_labels=write_labels, on_good=detection.add)
-        except BaseException:
-            detection.cancel()
-            raise
-        readings_lock.close()  # the day's readings are written: micro-batches may append again
-        out = detection.finish(now_us)
-        write_day(lake, day, out)
-        return ChainDay(stats, out, derived_inputs(lake, day, settings))
+    (got,) = build_chain_days(lake, fleet, [day], settings, now_us=lambda: now_us, write_labels=write_labels)
+    return got
 
 
 def build_chain_days(
@@ -146,13 +194,51 @@ def build_chain_days(
     days: list[dt.date],
     settings: DownstreamSettings,
     *,
-    now_us: Callable[[], int],
+    now_us: Callable[[], int | None],
     write_labels: bool = True,
 ) -> Iterator[ChainDay]:
-    """:func:`build_chain_day` of each of ``days``, in day order (a day's history is the days before it)."""
-    with cf.ThreadPoolExecutor(max_workers=settings.workers) as pool:
-        for day in sorted(days):
-            yield build_chain_day(lake, fleet, day, settings, now_us=now_us(), write_labels=write_labels, pool=pool)
+    """Each of ``days`` in one pass, in day order; yields each day once written.
+
+    A day's last chunks, its fleet-wide stage and its writes run on a thread
+    while the next day's readings are built: the next day's history takes
+    this day's windows from memory as soon as they are computed (the rows it
+    would read from the lake once they are written, in the same order), or
+    waits for the write when this day is not a whole past day.
+    """
+    days = sorted(days)
+    with cf.ThreadPoolExecutor(max_workers=settings.workers) as pool, cf.ThreadPoolExecutor(max_workers=1) as finisher:
+        previous: tuple[_Day, cf.Future] | None = None
+        try:
+            for day in days:
+                now = now_us()
+                history = functools.partial(_history, lake, day, settings, previous, now)
+                current = _Day(lake, day, settings, pool, history)
+                try:
+                    stats = current.readings(fleet, now, write_labels)
+                    if previous is not None:
+                        yield previous[1].result()
+                except BaseException:
+                    current.release()
+                    raise
+                previous = (current, finisher.submit(current.finish, stats, now))
+            if previous is not None:
+                yield previous[1].result()
+        finally:
+            if previous is not None:  # never leave a day's writes running (nor its locks held) behind
+                cf.wait([previous[1]])
 
 
-
+def _history(lake: Lake, day: dt.date, settings: DownstreamSettings, previous: tuple[_Day, cf.Future] | None,
+             now_us: int | None) -> pa.Table:  # fmt: skip
+    """``day``'s history: the previous day's windows from memory when it is the newest history day and is
+    written whole (a past day), else read from the lake once the previous day is written."""
+    if previous is None:
+        return history_window_stats(lake, day, settings)
+    prev, written = previous
+    newest = history_days(day, settings)[-1] == prev.day
+    if newest and emit_end_for(prev.day, now_us, settings) == day_start_us(prev.day) + DAY_US:
+        older = history_window_stats(lake, day, settings, days=history_days(day, settings)[:-1])
+        windows = prev.windows.result()
+        return pa.concat_tables([older, conform(windows.select(list(HISTORY_COLUMNS)), HISTORY_SCHEMA)])
+    written.result()
+    return history_window_stats(lake, day, settings)
