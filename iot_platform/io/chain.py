@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import threading
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -60,8 +61,9 @@ class _Detection:
     """
 
     def __init__(self, lake: Lake, day: dt.date, settings: DownstreamSettings, pool: cf.ThreadPoolExecutor,
-                 history: Callable[[], pa.Table]):  # fmt: skip
+                 history: Callable[[], pa.Table], slots: threading.Semaphore):  # fmt: skip
         self.lake, self.day, self.settings, self.pool, self.history = lake, day, settings, pool, history
+        self.slots = slots  # chunks in memory, this day's and the previous day's: submitted, not collected yet
         self.ctx = context_us(lake, day, settings)
         self._stage: DayStage | None = None
         self.pending: collections.deque[cf.Future] = collections.deque()
@@ -73,6 +75,7 @@ class _Detection:
         if self._stage is None:
             s = self.settings
             self._stage = DayStage(self.history(), s.params, day=self.day, intervals=s.intervals())
+            self.history = None  # it holds the previous day: let it go
         return self._stage
 
     def add(self, good: pa.Table) -> None:
@@ -91,9 +94,19 @@ class _Detection:
         self.buffer, self.sensors = [], 0
         names = np.array(pc.unique(readings["sensor_id"]).to_pylist(), dtype=object)
         task = self.stage.task(self.stage.past(names))
+        while not self.slots.acquire(blocking=False):
+            if not self.pending:  # every slot is the previous day's: its finishing frees them
+                self.slots.acquire()
+                break
+            self._collect()
         self.pending.append(self.pool.submit(self._run, readings, names.tolist(), task))
-        while len(self.pending) > 2 * self.settings.workers:
-            self.stage.collect(self.pending.popleft().result())
+
+    def _collect(self) -> None:
+        fut = self.pending.popleft()
+        try:
+            self.stage.collect(fut.result())
+        finally:
+            self.slots.release()
 
     def _run(self, readings: pa.Table, names: list[str], task) -> list[tuple]:  # noqa: ANN001
         a = day_start_us(self.day)
@@ -104,7 +117,7 @@ class _Detection:
         """Wait for every chunk: the day's window_stats."""
         self._submit()
         while self.pending:
-            self.stage.collect(self.pending.popleft().result())
+            self._collect()
         return self.stage.window_stats()
 
     def finish(self, now_us: int | None) -> DayOutput:
@@ -114,6 +127,8 @@ class _Detection:
     def cancel(self) -> None:
         for fut in self.pending:
             fut.cancel()
+            self.slots.release()  # its chunk is no one's any more (a running one ends unread)
+        self.pending.clear()
 
 
 def derived_inputs(lake: Lake, day: dt.date, settings: DownstreamSettings) -> list[tuple[str, int, int]]:
@@ -137,14 +152,14 @@ class _Day:
     """One day in flight: its locks held (the readings lock until its readings are written), its detection."""
 
     def __init__(self, lake: Lake, day: dt.date, settings: DownstreamSettings, pool: cf.ThreadPoolExecutor,
-                 history: Callable[[], pa.Table]):  # fmt: skip
+                 history: Callable[[], pa.Table], slots: threading.Semaphore):  # fmt: skip
         self.lake, self.day, self.settings = lake, day, settings
         self.locks = contextlib.ExitStack()
         self.readings_lock = self.locks.enter_context(contextlib.ExitStack())
         try:
             self.readings_lock.enter_context(lake.lock("readings", day))
             self.locks.enter_context(day_lock(lake, day))
-            self.detection = _Detection(lake, day, settings, pool, history)
+            self.detection = _Detection(lake, day, settings, pool, history, slots)
         except BaseException:
             self.locks.close()
             raise
@@ -171,6 +186,7 @@ class _Day:
 
     def release(self) -> None:
         self.detection.cancel()
+        self.detection._stage = None  # the day's chunks' results: its output is built (or lost) by now
         self.locks.close()
 
 
@@ -206,13 +222,15 @@ def build_chain_days(
     waits for the write when this day is not a whole past day.
     """
     days = sorted(days)
+    # chunks in memory at once, whichever day they are of: the overlap of two days costs no memory
+    slots = threading.Semaphore(2 * settings.workers)
     with cf.ThreadPoolExecutor(max_workers=settings.workers) as pool, cf.ThreadPoolExecutor(max_workers=1) as finisher:
         previous: tuple[_Day, cf.Future] | None = None
         try:
             for day in days:
                 now = now_us()
                 history = functools.partial(_history, lake, day, settings, previous, now)
-                current = _Day(lake, day, settings, pool, history)
+                current = _Day(lake, day, settings, pool, history, slots)
                 try:
                     stats = current.readings(fleet, now, write_labels)
                     if previous is not None:
