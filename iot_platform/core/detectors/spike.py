@@ -87,6 +87,15 @@ def trend_allowance(ref: np.ndarray, lag: float) -> np.ndarray:
     return np.abs(np.nan_to_num(slope, nan=0.0)) * lag
 
 
+def _gap_limit(frame: ReadingsFrame, max_gap: float, code: np.ndarray) -> np.ndarray | np.integer:
+    """The longest step (µs) between two readings of sensors ``code`` that still makes a pair: ``max_gap``
+    intervals (one value when every sensor of the frame has the same interval)."""
+    lim = np.floor(max_gap * frame.interval_us).astype(np.int64)
+    if len(lim) == 0:
+        return np.int64(0)
+    return lim[0] if (lim == lim[0]).all() else lim[code]
+
+
 def _close_pairs(frame: ReadingsFrame, rows: np.ndarray | None, max_gap: float) -> np.ndarray:
     """For each of ``rows`` (sorted; None: every row), whether the previous one is the same sensor's and at
     most ``max_gap`` intervals earlier: a successive difference to count."""
@@ -94,66 +103,66 @@ def _close_pairs(frame: ReadingsFrame, rows: np.ndarray | None, max_gap: float) 
     close = np.zeros(len(ts), dtype=bool)
     if len(ts) < 2:
         return close
-    lim = np.floor(max_gap * frame.interval_us).astype(np.int64)
-    if (lim == lim[0]).all() if len(lim) else True:
-        within = (ts[1:] - ts[:-1]) <= (lim[0] if len(lim) else 0)
-    else:
-        within = (ts[1:] - ts[:-1]) <= lim[code[1:]]
+    within = (ts[1:] - ts[:-1]) <= _gap_limit(frame, max_gap, code[1:])
     close[1:] = (code[1:] == code[:-1]) & within
     return close
 
 
 def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok: np.ndarray, max_gap: float):
     """Per pane: sum, count and zero count of |x_i - x_prev| over valid readings (prev: the sensor's previous
-    valid reading, if at most ``max_gap`` intervals earlier). A difference belongs to the later reading's pane."""
+    valid reading, if at most ``max_gap`` intervals earlier), and the smallest non-zero one. A difference
+    belongs to the later reading's pane.
+
+    Computed on the frame's rows as if every row were valid (the pairs of consecutive rows, shared by every
+    metric and cached), then corrected where a row is not valid: it gets no difference, and the first valid
+    row after a run of invalid ones gets its difference to the valid row before the run. Invalid rows are
+    few (broken values, alarms), so the correction is a small gather, not a copy of the metric's readings."""
     n = frame.n_rows
-    if ok.all():  # consecutive rows are consecutive valid readings: the same pairs for every metric, cached
-        rows = None
-        x = frame.values[metric]
-        cache = frame.__dict__.setdefault("_close", {})  # frozen, but a memo of a pure function is harmless
-        if max_gap not in cache:
-            cache[max_gap] = _close_pairs(frame, None, max_gap)
-        close = cache[max_gap]
-    else:
-        rows = np.flatnonzero(ok)
-        x = frame.values[metric][rows]
-        close = _close_pairs(frame, rows, max_gap)
-    if len(x) < 2:
+    if n < 2 or int(np.count_nonzero(ok)) < 2:
         z = np.zeros(len(panes.key), np.int64)
         return z.astype(float), z, z, np.full(len(panes.key), np.inf)
-    d = np.zeros(len(x))
-    np.subtract(x[1:], x[:-1], out=d[1:])
-    np.abs(d, out=d)
-    np.multiply(d, close, out=d)  # differences across a gap or a sensor change do not count
-    positive = d > 0
-    zero = close & ~positive
-    step = np.where(positive, d, np.inf)  # the metric's resolution: its smallest non-zero step
-    if rows is not None:  # back onto the frame's rows, where panes are contiguous segments
-        full = np.zeros(n)
-        full[rows] = d
-        d = full
-        c = np.zeros(n, dtype=bool)
-        c[rows] = close
-        close = c
-        zz = np.zeros(n, dtype=bool)
-        zz[rows] = zero
-        zero = zz
-        st = np.full(n, np.inf)
-        st[rows] = step
-        step = st
-    if rows is None:  # the same pairs for every metric: count them once per frame
-        counts = frame.__dict__.setdefault("_close_counts", {})
-        if max_gap not in counts:
-            counts[max_gap] = np.add.reduceat(close, panes.start, dtype=np.int64)
-        n_close = counts[max_gap]
-    else:
-        n_close = np.add.reduceat(close, panes.start, dtype=np.int64)
-    return (
-        np.add.reduceat(d, panes.start),
-        n_close,
-        np.add.reduceat(zero, panes.start, dtype=np.int64),
-        np.minimum.reduceat(step, panes.start),
-    )
+    cache = frame.__dict__.setdefault("_close", {})  # frozen, but a memo of a pure function is harmless
+    if max_gap not in cache:
+        cache[max_gap] = _close_pairs(frame, None, max_gap)
+    close = cache[max_gap]
+    counts = frame.__dict__.setdefault("_close_counts", {})
+    if max_gap not in counts:
+        counts[max_gap] = np.add.reduceat(close, panes.start, dtype=np.int64)
+    n_close = counts[max_gap]
+    x = frame.values[metric]
+    d = np.empty(n)
+    d[0] = 0.0
+    with np.errstate(invalid="ignore"):  # an invalid row's NaN: its differences are replaced below
+        np.subtract(x[1:], x[:-1], out=d[1:])
+        np.abs(d, out=d)
+        np.multiply(d, close, out=d)  # differences across a gap or a sensor change do not count
+    bad = np.flatnonzero(~ok)
+    if len(bad):
+        # runs of invalid rows [first, last]: the row after a run pairs with the row before it
+        brk = np.flatnonzero(np.diff(bad) > 1)
+        first, last = bad[np.r_[0, brk + 1]], bad[np.r_[brk, len(bad) - 1]]
+        after, before = last + 1, first - 1
+        inside = (after < n) & (before >= 0)
+        after_all = after[after < n]
+        a, b = after[inside], before[inside]
+        pair = (frame.code[a] == frame.code[b]) & (frame.ts[a] - frame.ts[b] <= _gap_limit(frame, max_gap, frame.code[a]))
+        # integer counts corrected exactly: the invalid rows' pairs and the after-rows' pairs leave, new ones come
+        n_close = n_close.copy()
+        np.subtract.at(n_close, panes.row_pane[bad], close[bad])
+        np.subtract.at(n_close, panes.row_pane[after_all], close[after_all])
+        np.add.at(n_close, panes.row_pane[a], pair)
+        d[bad] = 0.0
+        d[after_all] = 0.0
+        d[a] = np.abs(x[a] - x[b]) * pair
+        close = close.copy()
+        close[bad] = False
+        close[after_all] = False
+        close[a] = pair
+    positive = d > 0  # implies close: d is 0 where a pair does not count
+    dsum = np.add.reduceat(d, panes.start)
+    n_zero = n_close - np.add.reduceat(positive, panes.start, dtype=np.int64)
+    np.copyto(d, np.inf, where=~positive)  # the metric's resolution: its smallest non-zero step
+    return dsum, n_close, n_zero, np.minimum.reduceat(d, panes.start)
 
 
 def _recent_count(frame: ReadingsFrame, flagged: np.ndarray, hits: np.ndarray) -> np.ndarray:
