@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from iot_platform.core.detectors.spike import _successive_differences
+from iot_platform.core.detectors.spike import _successive_differences, column_nanmedian, row_nanmedian, sorting_network
 from iot_platform.core.schemas import METRICS
 from iot_platform.core.windows import US, WindowParams, aggregate_panes, build_frame
 
@@ -84,3 +84,46 @@ def test_successive_differences_equal_their_definition(seed: int, max_gap: float
             assert g.dtype == w.dtype, (name, what)
             assert np.array_equal(g.view(np.int64) if g.dtype == float else g,
                                   w.view(np.int64) if w.dtype == float else w), (name, what)  # fmt: skip
+
+
+def _median_by_sort(m: np.ndarray) -> np.ndarray:
+    """The definition: each row sorted (NaN last), the middle value or the mean of the two middle ones."""
+    out = np.empty(len(m))
+    for r, row in enumerate(np.sort(m, axis=1)):
+        c = int(np.count_nonzero(~np.isnan(row)))
+        out[r] = (row[max((c - 1) // 2, 0)] + row[c // 2]) / 2
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6, 7, 8, 9, 12])
+def test_row_nanmedian_equals_the_sorted_middle_bit_for_bit(k: int):
+    rng = np.random.default_rng(k)
+    m = np.round(rng.normal(0, 2, (400, k)), 1)  # rounded: ties
+    m[rng.random(m.shape) < 0.3] = np.nan
+    m[:5] = np.nan  # rows without a value: NaN
+    m[5:10, 0] = np.inf
+    m[10:15, -1] = -np.inf
+    with np.errstate(invalid="ignore"):
+        want = _median_by_sort(m)
+    got = row_nanmedian(m)
+    assert np.array_equal(got.view(np.int64), want.view(np.int64))
+    med, count = column_nanmedian(np.ascontiguousarray(m.T))
+    assert np.array_equal(med.view(np.int64), want.view(np.int64))
+    assert count.tolist() == np.count_nonzero(~np.isnan(m), axis=1).tolist()
+
+
+def test_row_nanmedian_keeps_the_sign_of_zero_as_the_sort_does():
+    m = np.array([[-0.0, 0.0, 1.0], [0.0, -0.0, 1.0], [-1.0, 0.0, -0.0], [np.nan, -0.0, np.nan]])
+    got = row_nanmedian(m)
+    assert np.signbit(got).tolist() == [False, True, False, True]  # numpy's sort keeps equal values in order
+    assert np.array_equal(got.view(np.int64), _median_by_sort(m).view(np.int64))
+
+
+@pytest.mark.parametrize("k", range(1, 11))
+def test_sorting_networks_sort_every_input(k: int):
+    # 0-1 principle: a comparator network sorts every input if it sorts every sequence of 0s and 1s
+    bits = (np.arange(2**k)[:, None] >> np.arange(k)) & 1
+    cols = [bits[:, i].copy() for i in range(k)]
+    for i, j in sorting_network(k):
+        cols[i], cols[j] = np.minimum(cols[i], cols[j]), np.maximum(cols[i], cols[j])
+    assert np.array_equal(np.stack(cols, axis=1), np.sort(bits, axis=1))
