@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from iot_platform.core.detectors.spike import _successive_differences, column_nanmedian, row_nanmedian, sorting_network
-from iot_platform.core.schemas import METRICS
-from iot_platform.core.windows import US, WindowParams, aggregate_panes, build_frame
+from iot_platform.core.schemas import METRICS, TS_TYPE
+from iot_platform.core.windows import US, ReadingsSource, WindowParams, _median_spacings, aggregate_panes, build_frame
 
 
 def _frame(rng: np.random.Generator, n_sensors: int, rows: int, interval_s: float = 1.0):
@@ -127,3 +129,64 @@ def test_sorting_networks_sort_every_input(k: int):
     for i, j in sorting_network(k):
         cols[i], cols[j] = np.minimum(cols[i], cols[j]), np.maximum(cols[i], cols[j])
     assert np.array_equal(np.stack(cols, axis=1), np.sort(bits, axis=1))
+
+
+def _readings(rng: np.random.Generator, sensors: list[str], t0: int, rows: int, chunks: int) -> pa.Table:
+    """Readings grouped by sensor, ts ascending per sensor, split into ``chunks`` record batches."""
+    sid = np.sort(rng.choice(sensors, rows))
+    ts = t0 + np.concatenate([np.arange(np.count_nonzero(sid == s)) for s in sorted(set(sid))]) * US
+    t = pa.table({"sensor_id": sid.astype(str), "ts": pa.array(ts, pa.int64()).cast(TS_TYPE),
+                  **{m: pa.array(rng.normal(20, 1, rows), pa.float64(),
+                                 mask=rng.random(rows) < 0.05) for m in METRICS}})  # fmt: skip
+    return pa.Table.from_batches(t.to_batches(max_chunksize=max(1, rows // chunks)))
+
+
+def _frame_by_sort(tables: list[pa.Table], names: np.ndarray, lo: int, hi: int):
+    """The definition: the tables' rows of codes lo..hi-1 concatenated, stably sorted by code."""
+    both = pa.concat_tables([t.select(["sensor_id", "ts", *METRICS]).cast(tables[0].select(
+        ["sensor_id", "ts", *METRICS]).schema) for t in tables])  # fmt: skip
+    code = np.searchsorted(names, np.asarray(both.column("sensor_id").to_pylist(), dtype=object))
+    keep = (code >= lo) & (code < hi)
+    order = np.argsort(code[keep], kind="stable")
+    sel = np.flatnonzero(keep)[order]
+    ts = pc.cast(both.column("ts"), pa.int64()).to_numpy()[sel]
+    values = {m: both.column(m).to_numpy(zero_copy_only=False).astype(float)[sel] for m in METRICS}
+    return code[sel] - lo, ts, values
+
+
+def test_a_frame_of_several_tables_is_their_rows_merged_by_sensor():
+    rng = np.random.default_rng(3)
+    sensors = [f"s{i}" for i in range(7)]
+    tail = _readings(rng, sensors[1:], 0, 900, 3)  # s0 has no tail
+    day = _readings(rng, sensors, 10_000 * US, 5_000, 4)
+    day = day.set_column(day.schema.get_field_index("humidity"), "humidity",
+                         day.column("humidity").cast(pa.float32()))  # fmt: skip
+    tail = tail.drop_columns(["pressure"])  # a column the tail lacks
+    full = tail.append_column("pressure", pa.nulls(tail.num_rows, pa.float64()))
+    src = ReadingsSource([tail, day])
+    names = src.names
+    for lo, hi in [(0, 7), (2, 5), (6, 7)]:
+        frame = src.frame(lo, hi, WindowParams())
+        code, ts, values = _frame_by_sort([full, day], names, lo, hi)
+        assert frame.code.tolist() == code.tolist()
+        assert frame.ts.tolist() == ts.tolist()
+        for m in METRICS:
+            assert np.array_equal(frame.values[m].view(np.int64), values[m].view(np.int64)), m
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_median_spacings_are_each_sensors_median_spacing(mixed: bool):
+    rng = np.random.default_rng(5)
+    sizes = [2, 3, 150, 400, 1, 250]  # sensor 4 has one reading: not asked
+    steps = []
+    for i, k in enumerate(sizes):
+        every = 300 if (mixed and i % 2) else 1
+        irregular = mixed and i == 3
+        jitter = rng.integers(1, 9, k) if irregular else rng.choice([every, every, every, 2 * every, 7 * every], k)
+        jitter[:3] = every  # the short sensors regular: one candidate for all when not mixed
+        steps.append(np.cumsum(jitter) * US)
+    ts = np.concatenate(steps)
+    offsets = np.r_[0, np.cumsum(sizes)]
+    sensors = np.array([0, 1, 2, 3, 5])
+    want = [float(np.median(np.diff(ts[offsets[s] : offsets[s + 1]]))) for s in sensors]
+    assert _median_spacings(ts, offsets, sensors) == want

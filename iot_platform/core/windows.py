@@ -412,32 +412,71 @@ class ReadingsSource:
             a, b = np.searchsorted(sorted_code, [lo, hi])
             if b <= a:
                 continue
-            if order is None:
-                piece = table.slice(a, b - a)
-            else:
-                piece = table.take(pa.array(order[a:b]))
-            n = piece.num_rows
-            pieces.append(
-                (
-                    sorted_code[a:b] - lo,
-                    _ts_us(piece.column("ts")),
-                    {m: _float(piece.column(m) if m in piece.column_names else None, n) for m in METRICS},
-                )
-            )
+            piece = table.slice(a, b - a) if order is None else table.take(pa.array(order[a:b]))
+            pieces.append((sorted_code[a:b] - lo, piece))
         if len(pieces) == 1:
-            code, ts, values = pieces[0]
+            code, piece = pieces[0]
+            ts = _ts_us(piece.column("ts"))
+            values = {m: _float(piece.column(m) if m in piece.column_names else None, len(code)) for m in METRICS}
         elif pieces:
-            code = np.concatenate([p[0] for p in pieces])
-            # Pieces are grouped by sensor each; a stable sort on the code alone interleaves them (a linear
-            # merge of sorted runs), which leaves (code, ts) sorted when the tables are successive in time.
-            order = np.argsort(code, kind="stable")
-            code = code[order]
-            ts = np.concatenate([p[1] for p in pieces])[order]
-            values = {m: np.concatenate([p[2][m] for p in pieces])[order] for m in METRICS}
+            code, ts, values = _merge_pieces(pieces, len(names))
         else:
             code, ts = np.zeros(0, np.int64), np.zeros(0, np.int64)
             values = {m: np.zeros(0) for m in METRICS}
         return build_frame(names, code, ts, values, params, intervals, registry)
+
+
+def _merge_pieces(pieces: list[tuple[np.ndarray, pa.Table]], n_names: int):
+    """(code, ts, values) of several pieces, each grouped by (ascending) code, merged by code: a sensor's rows
+    of the first piece, then its rows of the next... (what a stable sort on the code of the concatenation
+    gives, which leaves (code, ts) sorted when the pieces are successive in time).
+
+    Each (piece, sensor) block lands in one contiguous range of the output: the columns are copied block by
+    block straight from the Arrow chunks, with no concatenation, sort or gather."""
+    counts = [np.bincount(code, minlength=n_names) for code, _ in pieces]
+    total = np.sum(counts, axis=0)
+    offsets = np.r_[0, np.cumsum(total)]
+    placed = offsets[:-1].copy()
+    plans = []
+    for (code, piece), count in zip(pieces, counts):
+        starts = np.r_[0, np.flatnonzero(code[1:] != code[:-1]) + 1]
+        c = code[starts]
+        dst = placed[c].copy()
+        placed[c] += count[c]
+        plans.append((starts, dst, len(code), piece))
+    n = int(offsets[-1])
+    code = np.repeat(np.arange(n_names, dtype=np.int64), total)
+    ts = np.empty(n, np.int64)
+    values = {m: np.empty(n) for m in METRICS}
+    for starts, dst, n_piece, piece in plans:
+        _copy_blocks(piece.column("ts"), starts, dst, n_piece, ts, _ts_us)
+        for m in METRICS:
+            if m in piece.column_names:
+                _copy_blocks(piece.column(m), starts, dst, n_piece, values[m], lambda ch: _float(ch, len(ch)))
+            else:
+                for a, b, d in zip(starts, np.r_[starts[1:], n_piece], dst):
+                    values[m][d : d + b - a] = np.nan
+    return code, ts, values
+
+
+def _copy_blocks(column: pa.ChunkedArray, starts: np.ndarray, dst: np.ndarray, n: int, out: np.ndarray,
+                 convert) -> None:  # fmt: skip
+    """``out[dst[i] : dst[i] + len_i] = column[starts[i] : starts[i] + len_i]`` (blocks up to the next start,
+    the last one to ``n``), each Arrow chunk converted once (zero-copy where it can be)."""
+    ends = np.r_[starts[1:], n]
+    c0 = 0
+    for chunk in column.chunks:
+        c1 = c0 + len(chunk)
+        if c1 > c0:
+            i, j = np.searchsorted(ends, c0, side="right"), np.searchsorted(starts, c1, side="left")
+            if j > i:
+                arr = convert(chunk)
+                a = np.maximum(starts[i:j], c0)
+                b = np.minimum(ends[i:j], c1)
+                d = dst[i:j] + (a - starts[i:j])
+                for x, y, z in zip((a - c0).tolist(), (b - c0).tolist(), d.tolist()):
+                    out[z : z + y - x] = arr[x:y]
+        c0 = c1
 
 
 def _sort_unique(code: np.ndarray, ts: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -557,15 +596,20 @@ def _median_spacings(ts: np.ndarray, offsets: np.ndarray, sensors: np.ndarray) -
     d = np.diff(ts)  # spacings; the ones across two sensors are never counted below
     a, b = offsets[sensors], offsets[sensors + 1] - 1  # sensor i's spacings are d[a:b]
     cand = np.array([np.median(d[x : min(x + 101, y)]) for x, y in zip(a, b)])
-    lut = np.full(len(offsets) - 1, np.nan)
-    lut[sensors] = cand
-    c = np.repeat(lut, np.diff(offsets))[1:]  # each spacing's candidate: its later row's sensor's
-    # counts over each sensor's own spacings d[a:b] from running sums (a spacing across two sensors lies
-    # outside every such range)
+    if (cand == cand[0]).all():  # sensors sampling alike (a fleet at 1 Hz): one candidate for every spacing
+        c = cand[0]
+    else:
+        lut = np.full(len(offsets) - 1, np.nan)
+        lut[sensors] = cand
+        c = np.repeat(lut, np.diff(offsets))[1:]  # each spacing's candidate: its later row's sensor's
+    # counts over each sensor's own spacings d[a:b]: sums over segments a, b, a', b', ... of which every
+    # other one is a sensor's (a spacing across two sensors lies outside every such range; the sensors are
+    # ascending, each with at least one spacing, so the bounds are strictly increasing)
+    bounds = np.column_stack([a, b]).reshape(-1)
+    bounds = bounds[bounds < len(d)]
     with np.errstate(invalid="ignore"):
-        below_cum = np.concatenate([[0], np.cumsum(d < c)])
-        at_most_cum = np.concatenate([[0], np.cumsum(d <= c)])
-    below, at_most = below_cum[b] - below_cum[a], at_most_cum[b] - at_most_cum[a]
+        below = np.add.reduceat(d < c, bounds, dtype=np.int64)[::2]
+        at_most = np.add.reduceat(d <= c, bounds, dtype=np.int64)[::2]
     n = b - a
     exact = (below <= (n - 1) // 2) & (at_most >= n // 2 + 1)
     return [float(cand[j]) if exact[j] else float(np.median(d[a[j] : b[j]])) for j in range(len(sensors))]
