@@ -677,29 +677,39 @@ def aggregate_panes(frame: ReadingsFrame) -> Panes:
         z = np.zeros(0, np.int64)
         zf = np.zeros(0)
         return Panes(z, z, z, z, z, z, {m: z for m in METRICS}, {m: zf for m in METRICS}, zf, zf, zf, zf, zf)
-    hop = frame.hop_us[frame.code]
-    pane_idx = frame.ts // hop
+    hops = frame.hop_us
+    # one hop for every sensor (a fleet sampling alike): no per-row gather of it
+    pane_idx = frame.ts // (hops[0] if (hops == hops[0]).all() else hops[frame.code])
     boundary = np.ones(n, dtype=bool)
     boundary[1:] = (frame.code[1:] != frame.code[:-1]) | (pane_idx[1:] != pane_idx[:-1])
     start = np.flatnonzero(boundary)
-    row_pane = np.cumsum(boundary) - 1
     code = frame.code[start]
     idx = pane_idx[start]
     n_rows = np.diff(np.append(start, n))
+    row_pane = np.repeat(np.arange(len(start)), n_rows)
 
     count, total, clean = {}, {}, {}
     for m in METRICS:
         ok = frame.valid(m)
+        v = frame.values[m]
         if ok.all():  # the common case: no nulls, no broken-sensor values, no copies
-            count[m], total[m], clean[m] = n_rows, np.add.reduceat(frame.values[m], start), frame.values[m]
-        else:
-            count[m] = np.add.reduceat(ok, start, dtype=np.int64)
-            total[m] = np.add.reduceat(np.where(ok, frame.values[m], 0.0), start)
-            clean[m] = np.where(ok, frame.values[m], np.nan) if m in ("temperature", "vibration", "battery_level") else None
+            count[m], total[m], clean[m] = n_rows, np.add.reduceat(v, start), v
+        else:  # a few invalid rows, corrected in copies (exact: integer counts, the same values summed)
+            bad = np.flatnonzero(~ok)
+            count[m] = n_rows - np.bincount(row_pane[bad], minlength=len(start))
+            z = v.copy()
+            z[bad] = 0.0
+            total[m] = np.add.reduceat(z, start)
+            if m in ("temperature", "vibration", "battery_level"):
+                z[bad] = np.nan
+                clean[m] = z
+            else:
+                clean[m] = None
     t = clean["temperature"]
     with np.errstate(invalid="ignore", divide="ignore"):
         t_mean = total["temperature"] / np.maximum(count["temperature"], 1)
-    dev = t - t_mean[row_pane]
+    dev = np.repeat(t_mean, n_rows)  # each row's pane mean (t_mean[row_pane]), then in place
+    np.subtract(t, dev, out=dev)
     dev *= dev
     temp_m2 = np.add.reduceat(np.nan_to_num(dev, copy=False, nan=0.0), start)
     temp_min = np.fmin.reduceat(t, start)
