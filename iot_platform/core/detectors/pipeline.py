@@ -280,8 +280,9 @@ def run_day_chunked(
     stage = DayStage(baseline_stats, params, day=day, intervals=intervals, chunk_rows=chunk_rows)
 
     def chunk(readings: pa.Table, prev_tail: pa.Table | None) -> list[tuple]:
-        ids = [t.column("sensor_id").unique().to_pylist() for t in (readings, prev_tail) if t is not None]
-        return stage.run(readings, prev_tail, stage.past(np.array(sorted({n for i in ids for n in i}), dtype=object)))
+        # the sensors of the chunk (from the runs of a column grouped by sensor: no hashing of every row)
+        ids = [EncodedSensors(t.column("sensor_id")).used() for t in (readings, prev_tail) if t is not None]
+        return stage.run(readings, prev_tail, stage.past(np.array(sorted(set().union(*ids)), dtype=object)))
 
     # NumPy and Arrow release the GIL: with two workers, two chunks of sensors are computed at once
     with cf.ThreadPoolExecutor(max_workers=workers) as pool:
@@ -536,7 +537,8 @@ def _ends_in(table: pa.Table | None, lo: int, hi: int) -> pa.Table | None:
     if table is None or table.num_rows == 0:
         return table
     end = pc.cast(pc.cast(table.column("window_end"), WINDOW_STATS.field("window_end").type), pa.int64()).to_numpy()
-    return table.filter(pa.array((end > lo) & (end <= hi)))
+    keep = (end > lo) & (end <= hi)
+    return table if keep.all() else table.filter(pa.array(keep))  # all of them (the drift days): no copy
 
 
 # -- the detectors, behind one signature (for the contract tests and for callers picking one) ----
