@@ -8,12 +8,17 @@ invalid rows first or last, runs of them across a sensor change, a sensor with n
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from iot_platform.core.calendar import day_start_us
+from iot_platform.core.detectors import DetectionParams, drift_baseline
+from iot_platform.core.detectors.drift import baseline_frame
+from iot_platform.core.detectors.inputs import BaselineFrame
 from iot_platform.core.detectors.spike import _successive_differences, column_nanmedian, row_nanmedian, sorting_network
 from iot_platform.core.schemas import METRICS, TS_TYPE
 from iot_platform.core.windows import US, ReadingsSource, WindowParams, _median_spacings, aggregate_panes, build_frame
@@ -190,3 +195,45 @@ def test_median_spacings_are_each_sensors_median_spacing(mixed: bool):
     sensors = np.array([0, 1, 2, 3, 5])
     want = [float(np.median(np.diff(ts[offsets[s] : offsets[s + 1]]))) for s in sensors]
     assert _median_spacings(ts, offsets, sensors) == want
+
+
+def _previous_days(rng: np.random.Generator, sensors: list[str], days: int) -> pa.Table:
+    """WINDOW_STATS-like rows of ``days`` days, one window a minute, some without a usable mean."""
+    ends = np.arange(1, days * 1440 + 1) * 60 * US + day_start_us(dt.date(2024, 1, 1))
+    n = len(ends)
+    cols: dict[str, list] = {c: [] for c in ("sensor_id", "window_end", "n_readings", "temp_mean", "temp_std",
+                                             "humidity_mean", "pressure_mean", "vibration_mean", "vibration_max")}  # fmt: skip
+    for s in sensors:
+        cols["sensor_id"].append(np.full(n, s, dtype=object))
+        cols["window_end"].append(ends)
+        nr = np.where(rng.random(n) < 0.02, 5, 300)
+        if s == sensors[1]:
+            nr[np.arange(n) % 1440 < 60] = 5  # its first hour of every day unusable: slots without a median
+        cols["n_readings"].append(nr)
+        for c, (mu, sd) in {"temp_mean": (20, 2), "temp_std": (0.3, 0.1), "humidity_mean": (50, 5),
+                            "pressure_mean": (1000, 3), "vibration_mean": (1, 0.2), "vibration_max": (1.5, 0.3)}.items():  # fmt: skip
+            v = rng.normal(mu, sd, n)
+            v[rng.random(n) < 0.01] = np.nan
+            cols[c].append(v)
+    t = {c: np.concatenate(v) for c, v in cols.items()}
+    return pa.table({**t, "sensor_id": pa.array(t["sensor_id"], pa.string()),
+                     "window_end": pa.array(t["window_end"], pa.int64()).cast(TS_TYPE)})  # fmt: skip
+
+
+def test_the_baseline_frame_equals_the_baseline_table_read_back():
+    rng = np.random.default_rng(11)
+    past = _previous_days(rng, ["a", "b", "c"], 3)
+    params = DetectionParams()
+    for names in (["a", "b", "c"], ["b", "c", "d"], ["x"]):  # also sensors the days lack, and days' sensors left out
+        names = np.array(names, dtype=object)
+        got = baseline_frame(past, params, names)
+        want = BaselineFrame.from_table(drift_baseline(past, params), names)
+        assert got.known.tolist() == want.known.tolist()
+        assert list(got.metrics) == list(want.metrics)
+        for m, w in want.metrics.items():
+            g = got.metrics[m]
+            for f in ("key", "median", "n_days", "scale", "spread"):
+                a, b = getattr(g, f), getattr(w, f)
+                assert a.dtype == b.dtype and np.array_equal(a.view(np.int64), b.view(np.int64)), (m, f)
+    empty = baseline_frame(None, params, np.array(["a"], dtype=object))
+    assert empty.known.tolist() == [False] and empty.metrics == {}

@@ -317,7 +317,7 @@ def run_chunk(readings: pa.Table, prev_tail: pa.Table | None, task: ChunkTask) -
 
     def process(frame: ReadingsFrame) -> tuple:
         past = history.rows(frame.names)  # the previous days' windows of these sensors only
-        bf = BaselineFrame.from_table(drift.drift_baseline(_ends_in(past, hist_lo, a), params), frame.names)
+        bf = drift.baseline_frame(_ends_in(past, hist_lo, a), params, frame.names)
         panes = aggregate_panes(frame)
         arrays = window_arrays(frame, panes, a, b)
         wf = WindowFrame.concat(
