@@ -168,8 +168,14 @@ def test_a_frame_of_several_tables_is_their_rows_merged_by_sensor():
                          day.column("humidity").cast(pa.float32()))  # fmt: skip
     tail = tail.drop_columns(["pressure"])  # a column the tail lacks
     full = tail.append_column("pressure", pa.nulls(tail.num_rows, pa.float64()))
-    src = ReadingsSource([tail, day])
+    src = ReadingsSource([tail, day])  # the day (5,000 rows) encoded from its runs, the tail row by row
     names = src.names
+    ids = np.concatenate([t.column("sensor_id").to_numpy(zero_copy_only=False) for t in (tail, day)])
+    assert src.rows_per_sensor().tolist() == [int(np.count_nonzero(ids == n)) for n in names]
+    # the same rows out of sensor order (gathered, not sliced): the same frame
+    shuffled = day.take(pa.array(rng.permutation(day.num_rows)))
+    assert ReadingsSource([tail, shuffled]).frame(0, 7, WindowParams()).values["temperature"].view(np.int64).tolist() \
+        == src.frame(0, 7, WindowParams()).values["temperature"].view(np.int64).tolist()  # fmt: skip
     for lo, hi in [(0, 7), (2, 5), (6, 7)]:
         frame = src.frame(lo, hi, WindowParams())
         code, ts, values = _frame_by_sort([full, day], names, lo, hi)

@@ -230,11 +230,21 @@ class EncodedSensors:
         """Positions of each row's id in sorted ``names``; -1 for ids not in ``names`` and nulls."""
         if self.n == 0:
             return np.zeros(0, np.int64)
+        return self.mapped(self._lut(names))
+
+    def _lut(self, names: np.ndarray) -> np.ndarray:
         lut = np.full(len(self.dictionary) + 1, -1, dtype=np.int64)  # last slot: null rows
         if len(names) and len(self.dictionary):
             where = np.minimum(np.searchsorted(names, self.dictionary), len(names) - 1)
             lut[:-1] = np.where(names[where] == self.dictionary, where, -1)
-        return self.mapped(lut)
+        return lut
+
+    def code_runs(self, names: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(code, length) of each run of rows, as :meth:`codes` would give them row by row; None when the
+        column was not encoded from its runs."""
+        if self._runs is None:
+            return None
+        return self._lut(names)[self._runs[0]], self._runs[1]
 
     def mapped(self, lut: np.ndarray) -> np.ndarray:
         """``lut[indices]``: a value per row from a value per id (``lut[-1]`` for null rows)."""
@@ -370,25 +380,40 @@ class ReadingsSource:
         if names is None:
             names = np.array(sorted(set().union(*(e.used() for e in encoded))), dtype=object)
         self.names = names
-        self._parts = []
+        # parts: (table, order, key, starts): rows sorted by code, ``key`` ascending; with ``starts`` (runs),
+        # key holds a code per run of rows starts[i]:starts[i + 1], else one per row
+        self._parts: list[tuple[pa.Table, np.ndarray | None, np.ndarray, np.ndarray | None]] = []
         for t, e in zip(tables, encoded):
-            code = e.codes(names)
             cols = pa.table({c: t.column(c) for c in ("ts", *METRICS) if c in t.column_names})
             # Runs grouped by sensor (validated readings are one run; a previous day's tail concatenated with
             # the day is two) are sliced, not copied; anything else is gathered in sensor order.
+            runs = e.code_runs(names)
+            if runs is not None:  # a column grouped by sensor: its runs' codes, never a code per row
+                run_code, run_len = runs
+                starts = np.r_[0, np.cumsum(run_len)]
+                breaks = np.flatnonzero(run_code[1:] < run_code[:-1]) + 1
+                if len(breaks) <= 64:
+                    for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(run_code)]):
+                        a, b = starts[lo], starts[hi]
+                        self._parts.append((cols.slice(a, b - a), None, run_code[lo:hi], starts[lo : hi + 1] - a))
+                    continue
+            code = e.codes(names)
             breaks = np.flatnonzero(code[1:] < code[:-1]) + 1
             if len(breaks) <= 64:
                 for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(code)]):
-                    self._parts.append((cols.slice(lo, hi - lo), None, code[lo:hi]))
+                    self._parts.append((cols.slice(lo, hi - lo), None, code[lo:hi], None))
             else:
                 order = np.argsort(code, kind="stable")
-                self._parts.append((cols, order, code[order]))
+                self._parts.append((cols, order, code[order], None))
 
     def rows_per_sensor(self) -> np.ndarray:
         out = np.zeros(len(self.names), dtype=np.int64)
-        for _, _, sorted_code in self._parts:
-            lo = np.searchsorted(sorted_code, 0)
-            out += np.bincount(sorted_code[lo:], minlength=len(self.names))
+        for _, _, key, starts in self._parts:
+            lo = np.searchsorted(key, 0)
+            if starts is None:
+                out += np.bincount(key[lo:], minlength=len(self.names))
+            else:
+                np.add.at(out, key[lo:], np.diff(starts)[lo:])
         return out
 
     def chunks(self, max_rows: int = 1_000_000, max_sensors: int = 1_000) -> Iterator[tuple[int, int]]:
@@ -408,12 +433,17 @@ class ReadingsSource:
         :class:`~iot_platform.core.registry.SensorRegistry`) gives valid ranges and known intervals."""
         names = self.names[lo:hi]
         pieces = []
-        for table, order, sorted_code in self._parts:
-            a, b = np.searchsorted(sorted_code, [lo, hi])
+        for table, order, key, starts in self._parts:
+            a, b = np.searchsorted(key, [lo, hi])
             if b <= a:
                 continue
+            if starts is None:
+                code = key[a:b] - lo
+            else:
+                code = np.repeat(key[a:b] - lo, np.diff(starts[a : b + 1]))
+                a, b = starts[a], starts[b]
             piece = table.slice(a, b - a) if order is None else table.take(pa.array(order[a:b]))
-            pieces.append((sorted_code[a:b] - lo, piece))
+            pieces.append((code, piece))
         if len(pieces) == 1:
             code, piece = pieces[0]
             ts = _ts_us(piece.column("ts"))
