@@ -17,7 +17,7 @@ import pytest
 
 from iot_platform.core.calendar import day_start_us
 from iot_platform.core.detectors import DetectionParams, drift_baseline
-from iot_platform.core.detectors.drift import baseline_frame
+from iot_platform.core.detectors.drift import _group_median, baseline_frame
 from iot_platform.core.detectors.inputs import BaselineFrame
 from iot_platform.core.detectors.spike import _successive_differences, column_nanmedian, row_nanmedian, sorting_network
 from iot_platform.core.schemas import METRICS, TS_TYPE
@@ -243,3 +243,18 @@ def test_the_baseline_frame_equals_the_baseline_table_read_back():
                 assert a.dtype == b.dtype and np.array_equal(a.view(np.int64), b.view(np.int64)), (m, f)
     empty = baseline_frame(None, params, np.array(["a"], dtype=object))
     assert empty.known.tolist() == [False] and empty.metrics == {}
+
+
+@pytest.mark.parametrize("width", [1, 3, 7, 8, 9, 40, 300])
+def test_group_medians_are_each_groups_median(width: int):
+    rng = np.random.default_rng(width)
+    sizes = rng.integers(1, width + 1, 50)
+    sizes[0] = width
+    group = np.repeat(np.arange(50) * 3, sizes)  # sorted, with gaps between the group values
+    x = np.round(rng.normal(0, 1, len(group)), 1) + 0.0  # ties; no -0.0 (np.median orders it as it likes)
+    g, med, count = _group_median(group, x, presorted=True)
+    assert g.tolist() == (np.arange(50) * 3).tolist() and count.tolist() == sizes.tolist()
+    want = np.array([np.median(x[group == v]) for v in g])
+    assert np.array_equal(med.view(np.int64), want.view(np.int64))
+    shuffled = rng.permutation(len(group))
+    assert np.array_equal(_group_median(group[shuffled], x[shuffled])[1].view(np.int64), want.view(np.int64))

@@ -50,6 +50,7 @@ import pyarrow as pa
 from iot_platform.core.detectors.inputs import BASELINE, BaselineFrame, MetricBaseline, WindowFrame, _lut
 from iot_platform.core.detectors.params import DetectionParams, DriftParams
 from iot_platform.core.detectors.points import POINTS, concat_points, fmt, join, make_points
+from iot_platform.core.detectors.spike import _MAX_NETWORK, column_nanmedian
 from iot_platform.core.windows import DAY_US, US, WindowParams, names_array, sensor_names, to_us
 
 _MAD_TO_SD = 1.4826
@@ -65,16 +66,18 @@ def _group_median(group: np.ndarray, x: np.ndarray, presorted: bool = False) -> 
     start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     count = np.diff(np.r_[start, len(g)])
     width = int(count.max())
-    if width <= 64:  # small groups (a slot over the previous days): one padded sort
+    v = x if presorted else x[order]
+    if width <= _MAX_NETWORK and not np.isnan(v).any():  # a slot over the previous days: a sorting network
+        pad = np.full((width, len(start)), np.nan)  # (position in the group, group), NaN-padded
+        pad[np.arange(len(g)) - np.repeat(start, count), np.repeat(np.arange(len(start)), count)] = v
+        med = column_nanmedian(pad)[0]  # the padding is NaN, the values are not: the count is the group's
+    elif width <= 64:  # small groups: one padded sort
         pad = np.full((len(start), width), np.nan)
-        pad[np.repeat(np.arange(len(start)), count), np.arange(len(g)) - np.repeat(start, count)] = (
-            x if presorted else x[order]
-        )
+        pad[np.repeat(np.arange(len(start)), count), np.arange(len(g)) - np.repeat(start, count)] = v
         pad.sort(axis=1)
         r = np.arange(len(start))
         med = (pad[r, (count - 1) // 2] + pad[r, count // 2]) / 2
     else:  # few big groups (a sensor's residuals): one partition each
-        v = x if presorted else x[order]
         med = np.array([np.median(v[a : a + c]) for a, c in zip(start, count)])
     return g[start], med, count
 
