@@ -273,8 +273,12 @@ def detect_frame(
             drop = ~resolved.has[m]
             upper = resolved.warning_above[m]
             if drop.any() or np.isfinite(upper).any():
+                # one alarm level for every sensor (the registry's usual case): compared as a scalar, no gathers
+                same = len(upper) > 0 and bool((upper == upper[0]).all())
                 with np.errstate(invalid="ignore"):
-                    out = drop[frame.code] | (frame.values[m] > upper[frame.code])
+                    out = frame.values[m] > (upper[0] if same else upper[frame.code])
+                if drop.any():
+                    out |= drop[frame.code]
                 if (valid & out).any():
                     ok, ok_is_valid = valid & ~out, False
             floor = np.maximum(floor, resolved.floor[m])
