@@ -230,11 +230,21 @@ class EncodedSensors:
         """Positions of each row's id in sorted ``names``; -1 for ids not in ``names`` and nulls."""
         if self.n == 0:
             return np.zeros(0, np.int64)
+        return self.mapped(self._lut(names))
+
+    def _lut(self, names: np.ndarray) -> np.ndarray:
         lut = np.full(len(self.dictionary) + 1, -1, dtype=np.int64)  # last slot: null rows
         if len(names) and len(self.dictionary):
             where = np.minimum(np.searchsorted(names, self.dictionary), len(names) - 1)
             lut[:-1] = np.where(names[where] == self.dictionary, where, -1)
-        return self.mapped(lut)
+        return lut
+
+    def code_runs(self, names: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(code, length) of each run of rows, as :meth:`codes` would give them row by row; None when the
+        column was not encoded from its runs."""
+        if self._runs is None:
+            return None
+        return self._lut(names)[self._runs[0]], self._runs[1]
 
     def mapped(self, lut: np.ndarray) -> np.ndarray:
         """``lut[indices]``: a value per row from a value per id (``lut[-1]`` for null rows)."""
@@ -370,25 +380,40 @@ class ReadingsSource:
         if names is None:
             names = np.array(sorted(set().union(*(e.used() for e in encoded))), dtype=object)
         self.names = names
-        self._parts = []
+        # parts: (table, order, key, starts): rows sorted by code, ``key`` ascending; with ``starts`` (runs),
+        # key holds a code per run of rows starts[i]:starts[i + 1], else one per row
+        self._parts: list[tuple[pa.Table, np.ndarray | None, np.ndarray, np.ndarray | None]] = []
         for t, e in zip(tables, encoded):
-            code = e.codes(names)
             cols = pa.table({c: t.column(c) for c in ("ts", *METRICS) if c in t.column_names})
             # Runs grouped by sensor (validated readings are one run; a previous day's tail concatenated with
             # the day is two) are sliced, not copied; anything else is gathered in sensor order.
+            runs = e.code_runs(names)
+            if runs is not None:  # a column grouped by sensor: its runs' codes, never a code per row
+                run_code, run_len = runs
+                starts = np.r_[0, np.cumsum(run_len)]
+                breaks = np.flatnonzero(run_code[1:] < run_code[:-1]) + 1
+                if len(breaks) <= 64:
+                    for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(run_code)]):
+                        a, b = starts[lo], starts[hi]
+                        self._parts.append((cols.slice(a, b - a), None, run_code[lo:hi], starts[lo : hi + 1] - a))
+                    continue
+            code = e.codes(names)
             breaks = np.flatnonzero(code[1:] < code[:-1]) + 1
             if len(breaks) <= 64:
                 for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(code)]):
-                    self._parts.append((cols.slice(lo, hi - lo), None, code[lo:hi]))
+                    self._parts.append((cols.slice(lo, hi - lo), None, code[lo:hi], None))
             else:
                 order = np.argsort(code, kind="stable")
-                self._parts.append((cols, order, code[order]))
+                self._parts.append((cols, order, code[order], None))
 
     def rows_per_sensor(self) -> np.ndarray:
         out = np.zeros(len(self.names), dtype=np.int64)
-        for _, _, sorted_code in self._parts:
-            lo = np.searchsorted(sorted_code, 0)
-            out += np.bincount(sorted_code[lo:], minlength=len(self.names))
+        for _, _, key, starts in self._parts:
+            lo = np.searchsorted(key, 0)
+            if starts is None:
+                out += np.bincount(key[lo:], minlength=len(self.names))
+            else:
+                np.add.at(out, key[lo:], np.diff(starts)[lo:])
         return out
 
     def chunks(self, max_rows: int = 1_000_000, max_sensors: int = 1_000) -> Iterator[tuple[int, int]]:
@@ -408,36 +433,80 @@ class ReadingsSource:
         :class:`~iot_platform.core.registry.SensorRegistry`) gives valid ranges and known intervals."""
         names = self.names[lo:hi]
         pieces = []
-        for table, order, sorted_code in self._parts:
-            a, b = np.searchsorted(sorted_code, [lo, hi])
+        for table, order, key, starts in self._parts:
+            a, b = np.searchsorted(key, [lo, hi])
             if b <= a:
                 continue
-            if order is None:
-                piece = table.slice(a, b - a)
+            if starts is None:
+                code = key[a:b] - lo
             else:
-                piece = table.take(pa.array(order[a:b]))
-            n = piece.num_rows
-            pieces.append(
-                (
-                    sorted_code[a:b] - lo,
-                    _ts_us(piece.column("ts")),
-                    {m: _float(piece.column(m) if m in piece.column_names else None, n) for m in METRICS},
-                )
-            )
+                code = np.repeat(key[a:b] - lo, np.diff(starts[a : b + 1]))
+                a, b = starts[a], starts[b]
+            piece = table.slice(a, b - a) if order is None else table.take(pa.array(order[a:b]))
+            pieces.append((code, piece))
         if len(pieces) == 1:
-            code, ts, values = pieces[0]
+            code, piece = pieces[0]
+            ts = _ts_us(piece.column("ts"))
+            values = {m: _float(piece.column(m) if m in piece.column_names else None, len(code)) for m in METRICS}
         elif pieces:
-            code = np.concatenate([p[0] for p in pieces])
-            # Pieces are grouped by sensor each; a stable sort on the code alone interleaves them (a linear
-            # merge of sorted runs), which leaves (code, ts) sorted when the tables are successive in time.
-            order = np.argsort(code, kind="stable")
-            code = code[order]
-            ts = np.concatenate([p[1] for p in pieces])[order]
-            values = {m: np.concatenate([p[2][m] for p in pieces])[order] for m in METRICS}
+            code, ts, values = _merge_pieces(pieces, len(names))
         else:
             code, ts = np.zeros(0, np.int64), np.zeros(0, np.int64)
             values = {m: np.zeros(0) for m in METRICS}
         return build_frame(names, code, ts, values, params, intervals, registry)
+
+
+def _merge_pieces(pieces: list[tuple[np.ndarray, pa.Table]], n_names: int):
+    """(code, ts, values) of several pieces, each grouped by (ascending) code, merged by code: a sensor's rows
+    of the first piece, then its rows of the next... (what a stable sort on the code of the concatenation
+    gives, which leaves (code, ts) sorted when the pieces are successive in time).
+
+    Each (piece, sensor) block lands in one contiguous range of the output: the columns are copied block by
+    block straight from the Arrow chunks, with no concatenation, sort or gather."""
+    counts = [np.bincount(code, minlength=n_names) for code, _ in pieces]
+    total = np.sum(counts, axis=0)
+    offsets = np.r_[0, np.cumsum(total)]
+    placed = offsets[:-1].copy()
+    plans = []
+    for (code, piece), count in zip(pieces, counts):
+        starts = np.r_[0, np.flatnonzero(code[1:] != code[:-1]) + 1]
+        c = code[starts]
+        dst = placed[c].copy()
+        placed[c] += count[c]
+        plans.append((starts, dst, len(code), piece))
+    n = int(offsets[-1])
+    code = np.repeat(np.arange(n_names, dtype=np.int64), total)
+    ts = np.empty(n, np.int64)
+    values = {m: np.empty(n) for m in METRICS}
+    for starts, dst, n_piece, piece in plans:
+        _copy_blocks(piece.column("ts"), starts, dst, n_piece, ts, _ts_us)
+        for m in METRICS:
+            if m in piece.column_names:
+                _copy_blocks(piece.column(m), starts, dst, n_piece, values[m], lambda ch: _float(ch, len(ch)))
+            else:
+                for a, b, d in zip(starts, np.r_[starts[1:], n_piece], dst):
+                    values[m][d : d + b - a] = np.nan
+    return code, ts, values
+
+
+def _copy_blocks(column: pa.ChunkedArray, starts: np.ndarray, dst: np.ndarray, n: int, out: np.ndarray,
+                 convert) -> None:  # fmt: skip
+    """``out[dst[i] : dst[i] + len_i] = column[starts[i] : starts[i] + len_i]`` (blocks up to the next start,
+    the last one to ``n``), each Arrow chunk converted once (zero-copy where it can be)."""
+    ends = np.r_[starts[1:], n]
+    c0 = 0
+    for chunk in column.chunks:
+        c1 = c0 + len(chunk)
+        if c1 > c0:
+            i, j = np.searchsorted(ends, c0, side="right"), np.searchsorted(starts, c1, side="left")
+            if j > i:
+                arr = convert(chunk)
+                a = np.maximum(starts[i:j], c0)
+                b = np.minimum(ends[i:j], c1)
+                d = dst[i:j] + (a - starts[i:j])
+                for x, y, z in zip((a - c0).tolist(), (b - c0).tolist(), d.tolist()):
+                    out[z : z + y - x] = arr[x:y]
+        c0 = c1
 
 
 def _sort_unique(code: np.ndarray, ts: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -557,15 +626,20 @@ def _median_spacings(ts: np.ndarray, offsets: np.ndarray, sensors: np.ndarray) -
     d = np.diff(ts)  # spacings; the ones across two sensors are never counted below
     a, b = offsets[sensors], offsets[sensors + 1] - 1  # sensor i's spacings are d[a:b]
     cand = np.array([np.median(d[x : min(x + 101, y)]) for x, y in zip(a, b)])
-    lut = np.full(len(offsets) - 1, np.nan)
-    lut[sensors] = cand
-    c = np.repeat(lut, np.diff(offsets))[1:]  # each spacing's candidate: its later row's sensor's
-    # counts over each sensor's own spacings d[a:b] from running sums (a spacing across two sensors lies
-    # outside every such range)
+    if (cand == cand[0]).all():  # sensors sampling alike (a fleet at 1 Hz): one candidate for every spacing
+        c = cand[0]
+    else:
+        lut = np.full(len(offsets) - 1, np.nan)
+        lut[sensors] = cand
+        c = np.repeat(lut, np.diff(offsets))[1:]  # each spacing's candidate: its later row's sensor's
+    # counts over each sensor's own spacings d[a:b]: sums over segments a, b, a', b', ... of which every
+    # other one is a sensor's (a spacing across two sensors lies outside every such range; the sensors are
+    # ascending, each with at least one spacing, so the bounds are strictly increasing)
+    bounds = np.column_stack([a, b]).reshape(-1)
+    bounds = bounds[bounds < len(d)]
     with np.errstate(invalid="ignore"):
-        below_cum = np.concatenate([[0], np.cumsum(d < c)])
-        at_most_cum = np.concatenate([[0], np.cumsum(d <= c)])
-    below, at_most = below_cum[b] - below_cum[a], at_most_cum[b] - at_most_cum[a]
+        below = np.add.reduceat(d < c, bounds, dtype=np.int64)[::2]
+        at_most = np.add.reduceat(d <= c, bounds, dtype=np.int64)[::2]
     n = b - a
     exact = (below <= (n - 1) // 2) & (at_most >= n // 2 + 1)
     return [float(cand[j]) if exact[j] else float(np.median(d[a[j] : b[j]])) for j in range(len(sensors))]
@@ -633,29 +707,39 @@ def aggregate_panes(frame: ReadingsFrame) -> Panes:
         z = np.zeros(0, np.int64)
         zf = np.zeros(0)
         return Panes(z, z, z, z, z, z, {m: z for m in METRICS}, {m: zf for m in METRICS}, zf, zf, zf, zf, zf)
-    hop = frame.hop_us[frame.code]
-    pane_idx = frame.ts // hop
+    hops = frame.hop_us
+    # one hop for every sensor (a fleet sampling alike): no per-row gather of it
+    pane_idx = frame.ts // (hops[0] if (hops == hops[0]).all() else hops[frame.code])
     boundary = np.ones(n, dtype=bool)
     boundary[1:] = (frame.code[1:] != frame.code[:-1]) | (pane_idx[1:] != pane_idx[:-1])
     start = np.flatnonzero(boundary)
-    row_pane = np.cumsum(boundary) - 1
     code = frame.code[start]
     idx = pane_idx[start]
     n_rows = np.diff(np.append(start, n))
+    row_pane = np.repeat(np.arange(len(start)), n_rows)
 
     count, total, clean = {}, {}, {}
     for m in METRICS:
         ok = frame.valid(m)
+        v = frame.values[m]
         if ok.all():  # the common case: no nulls, no broken-sensor values, no copies
-            count[m], total[m], clean[m] = n_rows, np.add.reduceat(frame.values[m], start), frame.values[m]
-        else:
-            count[m] = np.add.reduceat(ok, start, dtype=np.int64)
-            total[m] = np.add.reduceat(np.where(ok, frame.values[m], 0.0), start)
-            clean[m] = np.where(ok, frame.values[m], np.nan) if m in ("temperature", "vibration", "battery_level") else None
+            count[m], total[m], clean[m] = n_rows, np.add.reduceat(v, start), v
+        else:  # a few invalid rows, corrected in copies (exact: integer counts, the same values summed)
+            bad = np.flatnonzero(~ok)
+            count[m] = n_rows - np.bincount(row_pane[bad], minlength=len(start))
+            z = v.copy()
+            z[bad] = 0.0
+            total[m] = np.add.reduceat(z, start)
+            if m in ("temperature", "vibration", "battery_level"):
+                z[bad] = np.nan
+                clean[m] = z
+            else:
+                clean[m] = None
     t = clean["temperature"]
     with np.errstate(invalid="ignore", divide="ignore"):
         t_mean = total["temperature"] / np.maximum(count["temperature"], 1)
-    dev = t - t_mean[row_pane]
+    dev = np.repeat(t_mean, n_rows)  # each row's pane mean (t_mean[row_pane]), then in place
+    np.subtract(t, dev, out=dev)
     dev *= dev
     temp_m2 = np.add.reduceat(np.nan_to_num(dev, copy=False, nan=0.0), start)
     temp_min = np.fmin.reduceat(t, start)

@@ -47,9 +47,10 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 
-from iot_platform.core.detectors.inputs import BASELINE, BaselineFrame, WindowFrame
+from iot_platform.core.detectors.inputs import BASELINE, BaselineFrame, MetricBaseline, WindowFrame, _lut
 from iot_platform.core.detectors.params import DetectionParams, DriftParams
 from iot_platform.core.detectors.points import POINTS, concat_points, fmt, join, make_points
+from iot_platform.core.detectors.spike import _MAX_NETWORK, column_nanmedian
 from iot_platform.core.windows import DAY_US, US, WindowParams, names_array, sensor_names, to_us
 
 _MAD_TO_SD = 1.4826
@@ -65,16 +66,18 @@ def _group_median(group: np.ndarray, x: np.ndarray, presorted: bool = False) -> 
     start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     count = np.diff(np.r_[start, len(g)])
     width = int(count.max())
-    if width <= 64:  # small groups (a slot over the previous days): one padded sort
+    v = x if presorted else x[order]
+    if width <= _MAX_NETWORK and not np.isnan(v).any():  # a slot over the previous days: a sorting network
+        pad = np.full((width, len(start)), np.nan)  # (position in the group, group), NaN-padded
+        pad[np.arange(len(g)) - np.repeat(start, count), np.repeat(np.arange(len(start)), count)] = v
+        med = column_nanmedian(pad)[0]  # the padding is NaN, the values are not: the count is the group's
+    elif width <= 64:  # small groups: one padded sort
         pad = np.full((len(start), width), np.nan)
-        pad[np.repeat(np.arange(len(start)), count), np.arange(len(g)) - np.repeat(start, count)] = (
-            x if presorted else x[order]
-        )
+        pad[np.repeat(np.arange(len(start)), count), np.arange(len(g)) - np.repeat(start, count)] = v
         pad.sort(axis=1)
         r = np.arange(len(start))
         med = (pad[r, (count - 1) // 2] + pad[r, count // 2]) / 2
     else:  # few big groups (a sensor's residuals): one partition each
-        v = x if presorted else x[order]
         med = np.array([np.median(v[a : a + c]) for a, c in zip(start, count)])
     return g[start], med, count
 
@@ -107,10 +110,69 @@ def drift_baseline(previous_window_stats: pa.Table, params: DetectionParams = De
     Every sensor present gets temperature rows (even without usable windows): the baseline is also the list
     of known sensors for the silence detector.
     """
+    names, parts = _baseline_parts(previous_window_stats, params)
+    tables = []
+    for m, keys, median, n_days, scale, spread in parts:
+        code = keys // 86_400
+        tables.append(
+            pa.Table.from_arrays(
+                [
+                    names_array(names, code),
+                    pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(keys), np.int32)), pa.array([m], pa.string()))
+                    .cast(pa.string()),
+                    pa.array(keys - code * 86_400, pa.int32()),
+                    pa.array(median, pa.float64(), from_pandas=True),
+                    pa.array(n_days, pa.int32()),
+                    pa.array(scale[code], pa.float64(), from_pandas=True),
+                    pa.array(spread[code], pa.float64(), from_pandas=True),
+                ],
+                schema=BASELINE,
+            )
+        )
+    return pa.concat_tables(tables) if tables else BASELINE.empty_table()
+
+
+def baseline_frame(previous_window_stats: pa.Table | None, params: DetectionParams, names: np.ndarray) -> BaselineFrame:
+    """``BaselineFrame.from_table(drift_baseline(previous_window_stats, params), names)``, without the table in
+    between (its NaN stored as nulls and read back as NaN, exactly as the table would)."""
+    old_names, parts = _baseline_parts(previous_window_stats, params)
+    if not parts:
+        return BaselineFrame.from_table(None, names)
+    lut = _lut(old_names, names)
+    known = np.zeros(len(names), bool)
+    metrics = {}
+    for m, keys, median, n_days, scale, spread in sorted(parts, key=lambda p: p[0]):
+        old_code = keys // 86_400
+        code = lut[old_code]
+        keep = code >= 0
+        if not keep.any():
+            continue
+        c = code[keep]
+        known[c] = True
+        key = c * 86_400 + (keys[keep] - old_code[keep] * 86_400)
+        order = np.argsort(key, kind="stable")
+        per_code = []
+        for v in (scale, spread):
+            out = np.full(len(names), np.nan)
+            out[c] = _as_stored(v[old_code[keep]])
+            per_code.append(out)
+        metrics[m] = MetricBaseline(key[order], _as_stored(median[keep])[order], n_days[keep][order].astype(np.int64),
+                                    *per_code)  # fmt: skip
+    return BaselineFrame(known, metrics)
+
+
+def _as_stored(x: np.ndarray) -> np.ndarray:
+    """``x`` as a float64 column stores it and reads it back: every NaN the same (null, then NaN)."""
+    return np.where(np.isnan(x), np.nan, x)
+
+
+def _baseline_parts(previous_window_stats: pa.Table | None, params: DetectionParams) -> tuple[np.ndarray, list]:
+    """(names, [(metric, keys, median, n_days, scale per code, spread per code)]): the baseline's rows as
+    arrays, key = code * 86400 + slot, sorted."""
     wf = WindowFrame.from_table(previous_window_stats, None, params.windows)
     names = wf.names
     if wf.n_rows == 0:
-        return BASELINE.empty_table()
+        return names, []
     res = params.registry.resolve(names)
     # every statistic below is per (sensor, slot) or per sensor: the rows are sorted by that key once
     key = wf.code * 86_400 + (wf.end % DAY_US) // US
@@ -164,22 +226,8 @@ def drift_baseline(previous_window_stats: pa.Table, params: DetectionParams = De
             if m == "temperature":
                 floor = np.where(res.simulated[mad_code], params.drift.min_scale, floor)
             scale[mad_code] = np.maximum(_MAD_TO_SD * mad, floor)
-        code = keys // 86_400
-        parts.append(
-            pa.Table.from_arrays(
-                [
-                    names_array(names, code),
-                    pa.array(np.full(len(keys), m, dtype=object), pa.string()),
-                    pa.array(keys - code * 86_400, pa.int32()),
-                    pa.array(median, pa.float64(), from_pandas=True),
-                    pa.array(n_days, pa.int32()),
-                    pa.array(scale[code], pa.float64(), from_pandas=True),
-                    pa.array(spread[code], pa.float64(), from_pandas=True),
-                ],
-                schema=BASELINE,
-            )
-        )
-    return pa.concat_tables(parts) if parts else BASELINE.empty_table()
+        parts.append((m, keys, median, n_days, scale, spread))
+    return names, parts
 
 
 def _day_offset_floor(code: np.ndarray, day: np.ndarray, resid: np.ndarray, n_names: int, n_days: int) -> np.ndarray:

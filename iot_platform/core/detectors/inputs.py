@@ -207,7 +207,10 @@ def _hops(code: np.ndarray, end: np.ndarray, n_names: int, windows: WindowParams
         same = code[1:] == code[:-1]
         step = np.where(same, end[1:] - end[:-1], np.iinfo(np.int64).max)
         smallest = np.full(n_names, np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(smallest, code[1:], step)
+        # rows are sorted by code: the smallest step of each code by one reduceat over its segment
+        c = code[1:]
+        first = np.r_[0, np.flatnonzero(c[1:] != c[:-1]) + 1]
+        smallest[c[first]] = np.minimum.reduceat(step, first)
         seen = smallest < np.iinfo(np.int64).max
         out[seen] = smallest[seen]
     if hop_us is not None:

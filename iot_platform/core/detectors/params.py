@@ -14,6 +14,7 @@ Errors name the field, the value received and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -138,6 +139,20 @@ class SpikeParams:
 def gaussian_isf(p: np.ndarray) -> np.ndarray:
     """z with P(Z > z) = p for a standard normal Z (p in (0, 0.5]), to about 1e-4 (bisection on erfc)."""
     p = np.asarray(p, dtype=np.float64)
+    if p.size == 0 or p.size > 4096:
+        return _gaussian_isf(p)
+    # per sensor, mostly one value, the same for every frame: the bisection once per distinct set of values
+    # (elementwise, so the same z as a bisection over all of them)
+    u, inv = np.unique(p, return_inverse=True)
+    return np.array(_gaussian_isf_cached(tuple(u.tolist())))[inv].reshape(p.shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _gaussian_isf_cached(p: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(_gaussian_isf(np.array(p, dtype=np.float64)).tolist())
+
+
+def _gaussian_isf(p: np.ndarray) -> np.ndarray:
     lo, hi = np.zeros_like(p), np.full_like(p, 40.0)
     for _ in range(60):
         mid = (lo + hi) / 2

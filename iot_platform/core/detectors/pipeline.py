@@ -280,8 +280,8 @@ def run_day_chunked(
     stage = DayStage(baseline_stats, params, day=day, intervals=intervals, chunk_rows=chunk_rows)
 
     def chunk(readings: pa.Table, prev_tail: pa.Table | None) -> list[tuple]:
-        ids = [t.column("sensor_id").unique().to_pylist() for t in (readings, prev_tail) if t is not None]
-        return stage.run(readings, prev_tail, stage.past(np.array(sorted({n for i in ids for n in i}), dtype=object)))
+        source = ReadingsSource([prev_tail, readings])  # encoded once: its names pick the history's rows too
+        return stage.run(readings, prev_tail, stage.past(source.names), source)
 
     # NumPy and Arrow release the GIL: with two workers, two chunks of sensors are computed at once
     with cf.ThreadPoolExecutor(max_workers=workers) as pool:
@@ -306,8 +306,10 @@ class ChunkTask:
     past: pa.Table | None  # the previous days' window_stats of the chunk's sensors (DayStage.past)
 
 
-def run_chunk(readings: pa.Table, prev_tail: pa.Table | None, task: ChunkTask) -> list[tuple]:
-    """Stage (a) of one chunk of sensors (pure): per frame, its window_stats, points, silence counts and names."""
+def run_chunk(readings: pa.Table, prev_tail: pa.Table | None, task: ChunkTask,
+              source: ReadingsSource | None = None) -> list[tuple]:  # fmt: skip
+    """Stage (a) of one chunk of sensors (pure): per frame, its window_stats, points, silence counts and names.
+    ``source``: ``ReadingsSource([prev_tail, readings])`` when the caller has it already."""
     params, w = task.params, task.params.windows
     a = day_start_us(task.day)
     b = a + DAY_US
@@ -316,7 +318,7 @@ def run_chunk(readings: pa.Table, prev_tail: pa.Table | None, task: ChunkTask) -
 
     def process(frame: ReadingsFrame) -> tuple:
         past = history.rows(frame.names)  # the previous days' windows of these sensors only
-        bf = BaselineFrame.from_table(drift.drift_baseline(_ends_in(past, hist_lo, a), params), frame.names)
+        bf = drift.baseline_frame(_ends_in(past, hist_lo, a), params, frame.names)
         panes = aggregate_panes(frame)
         arrays = window_arrays(frame, panes, a, b)
         wf = WindowFrame.concat(
@@ -336,7 +338,7 @@ def run_chunk(readings: pa.Table, prev_tail: pa.Table | None, task: ChunkTask) -
     if readings is None:  # known sensors without a reading (``prev_tail`` holds their names)
         names = prev_tail
         return [process(ReadingsSource([], names).frame(0, len(names), w, registry=params.registry))]
-    source = ReadingsSource([prev_tail, readings])
+    source = ReadingsSource([prev_tail, readings]) if source is None else source
     return [process(source.frame(lo, hi, w, task.intervals, params.registry)) for lo, hi in source.chunks(task.chunk_rows)]
 
 
@@ -373,8 +375,9 @@ class DayStage:
     def task(self, past: pa.Table | None) -> ChunkTask:
         return ChunkTask(self.params, self.day, self.intervals, self.chunk_rows, past)
 
-    def run(self, readings: pa.Table | None, prev_tail, past: pa.Table | None) -> list[tuple]:
-        return run_chunk(readings, prev_tail, self.task(past))
+    def run(self, readings: pa.Table | None, prev_tail, past: pa.Table | None,
+            source: ReadingsSource | None = None) -> list[tuple]:  # fmt: skip
+        return run_chunk(readings, prev_tail, self.task(past), source)
 
     def collect(self, results: list[tuple]) -> None:
         for ws, pts, counts, names in results:
@@ -536,7 +539,8 @@ def _ends_in(table: pa.Table | None, lo: int, hi: int) -> pa.Table | None:
     if table is None or table.num_rows == 0:
         return table
     end = pc.cast(pc.cast(table.column("window_end"), WINDOW_STATS.field("window_end").type), pa.int64()).to_numpy()
-    return table.filter(pa.array((end > lo) & (end <= hi)))
+    keep = (end > lo) & (end <= hi)
+    return table if keep.all() else table.filter(pa.array(keep))  # all of them (the drift days): no copy
 
 
 # -- the detectors, behind one signature (for the contract tests and for callers picking one) ----

@@ -58,33 +58,83 @@ _SD_PER_MEDIAN_AD = 1 / (0.6744897501960817 * math.sqrt(2))  # ... and median |x
 
 def row_nanmedian(m: np.ndarray) -> np.ndarray:
     """Median of each row ignoring NaN (NaN for an all-NaN row), vectorized."""
-    n, k = m.shape
+    return column_nanmedian(np.ascontiguousarray(m.T))[0]
+
+
+# Optimal sorting networks for a few values (Knuth, TAOCP 5.3.4); longer rows use odd-even transposition.
+_NETWORKS = {
+    1: [],
+    2: [(0, 1)],
+    3: [(0, 2), (0, 1), (1, 2)],
+    4: [(0, 1), (2, 3), (0, 2), (1, 3), (1, 2)],
+    5: [(0, 1), (3, 4), (2, 4), (2, 3), (0, 3), (0, 2), (1, 4), (1, 3), (1, 2)],
+    6: [(1, 2), (4, 5), (0, 2), (3, 5), (0, 1), (3, 4), (2, 5), (0, 3), (1, 4), (2, 4), (1, 3), (2, 3)],
+}
+_MAX_NETWORK = 8  # beyond this many values a row sort is cheaper than the network's passes
+
+
+def sorting_network(k: int) -> list[tuple[int, int]]:
+    """Comparators (i < j: position i gets the smaller value) that sort any ``k`` values."""
+    return _NETWORKS.get(k) or [(i, i + 1) for r in range(k) for i in range(r % 2, k - 1, 2)]
+
+
+def column_nanmedian(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(median ignoring NaN, count of non-NaN) of each column of ``cols`` (k values of n items, shape (k, n)):
+    what :func:`row_nanmedian` gives for ``cols.T``, bit for bit.
+
+    Items hold a few values (the panes of a window): a sorting network over whole rows of ``cols`` (a handful
+    of vectorized minimum/maximum passes) replaces a sort per item. NaN sorts last as +inf; the exact order of
+    equal values is then the only thing a network and numpy's sort may disagree on, and it only shows for
+    -0.0 against 0.0: such inputs, and long items, take the sort."""
+    k, n = cols.shape
     if n == 0:
-        return np.zeros(0)
-    s = np.sort(m, axis=1)  # NaN sorts last
-    # rows are short (a few panes): counting and gathering column by column and on the flat array avoids
-    # numpy's per-row overhead of reductions and 2-D fancy indexing along a short axis
-    c = np.zeros(n, dtype=np.int64)
-    for j in range(k):
-        c += ~np.isnan(s[:, j])
-    flat = s.reshape(-1)
-    base = np.arange(0, n * k, k)
-    lo = base + np.maximum((c - 1) // 2, 0)
-    hi = base + c // 2  # an all-NaN row (c = 0) reads its first value, NaN: the median is NaN
+        return np.zeros(0), np.zeros(0, np.int64)
+    nan = np.isnan(cols)
+    c = k - np.count_nonzero(nan, axis=0)
+    if k > _MAX_NETWORK or bool(((cols == 0) & np.signbit(cols)).any()):
+        flat = np.sort(cols.T, axis=1).reshape(-1)  # NaN sorts last
+        base = np.arange(0, n * k, k)
+        lo, hi = base + np.maximum((c - 1) // 2, 0), base + c // 2
+    else:
+        s = np.where(nan, np.inf, cols)
+        tmp = np.empty(n)
+        for i, j in sorting_network(k):
+            np.minimum(s[i], s[j], out=tmp)
+            np.maximum(s[i], s[j], out=s[j])
+            s[i] = tmp
+        empty = np.flatnonzero(c == 0)
+        s[0, empty] = cols[0, empty]  # an all-NaN item reads its first value, NaN, as the sort's does
+        flat = s.reshape(-1)
+        base = np.arange(n)
+        lo, hi = base + np.maximum((c - 1) // 2, 0) * n, base + (c // 2) * n
     with np.errstate(invalid="ignore"):
-        return (flat[lo] + flat[hi]) / 2
+        return (flat[lo] + flat[hi]) / 2, c
 
 
 def trend_allowance(ref: np.ndarray, lag: float) -> np.ndarray:
     """How far a level may have moved since its reference: the robust slope of each row of ``ref`` (newest
     first) times ``lag`` (in columns). Slope: the median of the newer half minus the median of the older half,
     over the distance between them; a spike or two in a half moves neither median, a ramp moves both."""
-    h = ref.shape[1] // 2
-    if h == 0 or ref.shape[0] == 0:
-        return np.zeros(ref.shape[0])
+    return column_trend_allowance(np.ascontiguousarray(ref.T), lag)
+
+
+def column_trend_allowance(cols: np.ndarray, lag: float) -> np.ndarray:
+    """:func:`trend_allowance` of ``cols.T``."""
+    h = cols.shape[0] // 2
+    if h == 0 or cols.shape[1] == 0:
+        return np.zeros(cols.shape[1])
     with np.errstate(invalid="ignore"):
-        slope = (row_nanmedian(ref[:, :h]) - row_nanmedian(ref[:, h : 2 * h])) / h
+        slope = (column_nanmedian(cols[:h])[0] - column_nanmedian(cols[h : 2 * h])[0]) / h
     return np.abs(np.nan_to_num(slope, nan=0.0)) * lag
+
+
+def _gap_limit(frame: ReadingsFrame, max_gap: float, code: np.ndarray) -> np.ndarray | np.integer:
+    """The longest step (µs) between two readings of sensors ``code`` that still makes a pair: ``max_gap``
+    intervals (one value when every sensor of the frame has the same interval)."""
+    lim = np.floor(max_gap * frame.interval_us).astype(np.int64)
+    if len(lim) == 0:
+        return np.int64(0)
+    return lim[0] if (lim == lim[0]).all() else lim[code]
 
 
 def _close_pairs(frame: ReadingsFrame, rows: np.ndarray | None, max_gap: float) -> np.ndarray:
@@ -94,66 +144,67 @@ def _close_pairs(frame: ReadingsFrame, rows: np.ndarray | None, max_gap: float) 
     close = np.zeros(len(ts), dtype=bool)
     if len(ts) < 2:
         return close
-    lim = np.floor(max_gap * frame.interval_us).astype(np.int64)
-    if (lim == lim[0]).all() if len(lim) else True:
-        within = (ts[1:] - ts[:-1]) <= (lim[0] if len(lim) else 0)
-    else:
-        within = (ts[1:] - ts[:-1]) <= lim[code[1:]]
+    within = (ts[1:] - ts[:-1]) <= _gap_limit(frame, max_gap, code[1:])
     close[1:] = (code[1:] == code[:-1]) & within
     return close
 
 
-def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok: np.ndarray, max_gap: float):
+def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok: np.ndarray, max_gap: float,
+                            bad: np.ndarray | None = None):  # fmt: skip
     """Per pane: sum, count and zero count of |x_i - x_prev| over valid readings (prev: the sensor's previous
-    valid reading, if at most ``max_gap`` intervals earlier). A difference belongs to the later reading's pane."""
+    valid reading, if at most ``max_gap`` intervals earlier), and the smallest non-zero one. A difference
+    belongs to the later reading's pane.
+
+    Computed on the frame's rows as if every row were valid (the pairs of consecutive rows, shared by every
+    metric and cached), then corrected where a row is not valid: it gets no difference, and the first valid
+    row after a run of invalid ones gets its difference to the valid row before the run. Invalid rows are
+    few (broken values, alarms), so the correction is a small gather, not a copy of the metric's readings."""
     n = frame.n_rows
-    if ok.all():  # consecutive rows are consecutive valid readings: the same pairs for every metric, cached
-        rows = None
-        x = frame.values[metric]
-        cache = frame.__dict__.setdefault("_close", {})  # frozen, but a memo of a pure function is harmless
-        if max_gap not in cache:
-            cache[max_gap] = _close_pairs(frame, None, max_gap)
-        close = cache[max_gap]
-    else:
-        rows = np.flatnonzero(ok)
-        x = frame.values[metric][rows]
-        close = _close_pairs(frame, rows, max_gap)
-    if len(x) < 2:
+    if n < 2 or int(np.count_nonzero(ok)) < 2:
         z = np.zeros(len(panes.key), np.int64)
         return z.astype(float), z, z, np.full(len(panes.key), np.inf)
-    d = np.zeros(len(x))
-    np.subtract(x[1:], x[:-1], out=d[1:])
-    np.abs(d, out=d)
-    np.multiply(d, close, out=d)  # differences across a gap or a sensor change do not count
-    positive = d > 0
-    zero = close & ~positive
-    step = np.where(positive, d, np.inf)  # the metric's resolution: its smallest non-zero step
-    if rows is not None:  # back onto the frame's rows, where panes are contiguous segments
-        full = np.zeros(n)
-        full[rows] = d
-        d = full
-        c = np.zeros(n, dtype=bool)
-        c[rows] = close
-        close = c
-        zz = np.zeros(n, dtype=bool)
-        zz[rows] = zero
-        zero = zz
-        st = np.full(n, np.inf)
-        st[rows] = step
-        step = st
-    if rows is None:  # the same pairs for every metric: count them once per frame
-        counts = frame.__dict__.setdefault("_close_counts", {})
-        if max_gap not in counts:
-            counts[max_gap] = np.add.reduceat(close, panes.start, dtype=np.int64)
-        n_close = counts[max_gap]
-    else:
-        n_close = np.add.reduceat(close, panes.start, dtype=np.int64)
-    return (
-        np.add.reduceat(d, panes.start),
-        n_close,
-        np.add.reduceat(zero, panes.start, dtype=np.int64),
-        np.minimum.reduceat(step, panes.start),
-    )
+    cache = frame.__dict__.setdefault("_close", {})  # frozen, but a memo of a pure function is harmless
+    if max_gap not in cache:
+        cache[max_gap] = _close_pairs(frame, None, max_gap)
+    close = cache[max_gap]
+    counts = frame.__dict__.setdefault("_close_counts", {})
+    if max_gap not in counts:
+        counts[max_gap] = np.add.reduceat(close, panes.start, dtype=np.int64)
+    n_close = counts[max_gap]
+    x = frame.values[metric]
+    d = np.empty(n)
+    d[0] = 0.0
+    with np.errstate(invalid="ignore"):  # an invalid row's NaN: its differences are replaced below
+        np.subtract(x[1:], x[:-1], out=d[1:])
+        np.abs(d, out=d)
+        np.multiply(d, close, out=d)  # differences across a gap or a sensor change do not count
+    bad = np.flatnonzero(~ok) if bad is None else bad  # the rows not ok (callers may pass them)
+    if len(bad):
+        # runs of invalid rows [first, last]: the row after a run pairs with the row before it
+        brk = np.flatnonzero(np.diff(bad) > 1)
+        first, last = bad[np.r_[0, brk + 1]], bad[np.r_[brk, len(bad) - 1]]
+        after, before = last + 1, first - 1
+        inside = (after < n) & (before >= 0)
+        after_all = after[after < n]
+        a, b = after[inside], before[inside]
+        pair = (frame.code[a] == frame.code[b]) & (frame.ts[a] - frame.ts[b] <= _gap_limit(frame, max_gap, frame.code[a]))
+        # integer counts corrected exactly: the invalid rows' pairs and the after-rows' pairs leave, new ones come
+        n_close = n_close.copy()
+        np.subtract.at(n_close, panes.row_pane[bad], close[bad])
+        np.subtract.at(n_close, panes.row_pane[after_all], close[after_all])
+        np.add.at(n_close, panes.row_pane[a], pair)
+        d[bad] = 0.0
+        d[after_all] = 0.0
+        d[a] = np.abs(x[a] - x[b]) * pair
+        close = close.copy()
+        close[bad] = False
+        close[after_all] = False
+        close[a] = pair
+    positive = d > 0  # implies close: d is 0 where a pair does not count
+    dsum = np.add.reduceat(d, panes.start)
+    n_zero = n_close - np.add.reduceat(positive, panes.start, dtype=np.int64)
+    np.copyto(d, np.inf, where=~positive)  # the metric's resolution: its smallest non-zero step
+    return dsum, n_close, n_zero, np.minimum.reduceat(d, panes.start)
 
 
 def _recent_count(frame: ReadingsFrame, flagged: np.ndarray, hits: np.ndarray) -> np.ndarray:
@@ -222,8 +273,12 @@ def detect_frame(
             drop = ~resolved.has[m]
             upper = resolved.warning_above[m]
             if drop.any() or np.isfinite(upper).any():
+                # one alarm level for every sensor (the registry's usual case): compared as a scalar, no gathers
+                same = len(upper) > 0 and bool((upper == upper[0]).all())
                 with np.errstate(invalid="ignore"):
-                    out = drop[frame.code] | (frame.values[m] > upper[frame.code])
+                    out = frame.values[m] > (upper[0] if same else upper[frame.code])
+                if drop.any():
+                    out |= drop[frame.code]
                 if (valid & out).any():
                     ok, ok_is_valid = valid & ~out, False
             floor = np.maximum(floor, resolved.floor[m])
@@ -236,7 +291,8 @@ def detect_frame(
 
 def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn, floor_of, ok_is_valid,
                    window_start_us=None) -> pa.Table:  # fmt: skip
-    dsum, dcount, dzero, res = _successive_differences(frame, panes, m, ok, params.max_gap_intervals)
+    bad = np.flatnonzero(~ok)  # few rows
+    dsum, dcount, dzero, res = _successive_differences(frame, panes, m, ok, params.max_gap_intervals, bad)
     # A pane whose value mostly did not change is a stuck sensor's (flatline's case): no reference.
     live = ~((dcount > 0) & (2 * dzero >= dcount))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -244,8 +300,10 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
         if ok_is_valid:  # the panes' own counts and sums
             p_count, p_total = panes.count[m], panes.total[m]
         else:
-            p_count = np.add.reduceat(ok, panes.start, dtype=np.int64)
-            p_total = np.add.reduceat(np.where(ok, frame.values[m], 0.0), panes.start)
+            p_count = panes.n_rows - np.bincount(panes.row_pane[bad], minlength=len(panes.key))
+            xz = frame.values[m].copy()
+            xz[bad] = 0.0
+            p_total = np.add.reduceat(xz, panes.start)
         p_mean = p_total / np.maximum(p_count, 1)
     pane_mean = np.where(live & (p_count > 0), p_mean, np.nan)
     live_count = np.where(live, p_count, 0)
@@ -256,57 +314,59 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
     k_max = int(k.max())
     n_panes = len(panes.key)
     count = np.zeros(n_panes, np.int64)
-    spread = np.full((n_panes, k_max), np.nan)
+    # the reference panes' values as rows of (reference, pane) arrays: column_nanmedian's layout
+    spread = np.empty((k_max, n_panes))
     step = np.full(n_panes, np.inf)
-    level = np.full((n_panes, n_loc), np.nan)
+    level = np.empty((n_loc, n_panes))
     for j in range(1, max(k_max, n_loc) + 1):
         pos, found = panes.before(j)
         if j <= k_max:
             in_window = found & (j <= k)
             count += np.where(in_window, live_count[pos], 0)
-            spread[:, j - 1] = np.where(in_window, masd[pos], np.nan)
+            spread[j - 1] = np.where(in_window, masd[pos], np.nan)
             step = np.minimum(step, np.where(in_window, res[pos], np.inf))
         if j <= n_loc:
-            level[:, j - 1] = np.where(found, pane_mean[pos], np.nan)
-    location = row_nanmedian(level)
-    allowance = trend_allowance(level, (n_loc + 1) / 2)
+            level[j - 1] = np.where(found, pane_mean[pos], np.nan)
+    location, n_level = column_nanmedian(level)
+    allowance = column_trend_allowance(level, (n_loc + 1) / 2)
     # Noise from successive differences: the mean |difference| of panes holding many (sqrt(pi)/2 of it is the
     # sd of white noise), the median |difference| where panes hold one (1 / (0.6745 sqrt 2) of it)
     per_pane = np.median(dcount[dcount > 0]) if (dcount > 0).any() else 0
-    noise_sd = row_nanmedian(spread) * (_SD_PER_MASD if per_pane > 2 else _SD_PER_MEDIAN_AD)
+    noise_sd = column_nanmedian(spread)[0] * (_SD_PER_MASD if per_pane > 2 else _SD_PER_MEDIAN_AD)
     # ... and from how far readings actually fall from their pane's location (the same location rule): the
     # scale of the real prediction errors, which autocorrelated noise (differences understate it) and a
     # lagging location widen. The larger of the two is the scale.
     x = frame.values[m]
+    # |x - location of its pane| (NaN in panes without a location: their error is NaN), 0 where not ok; in
+    # one buffer: the pane's location repeated over its rows is the gather location[row_pane], cheaper
+    dev_abs = np.repeat(location, panes.n_rows)
     with np.errstate(invalid="ignore"):
-        dev_abs = np.abs(x - location[panes.row_pane])  # NaN in panes without a location: their error is NaN
-        all_ok = bool(ok.all())
-        err = np.add.reduceat(dev_abs if all_ok else np.where(ok, dev_abs, 0.0), panes.start)
+        np.subtract(x, dev_abs, out=dev_abs)
+        np.abs(dev_abs, out=dev_abs)
+        dev_abs[bad] = 0.0
+        err = np.add.reduceat(dev_abs, panes.start)
         err_n = live_count
         pane_err = np.where(live & (err_n > 0), err / np.maximum(err_n, 1), np.nan)
-    err_ref = np.full((n_panes, k_max), np.nan)
+    err_ref = np.empty((k_max, n_panes))
     for j in range(1, k_max + 1):
         pos, found = panes.before(j)
-        err_ref[:, j - 1] = np.where(found & (j <= k), pane_err[pos], np.nan)
+        err_ref[j - 1] = np.where(found & (j <= k), pane_err[pos], np.nan)
     per_err = np.median(err_n[err_n > 0]) if (err_n > 0).any() else 0
-    err_sd = row_nanmedian(err_ref) * (_SD_PER_MASD if per_err > 2 else 1.4826)
+    err_sd = column_nanmedian(err_ref)[0] * (_SD_PER_MASD if per_err > 2 else 1.4826)
     sd = np.fmax(noise_sd, err_sd)
     # the level needs most of its panes: right after a stuck spell, one half-stuck pane is no reference
-    usable = (count >= windows.min_readings) & (np.sum(~np.isnan(level), axis=1) > n_loc // 2) & (sd > 0)
+    usable = (count >= windows.min_readings) & (n_level > n_loc // 2) & (sd > 0)
     floor = np.maximum(np.where(np.isfinite(step), step * params.resolution_floor, 0.0), floor_of[panes.code])
     scale = np.maximum(np.nan_to_num(sd, nan=0.0), floor)
     z_warn = warn[panes.code]
     band = np.where(usable, allowance + z_warn * scale, np.nan)  # NaN: nothing is compared, nothing alerts
 
-    # Readings beyond the band of their pane: one pass over the readings, the rest on the few hits.
-    with np.errstate(invalid="ignore"):
-        beyond = dev_abs > band[panes.row_pane]  # NaN (no reference, invalid value) compares False
-    if not all_ok:
-        beyond &= ok
+    # Readings beyond the band of their pane: one pass over the readings (each pane's largest deviation), the
+    # rest on the rows of the few panes where it is beyond the band.
+    beyond, flagged, n_beyond = _beyond(dev_abs, band, ok, panes)
     noise = np.maximum(np.nan_to_num(noise_sd, nan=0.0), floor)  # variance compares noise with noise
-    variance = _variance_points(frame, panes, params, windows, m, masd, dcount, live, noise, usable, beyond,
+    variance = _variance_points(frame, panes, params, windows, m, masd, dcount, live, noise, usable, n_beyond,
                                 window_start_us if window_start_us is not None else start_us, end_us)  # fmt: skip
-    flagged = np.flatnonzero(beyond)  # few rows
     hits = flagged[(frame.ts[flagged] >= start_us) & (frame.ts[flagged] < end_us)]
     if len(hits) == 0:
         return variance
@@ -354,14 +414,35 @@ def _metric_points(frame, panes, params, windows, start_us, end_us, m, ok, warn,
     return concat_points([*out, variance])
 
 
-def _variance_points(frame, panes, params, windows, m, masd, dcount, live, scale, usable, beyond, start_us, end_us):
+def _beyond(dev_abs: np.ndarray, band: np.ndarray, ok: np.ndarray, panes: Panes):
+    """(beyond, flagged, n_beyond): per row whether ``ok`` and its deviation is above its pane's ``band``
+    (NaN compares False), the rows that are, and their count per pane. Only the rows of panes whose
+    largest deviation is above the band are compared (a pane's deviations are all NaN or none is)."""
+    n_panes = len(panes.key)
+    beyond = np.zeros(len(dev_abs), dtype=bool)
+    if n_panes == 0:
+        return beyond, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    with np.errstate(invalid="ignore"):
+        cand = np.flatnonzero(np.maximum.reduceat(dev_abs, panes.start) > band)
+    size = panes.n_rows[cand]
+    rows = np.repeat(panes.start[cand] - np.r_[0, np.cumsum(size)[:-1]], size) + np.arange(int(size.sum()))
+    with np.errstate(invalid="ignore"):
+        hit = (dev_abs[rows] > np.repeat(band[cand], size)) & ok[rows]
+    flagged = rows[hit]
+    beyond[flagged] = True
+    n_beyond = np.zeros(n_panes, np.int64)
+    n_beyond[cand] = np.add.reduceat(hit, np.r_[0, np.cumsum(size)[:-1]], dtype=np.int64) if len(cand) else 0
+    return beyond, flagged, n_beyond
+
+
+def _variance_points(frame, panes, params, windows, m, masd, dcount, live, scale, usable, n_beyond, start_us,
+                     end_us):  # fmt: skip
     """variance_change points at the end of each completed pane whose noise (its successive differences) is
     ``variance_ratio`` times above or below the trailing window's; panes holding beyond-band readings are
     the spike detector's (one spike inflates a pane's differences)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         pane_sd = masd * _SD_PER_MASD
         ratio = np.where(pane_sd >= scale, pane_sd / scale, scale / pane_sd)
-    n_beyond = np.add.reduceat(beyond, panes.start, dtype=np.int64) if len(panes.start) else np.zeros(0, np.int64)
     end = (panes.idx + 1) * frame.hop_us[panes.code]
     hit = (
         usable & live & (dcount >= params.variance_min_diffs) & (n_beyond == 0) & (pane_sd > 0)
