@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from iot_platform.io.lake import Lake
+from iot_platform.io.malloc_tuning import tune_malloc
 from iot_platform.io.objstore import ObjectStore
 from iot_platform.settings import positive_int_env
 
@@ -87,6 +88,7 @@ def _die_with_parent() -> None:
     *thread* that started the worker ends, which may be long before the process does. Every unit a
     worker writes (a day, a chunk's result) is atomic, so a killed worker loses nothing.
     """
+    tune_malloc()  # the worker computes days too
     parent = os.getppid()
 
     def watch() -> None:

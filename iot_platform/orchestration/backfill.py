@@ -45,6 +45,7 @@ from dagster import OpExecutionContext
 
 from iot_platform.io.downstream import build_day, build_window_stats_day
 from iot_platform.io.ingest import build_readings_day
+from iot_platform.io.malloc_tuning import tune_malloc
 from iot_platform.orchestration.assets.fleet import day_metadata, drain_landing_first
 from iot_platform.orchestration.metadata import anomaly_metadata, window_metadata
 from iot_platform.orchestration.resources import DetectionResource, FleetResource, LakeResource
@@ -87,6 +88,7 @@ def plan_backfill(context: OpExecutionContext, config: BackfillConfig, lake: Lak
 
 @dg.op(description="Build `readings` and `fault_labels` of a chunk of days (independent of every other day).")
 def readings_days(context: OpExecutionContext, days: list, lake: LakeResource, fleet: FleetResource) -> list:
+    tune_malloc()  # whole days in NumPy (io.malloc_tuning)
     params = fleet.params()
     for key in days:
         s = build_readings_day(lake.lake, params, dt.date.fromisoformat(key), now_us=time.time_ns() // 1000, write_labels=True)
@@ -107,6 +109,7 @@ def detection_days(context: OpExecutionContext, chunks: list, lake: LakeResource
 def _detect(context: OpExecutionContext, keys: list, lake: LakeResource, fleet: FleetResource,
             detection: DetectionResource, windows_written: bool = False):  # fmt: skip
     """Build the days ``keys`` in this order with the assets' own function, reporting their materializations."""
+    tune_malloc()
     settings = detection.settings(fleet.params(), lake.lake.root)
     for key in keys:
         day = dt.date.fromisoformat(key)
@@ -133,6 +136,7 @@ def plan_waves(chunks: list):
 @dg.op(description="Wave 1: `window_stats` of a chunk of past days (a window needs no other day's windows).")
 def window_days(context: OpExecutionContext, days: list, lake: LakeResource, fleet: FleetResource,
                 detection: DetectionResource) -> list:  # fmt: skip
+    tune_malloc()
     settings = detection.settings(fleet.params(), lake.lake.root)
     for key in days:
         ws = build_window_stats_day(lake.lake, dt.date.fromisoformat(key), settings)

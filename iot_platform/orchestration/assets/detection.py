@@ -19,6 +19,7 @@ from iot_platform.core.schemas import ANOMALIES, WINDOW_STATS
 from iot_platform.io.day_builds import build_days
 from iot_platform.io.day_pool import worker_processes
 from iot_platform.io.downstream import build_day
+from iot_platform.io.malloc_tuning import tune_malloc
 from iot_platform.orchestration import chain_handoff
 from iot_platform.orchestration.freshness import LIVE
 from iot_platform.orchestration.metadata import days_of, derived_metadata
@@ -78,6 +79,7 @@ def _schema(table) -> dict:
 )
 def window_stats_and_anomalies(context: AssetExecutionContext, lake: LakeResource, fleet: FleetResource,
                                detection: DetectionResource):  # fmt: skip
+    tune_malloc()  # whole days in NumPy: big arrays reused from the heap (io.malloc_tuning)
     settings = detection.settings(fleet.params(), lake.lake.root)
     processes = worker_processes()  # chunks of sensors computed in worker processes (io.day_builds; the same bytes)
 

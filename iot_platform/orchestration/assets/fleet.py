@@ -15,6 +15,7 @@ from iot_platform.io.chain import build_chain_days
 from iot_platform.io.day_pool import day_processes, worker_processes
 from iot_platform.io.downstream import make_update_downstream
 from iot_platform.io.ingest import DayStats, build_readings_days
+from iot_platform.io.malloc_tuning import tune_malloc
 from iot_platform.io.microbatch import drain_landing
 from iot_platform.orchestration import chain_handoff
 from iot_platform.orchestration.freshness import LIVE
@@ -88,6 +89,7 @@ def drain_landing_first(log, days, lake: LakeResource, fleet: FleetResource, det
     can_subset=True,
 )
 def fleet_readings(context: AssetExecutionContext, fleet: FleetResource, lake: LakeResource, detection: DetectionResource):
+    tune_malloc()  # whole days in NumPy: big arrays reused from the heap (io.malloc_tuning)
     params = fleet.params()
     selected = {k.to_user_string() for k in context.selected_asset_keys}
     if "readings" in selected:
