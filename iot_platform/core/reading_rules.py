@@ -220,3 +220,20 @@ def np_bool(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def trimmed_text(arr: pa.Array) -> pa.Array:
     return pc.utf8_trim_whitespace(arr.cast(pa.large_string()))
 
+
+def repeated_strings(values: list[str], counts: np.ndarray) -> pa.Array:
+    """A string array of ``values[0]`` ``counts[0]`` times, then ``values[1]`` ``counts[1]`` times, ...
+
+    Built from its buffers (offsets from the lengths, data by repeating bytes):
+    readings grouped by sensor come in long runs, so this is a few memory passes, where
+    a dictionary cast or take gathers string by string.
+    """
+    encoded = [v.encode() for v in values]
+    counts = np.asarray(counts, dtype=np.int64)
+    n = int(counts.sum())
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.repeat(np.array([len(e) for e in encoded], dtype=np.int64), counts), out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        raise ValueError(f"{n} strings of {offsets[-1]} bytes exceed a string column's 2 GiB")
+    data = b"".join(e * int(c) for e, c in zip(encoded, counts))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data))

@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from iot_platform.core.reading_rules import repeated_strings
 from iot_platform.core.schemas import FAULT_LABELS, READINGS
 from iot_platform.core.calendar import DAY_US, day_start_us  # noqa: F401 - re-exported
 
@@ -670,36 +671,18 @@ def _readings_table(indices: Sequence[int], block: _Block) -> pa.Table:
     counts = np.bincount(block.rows, minlength=len(indices))
     return pa.Table.from_arrays(
         [
-            _repeated_strings([sensor_id(i) for i in indices], counts),
+            repeated_strings([sensor_id(i) for i in indices], counts),
             pa.array(ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
             pa.array(temp),
             pa.array(humidity),
             pa.array(pressure),
             pa.array(vibration),
             pa.array(battery),
-            _repeated_strings([SOURCE], np.array([n])),
+            repeated_strings([SOURCE], np.array([n])),
             pa.nulls(n, pa.int64()),
         ],
         schema=READINGS,
     )
-
-
-def _repeated_strings(values: list[str], counts: np.ndarray) -> pa.Array:
-    """A string array of ``values[0]`` ``counts[0]`` times, then ``values[1]`` ``counts[1]`` times, ...
-
-    Built from its buffers (offsets from the lengths, data by repeating bytes):
-    a sensor's readings are contiguous, so this is a few memory passes, where
-    a dictionary cast or take gathers string by string.
-    """
-    encoded = [v.encode() for v in values]
-    counts = np.asarray(counts, dtype=np.int64)
-    n = int(counts.sum())
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.repeat(np.array([len(e) for e in encoded], dtype=np.int64), counts), out=offsets[1:])
-    if offsets[-1] >= 2**31:
-        raise ValueError(f"{n} strings of {offsets[-1]} bytes exceed a string column's 2 GiB")
-    data = b"".join(e * int(c) for e, c in zip(encoded, counts))
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data))
 
 
 def _stuck_values(s: _Sensor, ep: _Episode, seed: int, episodes: Sequence[_Episode]) -> tuple[float, float]:
