@@ -98,3 +98,18 @@ def test_the_fast_uniqueness_test_finds_a_key_twice_in_either_stream(lake: Lake)
     # the audit's answer does not depend on which path found it
     lake.replace_partition("readings", DAY, _rows(["a", "b", "a", "b", "b"], [T0, T0, CUT, CUT, CUT]))
     assert audit_readings(lake, DAY)["unique_key"].n_bad == 1
+
+
+def test_the_build_splits_a_chunk_into_the_same_pieces_as_split_tail():
+    from iot_platform.io.ingest import _split_tail
+
+    sorted_rows = _rows(["a", "a", "a", "b", "b", "c"], [T0, CUT - 1, CUT, T0 + 5, CUT + 7, CUT + 9])
+    shuffled = sorted_rows.take(pa.array([5, 0, 3, 2, 1, 4]))
+    many_runs = _rows(["a"] * 600, [CUT + (i % 2) * 10 - 5 + i for i in range(600)])  # 600 short runs
+    for chunk in (sorted_rows, shuffled, many_runs, sorted_rows.slice(0, 2), sorted_rows.slice(2), sorted_rows.slice(0, 0)):
+        ours, theirs = _split_tail(chunk, DAY), split_tail(chunk, DAY)
+        assert [p.to_pylist() for p in ours] == [p.to_pylist() for p in theirs]
+        assert all(p.schema == chunk.schema for p in ours)
+    assert [p["ts"].cast(pa.int64()).to_pylist() for p in _split_tail(sorted_rows, DAY)] == [
+        [T0, CUT - 1, T0 + 5], [CUT, CUT + 7, CUT + 9]
+    ]

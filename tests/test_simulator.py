@@ -178,3 +178,18 @@ def test_the_calendar_has_one_home():
     assert calendar.day_of_us(1_704_240_000_000_000 - 1) == dt.date(2024, 1, 2)
     t = dt.datetime(2024, 1, 3, 0, 0, 0, 1, tzinfo=dt.UTC)
     assert calendar.to_us(t) == 1_704_240_000_000_001 and calendar.from_us(1_704_240_000_000_001) == t
+
+
+@pytest.mark.parametrize("interval_s", [1.0, 0.5, 60.0, 3600.0])
+def test_battery_levels_are_the_formula_at_every_sample_across_a_replacement(interval_s):
+    # sensor 2 of seed 42 gets a new battery on 2024-01-14 (its level jumps back up that day)
+    p = sim.FleetParams(seed=42, n_sensors=8, sample_interval_s=interval_s)
+    s = [sim._sensor(42, i) for i in range(8)]
+    col = lambda name: np.array([getattr(x, name) for x in s]).reshape(-1, 1)  # noqa: E731
+    t = sim.day_start_us(dt.date(2024, 1, 14)) + np.arange(0, sim.DAY_US, p.interval_us, dtype=np.int64)
+    args = (col("battery_life_days"), col("battery_phase_days"), col("battery_floor"))
+    fast, exact = sim._battery(*args, t), sim._battery_levels(*args, t)
+    assert fast.shape == exact.shape == (8, len(t))
+    assert np.array_equal(fast.view(np.uint64), exact.view(np.uint64))
+    assert (np.diff(exact[2]) > 0).sum() == 1  # the replacement is inside the day
+    assert (np.diff(exact[[0, 1, 3, 4, 5, 6, 7]], axis=1) > 0).sum() == 0

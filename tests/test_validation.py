@@ -118,3 +118,47 @@ def test_rows_already_in_key_order_come_back_unchanged():
         dict(sensor_id=s, temperature=x) for s, _, x in rows
     ]
     assert (v.duplicates, v.rejected.num_rows) == (0, 0)
+
+
+def test_the_kept_rows_of_a_chunked_unsorted_table_are_gathered_exactly():
+    # several chunks, disorder, an exact and a conflicting duplicate, a constant and a mixed text column,
+    # an all-null and a partly null column: each column takes its own gathering path
+    ts_type = pa.timestamp("us", tz="UTC")
+    first = pa.table({"sensor_id": ["s2", "s1", "s2", "s1"], "ts": pa.array([5, 7, 3, 7], ts_type),
+                      "temperature": [1.0, 2.0, 3.0, 2.0], "humidity": [None, 40.0, 41.0, 40.0],
+                      "source": ["sim", "sim", "sim", "sim"], "seq": pa.array([None] * 4, pa.int64())})  # fmt: skip
+    second = pa.table({"sensor_id": ["s1", "s2", "s10"], "ts": pa.array([2, 5, 1], ts_type),
+                       "temperature": [4.0, 9.0, 6.0], "humidity": [42.0, 43.0, None],
+                       "source": ["sim", "sim", "sim"], "seq": pa.array([None] * 3, pa.int64())})  # fmt: skip
+    v = validate_readings(pa.concat_tables([first, second]))
+    assert v.good.schema == READINGS
+    assert v.good.select(["sensor_id", "ts", "temperature", "humidity", "source", "seq"]).to_pydict() == {
+        "sensor_id": ["s1", "s1", "s10", "s2", "s2"],
+        "ts": [pa.scalar(t, ts_type).as_py() for t in (2, 7, 1, 3, 5)],
+        "temperature": [4.0, 2.0, 6.0, 3.0, 1.0],
+        "humidity": [42.0, 40.0, None, 41.0, None],
+        "source": ["sim"] * 5,
+        "seq": [None] * 5,
+    }
+    assert v.duplicates == 1
+    assert v.rejected["temperature"].to_pylist() == [9.0]
+    mixed = pa.concat_tables([first, second.set_column(4, "source", pa.array(["a", "b", "c"]))])
+    assert validate_readings(mixed).good["source"].to_pylist() == ["a", "sim", "c", "sim", "sim"]
+
+
+@pytest.mark.parametrize(
+    ("values", "kept"),
+    [
+        ([-273.15, 10_000.0, 20.0], [-273.15, 10_000.0, 20.0]),  # the limits themselves are inside
+        ([20.0, math.inf, 21.0], [20.0, None, 21.0]),
+        ([20.0, -math.inf, 21.0], [20.0, None, 21.0]),
+        ([math.nan, 20.0, 21.0], [None, 20.0, 21.0]),
+        ([20.0, 10_000.5, 21.0], [20.0, None, 21.0]),
+    ],
+)
+def test_a_column_without_nulls_is_checked_value_by_value_unless_all_are_inside(values, kept):
+    t = pa.table({"sensor_id": ["a"] * 3, "ts": pa.array([1, 2, 3], pa.timestamp("us", tz="UTC")),
+                  "temperature": values, "humidity": [50.0] * 3})  # fmt: skip
+    v = validate_readings(t)
+    assert v.good["temperature"].to_pylist() == kept
+    assert v.rejected.num_rows == kept.count(None)

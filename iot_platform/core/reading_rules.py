@@ -220,3 +220,30 @@ def np_bool(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def trimmed_text(arr: pa.Array) -> pa.Array:
     return pc.utf8_trim_whitespace(arr.cast(pa.large_string()))
 
+
+def repeated_strings(values: list[str], counts: np.ndarray) -> pa.Array:
+    """A string array of ``values[0]`` ``counts[0]`` times, then ``values[1]`` ``counts[1]`` times, ...
+
+    Built from its buffers (offsets from the lengths, data by repeating bytes):
+    readings grouped by sensor come in long runs, so this is a few memory passes, where
+    a dictionary cast or take gathers string by string.
+    """
+    encoded = [v.encode() for v in values]
+    counts = np.asarray(counts, dtype=np.int64)
+    n = int(counts.sum())
+    lengths = np.array([len(e) for e in encoded], dtype=np.int64)
+    size = int(lengths @ counts) if n else 0
+    if size >= 2**31:
+        raise ValueError(f"{n} strings of {size} bytes exceed a string column's 2 GiB")
+    if len(encoded) > 1 and n and (lengths == lengths[0]).all() and lengths[0]:
+        # ids of one width (sensor_001 ...): evenly spaced offsets, and the bytes one np.repeat of
+        # the ids' rows (joining repeated bytes objects copies the column twice)
+        offsets = np.arange(n + 1, dtype=np.int32)
+        offsets *= int(lengths[0])
+        data = np.repeat(np.frombuffer(b"".join(encoded), np.uint8).reshape(len(encoded), -1), counts, axis=0)
+    else:
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.repeat(lengths, counts), out=offsets[1:])
+        offsets = offsets.astype(np.int32)
+        data = b"".join(e * int(c) for e, c in zip(encoded, counts))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))

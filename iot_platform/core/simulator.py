@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from iot_platform.core.reading_rules import repeated_strings
 from iot_platform.core.schemas import FAULT_LABELS, READINGS
 from iot_platform.core.calendar import DAY_US, day_start_us  # noqa: F401 - re-exported
 
@@ -124,18 +125,28 @@ def _key(*parts: int) -> np.uint64:
     return np.uint64(int.from_bytes(digest, "little"))
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
+def _mix(x: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
     """splitmix64 finalizer, in place on a fresh uint64 array (wrapping arithmetic).
 
-    In place because it runs over every reading several times: temporaries
-    would double the memory traffic of the noise.
+    In place, with one ``scratch`` array of x's shape for the shifts, because it
+    runs over every reading several times: temporaries would double the memory
+    traffic of the noise (and each is megabytes the kernel maps and zeroes).
     """
-    x ^= x >> np.uint64(30)
+    tmp = np.empty_like(x) if scratch is None else scratch
+    x ^= np.right_shift(x, np.uint64(30), out=tmp)
     x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
+    x ^= np.right_shift(x, np.uint64(27), out=tmp)
     x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
+    x ^= np.right_shift(x, np.uint64(31), out=tmp)
     return x
+
+
+def _hashed(key: np.uint64 | np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mixed hash of each (key, counter), and a free uint64 array of its shape."""
+    with np.errstate(over="ignore"):
+        x = k.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + key
+    scratch = np.empty_like(x)
+    return _mix(x, scratch), scratch
 
 
 def _uniform(key: np.uint64 | np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -145,12 +156,22 @@ def _uniform(key: np.uint64 | np.ndarray, k: np.ndarray) -> np.ndarray:
     sample indices give the (sensors x samples) grid in one call; each value
     depends only on its own key and counter.
     """
-    with np.errstate(over="ignore"):
-        x = _mix(k.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + key)
+    return _unit(key, k, 1.0 / 9007199254740992.0)
+
+
+def _centered(key: np.uint64 | np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``2 * _uniform(key, k) - 1``, bit for bit (doubling is exact): U(-1, 1), never exactly 0."""
+    u = _unit(key, k, 2.0 / 9007199254740992.0)
+    u -= 1.0
+    return u
+
+
+def _unit(key: np.uint64 | np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
+    """``(j + 0.5) * scale`` for the top 53 bits ``j`` of each hash, computed in the hash's scratch array."""
+    x, scratch = _hashed(key, k)
     x >>= np.uint64(11)
-    u = x.astype(np.float64)
-    u += 0.5
-    u *= 1.0 / 9007199254740992.0
+    u = np.add(x, 0.5, out=scratch.view(np.float64))  # the same as x.astype(float) + 0.5: no other pass
+    u *= scale
     return u
 
 
@@ -162,8 +183,7 @@ def _below(key: np.uint64 | np.ndarray, k: np.ndarray, rate: float) -> np.ndarra
     iff ``x < that << 11``: no float conversion of the whole grid.
     """
     threshold = math.ceil(fractions.Fraction(rate) * 2**53 - fractions.Fraction(1, 2))
-    with np.errstate(over="ignore"):
-        x = _mix(k.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + key)
+    x, _ = _hashed(key, k)
     return x < np.uint64(max(threshold, 0) << 11)
 
 
@@ -194,12 +214,10 @@ def _normal_pair(key_a: np.uint64 | np.ndarray, key_b: np.uint64 | np.ndarray, k
     still depends only on its keys and counter, so a slice equals the same
     cells of the whole day.
     """
-    u, v = _uniform(key_a, k), _uniform(key_b, k)
-    for x in (u, v):
-        x *= 2.0
-        x -= 1.0
+    u, v = _centered(key_a, k), _centered(key_b, k)
     s = u * u
-    s += v * v
+    f = v * v  # f: free after this sum, until it holds the factor
+    s += f
     bad = np.flatnonzero(s >= 1.0)  # s > 0: u and v are never exactly 0 (odd multiples of 2**-53)
     if bad.size:
         if s.ndim == 2 and np.shape(key_a) == np.shape(key_b) == (s.shape[0], 1) and np.shape(k) == (s.shape[1],):
@@ -212,10 +230,7 @@ def _normal_pair(key_a: np.uint64 | np.ndarray, key_b: np.uint64 | np.ndarray, k
         attempt = 1
         while bad.size:  # the cells still outside the disc, retried on their own
             counter = kk + attempt * _RETRY
-            uu, vv = _uniform(ka, counter), _uniform(kb, counter)
-            for x in (uu, vv):
-                x *= 2.0
-                x -= 1.0
+            uu, vv = _centered(ka, counter), _centered(kb, counter)
             ss = uu * uu + vv * vv
             inside = ss < 1.0
             done = bad[inside]
@@ -223,7 +238,7 @@ def _normal_pair(key_a: np.uint64 | np.ndarray, key_b: np.uint64 | np.ndarray, k
             keep = ~inside
             bad, ka, kb, kk = bad[keep], ka[keep], kb[keep], kk[keep]
             attempt += 1
-    f = np.log(s)
+    np.log(s, out=f)
     f *= -2.0
     f /= s
     np.sqrt(f, out=f)
@@ -357,8 +372,42 @@ def _drift_episodes(seed: int, index: int, day_ordinal: int, rates: FaultRates) 
 def _battery(life_days: np.ndarray, phase_days: np.ndarray, floor: np.ndarray, t_us: np.ndarray) -> np.ndarray:
     """Battery level: linear drain from 100 % to the floor over each life, then replaced.
 
-    The sensor constants are columns and ``t_us`` a row: one row of levels per sensor.
+    The sensor constants are columns and ``t_us`` a row of evenly spaced times: one row of
+    levels per sensor. The level changes a few dozen times a day (0.1 % steps), so it is
+    evaluated at every ``stride``-th sample, and sample by sample only over the stretches
+    whose two ends differ: within a life the level never rises, so equal ends hold the same
+    level between them; a replacement (lives last 20 days and more, a stretch at most
+    ``_STRETCH_US``) makes the later end higher. Every value is the one ``_battery_levels``
+    gives that sample, for a few percent of the work.
     """
+    n, m = len(life_days), len(t_us)
+    step = int(t_us[1] - t_us[0]) if m > 1 else 1
+    stride = min(64, _STRETCH_US // step)
+    if stride < 4 or m < 4 * stride:
+        return _battery_levels(life_days, phase_days, floor, t_us)
+    ends = np.arange(0, m, stride)
+    if ends[-1] != m - 1:
+        ends = np.append(ends, m - 1)
+    at_ends = _battery_levels(life_days, phase_days, floor, t_us[ends])  # (n, len(ends))
+    lengths = np.diff(ends)
+    out = np.repeat(at_ends, np.append(lengths, 1), axis=1)
+    rows, stretch = np.nonzero(at_ends[:, :-1] != at_ends[:, 1:])
+    if len(rows):
+        inner = lengths[stretch] - 1  # the samples strictly between the two ends
+        first = np.repeat(ends[stretch] + 1 - np.cumsum(inner) + inner, inner)
+        cols = first + np.arange(first.size)
+        rows = np.repeat(rows, inner)
+        sensors = tuple(np.asarray(c, dtype=np.float64).reshape(n)[rows] for c in (life_days, phase_days, floor))
+        out[rows, cols] = _battery_levels(*sensors, t_us[cols])
+    return out
+
+
+# the longest stretch of samples _battery skips: far shorter than a battery's life (20 days and more)
+_STRETCH_US = 3_600_000_000
+
+
+def _battery_levels(life_days: np.ndarray, phase_days: np.ndarray, floor: np.ndarray, t_us: np.ndarray) -> np.ndarray:
+    """The battery level of each sensor (broadcast against ``t_us``) at each time: the formula itself."""
     life_us = life_days * DAY_US
     age = np.mod(t_us + phase_days * DAY_US, life_us) / life_us
     level = 100.0 - (100.0 - floor) * age
@@ -507,6 +556,40 @@ def _sample_indices(day_ordinal: int, lo_us: int, hi_us: int, step: int) -> np.n
     return np.arange(-(-(lo_us - d0) // step), -(-(hi_us - d0) // step), dtype=np.int64)
 
 
+class _Rows(NamedTuple):
+    """What the rows of a slice of a day share: sample indices and times, and the time-only terms of the physics."""
+
+    k: np.ndarray  # sample indices within the day
+    t: np.ndarray  # their nominal times (us)
+    mid: int  # samples before it are in the first half of the day
+    weather_mix: np.ndarray  # the weight of the later day midpoint's weather (cosine interpolation)
+    diurnal: np.ndarray  # sin of the diurnal cycle (peak mid-afternoon)
+    synoptic: np.ndarray  # the synoptic pressure cycle's phase, before the sensor's own
+    semidiurnal: np.ndarray  # the semi-diurnal pressure term (hPa)
+
+
+@functools.lru_cache(maxsize=4)  # a day being built, and the micro-batches of now
+def _rows(day_ordinal: int, lo_us: int, hi_us: int, step: int) -> _Rows:
+    """The slice's shared rows, computed once for all its blocks of sensors (and the calls that
+    simulate the same day a few sensors at a time): each costs a transcendental per sample."""
+    d0 = day_ordinal * DAY_US
+    k = _sample_indices(day_ordinal, lo_us, hi_us, step)
+    t = d0 + k * step
+    hours = (t % DAY_US) / 3.6e9
+    frac = (t - d0) / DAY_US
+    # cosine interpolation between day midpoints keeps weather smooth across midnight
+    mid = int(np.searchsorted(frac, 0.5))
+    mix = np.empty(len(k))
+    mix[:mid] = (1 - np.cos(np.pi * (frac[:mid] + 0.5))) / 2
+    mix[mid:] = (1 - np.cos(np.pi * (frac[mid:] - 0.5))) / 2
+    days_f = t / DAY_US
+    rows = _Rows(k, t, mid, mix, np.sin(2 * np.pi * (hours - 9.0) / 24.0), 2 * np.pi * days_f / 3.7, 0.6 * np.sin(4 * np.pi * days_f))
+    for a in rows:
+        if isinstance(a, np.ndarray):
+            a.setflags(write=False)  # shared by every caller
+    return rows
+
+
 def _block(params: FleetParams, indices: Sequence[int], day_ordinal: int, lo_us: int, hi_us: int) -> _Block:
     """Readings and labels of ``[lo_us, hi_us)`` within one day, for a block of sensors.
 
@@ -518,8 +601,8 @@ def _block(params: FleetParams, indices: Sequence[int], day_ordinal: int, lo_us:
     """
     seed, rates, step = params.seed, params.faults, params.interval_us
     d0 = day_ordinal * DAY_US
-    k = _sample_indices(day_ordinal, lo_us, hi_us, step)
-    t = d0 + k * step  # nominal sample times (us), shared by the rows
+    rows_ = _rows(day_ordinal, lo_us, hi_us, step)
+    k, t, mid = rows_.k, rows_.t, rows_.mid
     n, m = len(indices), len(k)
     plans = [_plan(seed, i, day_ordinal, rates, step) for i in indices]
     keys = np.array([p.keys for p in plans], dtype=np.uint64).reshape(n, _N_STREAMS)
@@ -537,35 +620,54 @@ def _block(params: FleetParams, indices: Sequence[int], day_ordinal: int, lo_us:
         return column([_weather(seed, i, day_ordinal + offset) for i in indices])
 
     # Physics.
-    hours = (t % DAY_US) / 3.6e9
-    frac = (t - d0) / DAY_US
-    # cosine interpolation between day midpoints keeps weather smooth across midnight
-    mid = int(np.searchsorted(frac, 0.5))  # the samples of the first half of the day come before
+    # In place, with as few (sensors x samples) temporaries as the formulas allow: each is
+    # megabytes the kernel must map and zero. Every value is bit for bit the plain
+    # formula's: sums are reordered only where IEEE addition commutes (a + b == b + a), and
+    # ``(a * b) / 2`` becomes ``a * (b / 2)`` (halving is exact and commutes with rounding).
     w = np.empty((n, m))
     if mid > 0:
         w_prev, w_now = weather(-1), weather(0)
-        w[:, :mid] = w_prev + (w_now - w_prev) * (1 - np.cos(np.pi * (frac[:mid] + 0.5))) / 2
+        np.multiply(w_now - w_prev, rows_.weather_mix[:mid], out=w[:, :mid])
+        w[:, :mid] += w_prev
     if mid < m:
         w_now, w_next = weather(0), weather(1)
-        w[:, mid:] = w_now + (w_next - w_now) * (1 - np.cos(np.pi * (frac[mid:] - 0.5))) / 2
+        np.multiply(w_next - w_now, rows_.weather_mix[mid:], out=w[:, mid:])
+        w[:, mid:] += w_now
     base_temp = const("base_temp")
-    true_temp = base_temp + const("diurnal_amp") * np.sin(2 * np.pi * (hours - 9.0) / 24.0) + w
+    # true_temp = base_temp + diurnal_amp * sin(...) + w
+    true_temp = const("diurnal_amp") * rows_.diurnal
+    true_temp += base_temp
+    true_temp += w
     # white noise: a pair of normals per hash-stream pair (temperature and humidity, pressure and vibration)
     z_temp, z_hum = _normal_pair(key(_S_TEMP), key(_S_TEMP2), k)
     z_pres, z_vib = _normal_pair(key(_S_PRES), key(_S_PRES2), k)
-    temp = true_temp + 0.15 * z_temp
-    humidity = np.clip(const("base_humidity") - 1.5 * (true_temp - base_temp) + 0.8 * z_hum, 5.0, 100.0)
-    days_f = t / DAY_US
-    pressure = (
-        const("base_pressure")
-        + 4.0 * np.sin(2 * np.pi * days_f / 3.7 + const("pressure_phase"))
-        + 0.6 * np.sin(4 * np.pi * days_f)
-        + 0.1 * z_pres
-    )
-    vibration = np.abs(const("vibration_mean") + 0.03 * z_vib)
+    temp = z_temp  # true_temp + 0.15 * z_temp
+    temp *= 0.15
+    temp += true_temp
+    humidity = w  # clip(base_humidity - 1.5 * (true_temp - base_temp) + 0.8 * z_hum, 5, 100)
+    np.subtract(true_temp, base_temp, out=humidity)
+    humidity *= 1.5
+    np.subtract(const("base_humidity"), humidity, out=humidity)
+    z_hum *= 0.8
+    humidity += z_hum
+    np.clip(humidity, 5.0, 100.0, out=humidity)
+    del true_temp, w
+    # pressure = base_pressure + 4 sin(2 pi days / 3.7 + phase) + 0.6 sin(4 pi days) + 0.1 z_pres
+    pressure = np.add(rows_.synoptic, const("pressure_phase"))
+    np.sin(pressure, out=pressure)
+    pressure *= 4.0
+    pressure += const("base_pressure")
+    pressure += rows_.semidiurnal
+    z_pres *= 0.1
+    pressure += z_pres
+    vibration = z_vib  # abs(vibration_mean + 0.03 * z_vib)
+    vibration *= 0.03
+    vibration += const("vibration_mean")
+    np.abs(vibration, out=vibration)
     battery = _battery(const("battery_life_days"), const("battery_phase_days"), const("battery_floor"), t)
     ts = None  # the nominal times, until a clock skew gives some row times of its own
-    keep = ~_below(key(_S_DROP), k, rates.drop_rate)
+    keep = _below(key(_S_DROP), k, rates.drop_rate)
+    np.logical_not(keep, out=keep)  # dropped -> kept
 
     # Faults, applied in a fixed order per sensor. t is sorted, so an episode
     # covers the samples [a, b) of its sensor's row (empty if outside the slice).
@@ -670,36 +772,21 @@ def _readings_table(indices: Sequence[int], block: _Block) -> pa.Table:
     counts = np.bincount(block.rows, minlength=len(indices))
     return pa.Table.from_arrays(
         [
-            _repeated_strings([sensor_id(i) for i in indices], counts),
-            pa.array(ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-            pa.array(temp),
-            pa.array(humidity),
-            pa.array(pressure),
-            pa.array(vibration),
-            pa.array(battery),
-            _repeated_strings([SOURCE], np.array([n])),
+            repeated_strings([sensor_id(i) for i in indices], counts),
+            # the times' own buffer (building an int64 array and casting it cost as much as the four metrics)
+            pa.Array.from_buffers(READINGS.field("ts").type, n, [None, pa.py_buffer(np.ascontiguousarray(ts, dtype=np.int64))]),
+            *(_float_array(c) for c in (temp, humidity, pressure, vibration, battery)),
+            repeated_strings([SOURCE], np.array([n])),
             pa.nulls(n, pa.int64()),
         ],
         schema=READINGS,
     )
 
 
-def _repeated_strings(values: list[str], counts: np.ndarray) -> pa.Array:
-    """A string array of ``values[0]`` ``counts[0]`` times, then ``values[1]`` ``counts[1]`` times, ...
-
-    Built from its buffers (offsets from the lengths, data by repeating bytes):
-    a sensor's readings are contiguous, so this is a few memory passes, where
-    a dictionary cast or take gathers string by string.
-    """
-    encoded = [v.encode() for v in values]
-    counts = np.asarray(counts, dtype=np.int64)
-    n = int(counts.sum())
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.repeat(np.array([len(e) for e in encoded], dtype=np.int64), counts), out=offsets[1:])
-    if offsets[-1] >= 2**31:
-        raise ValueError(f"{n} strings of {offsets[-1]} bytes exceed a string column's 2 GiB")
-    data = b"".join(e * int(c) for e, c in zip(encoded, counts))
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data))
+def _float_array(x: np.ndarray) -> pa.Array:
+    """A float64 array over ``x``'s own buffer: ``pa.array(x)`` without its copy (NaN stays a value)."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    return pa.Array.from_buffers(pa.float64(), len(x), [None, pa.py_buffer(x)])
 
 
 def _stuck_values(s: _Sensor, ep: _Episode, seed: int, episodes: Sequence[_Episode]) -> tuple[float, float]:
