@@ -100,16 +100,21 @@ def test_the_fast_uniqueness_test_finds_a_key_twice_in_either_stream(lake: Lake)
     assert audit_readings(lake, DAY)["unique_key"].n_bad == 1
 
 
-def test_the_build_splits_a_chunk_into_the_same_pieces_as_split_tail():
-    from iot_platform.io.ingest import _split_tail
+def _filtered(chunk: pa.Table, day) -> list[pa.Table]:
+    """The definition: the rows before the tail, then the tail's, each in the chunk's order (a null ts first)."""
+    in_tail = pc.fill_null(pc.greater_equal(chunk["ts"].cast(pa.int64()), tail_start_us(day)), False)
+    pieces = [chunk.filter(pc.invert(in_tail)), chunk.filter(in_tail)]
+    return [p for p in pieces if p.num_rows] or [chunk.slice(0, 0)]
 
+
+def test_split_tail_slices_the_pieces_the_filters_give():
     sorted_rows = _rows(["a", "a", "a", "b", "b", "c"], [T0, CUT - 1, CUT, T0 + 5, CUT + 7, CUT + 9])
     shuffled = sorted_rows.take(pa.array([5, 0, 3, 2, 1, 4]))
     many_runs = _rows(["a"] * 600, [CUT + (i % 2) * 10 - 5 + i for i in range(600)])  # 600 short runs
     for chunk in (sorted_rows, shuffled, many_runs, sorted_rows.slice(0, 2), sorted_rows.slice(2), sorted_rows.slice(0, 0)):
-        ours, theirs = _split_tail(chunk, DAY), split_tail(chunk, DAY)
+        ours, theirs = split_tail(chunk, DAY), _filtered(chunk, DAY)
         assert [p.to_pylist() for p in ours] == [p.to_pylist() for p in theirs]
         assert all(p.schema == chunk.schema for p in ours)
-    assert [p["ts"].cast(pa.int64()).to_pylist() for p in _split_tail(sorted_rows, DAY)] == [
+    assert [p["ts"].cast(pa.int64()).to_pylist() for p in split_tail(sorted_rows, DAY)] == [
         [T0, CUT - 1, T0 + 5], [CUT, CUT + 7, CUT + 9]
     ]

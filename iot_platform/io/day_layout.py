@@ -48,6 +48,9 @@ def split_tail(chunk: pa.Table, day: dt.date) -> list[pa.Table]:
     ts = pc.fill_null(chunk["ts"].cast(pa.int64()), tail_start_us(day - dt.timedelta(days=1)))
     in_tail = ts.to_numpy() >= tail_start_us(day)
     starts = np.r_[0, np.flatnonzero(in_tail[1:] != in_tail[:-1]) + 1]
+    if len(starts) > 256:  # rows not grouped by sensor (never from the build): two filters, not many slices
+        pieces = [chunk.filter(pa.array(~in_tail)), chunk.filter(pa.array(in_tail))]
+        return [p for p in pieces if p.num_rows]
     ends = np.r_[starts[1:], len(in_tail)]
     runs = [[], []]
     for lo, hi in zip(starts.tolist(), ends.tolist()):  # two runs per sensor at most

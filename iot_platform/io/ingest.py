@@ -28,7 +28,7 @@ from iot_platform.core import simulator as sim
 from iot_platform.core.schemas import FAULT_LABELS, READINGS, conform
 from iot_platform.core.validation import NO_PARTITION, REJECTED, Validated, validate_readings
 from iot_platform.io import day_pool
-from iot_platform.io.day_layout import split_tail, tail_start_us
+from iot_platform.io.day_layout import split_tail
 from iot_platform.io.lake import Lake, read_metadata
 from iot_platform.io.registry import fleet_registry
 
@@ -191,7 +191,7 @@ def build_readings_locked(
         if on_good is not None:
             on_good(v.good)
         # the day's last hour in row groups of its own: the next day's look-back reads only those
-        yield from _split_tail(v.good, day)
+        yield from split_tail(v.good, day)
 
     metadata = {
         SIM_UNTIL_KEY: str(until),
@@ -212,26 +212,6 @@ def build_readings_locked(
         lake.replace_partition("fault_labels", day, label_table.sort_by([("sensor_id", "ascending"), ("start_ts", "ascending")]))
     stats.labels = label_table.num_rows
     return stats
-
-
-def _split_tail(good: pa.Table, day: dt.date) -> list[pa.Table]:
-    """:func:`split_tail` of ``good`` (the same pieces, rows and order), made of slices of it.
-
-    Validated rows come sorted by (sensor, ts): the tail rows are the end of each sensor's
-    run, so each piece is a few runs of rows, taken as zero-copy slices where split_tail's
-    two filters copy the chunk (the Parquet file is the same bytes). Rows in many short
-    runs, or with a null ts, go through split_tail.
-    """
-    if good.num_rows == 0 or good["ts"].null_count:
-        return split_tail(good, day)
-    in_tail = good["ts"].cast(pa.int64()).to_numpy() >= tail_start_us(day)
-    starts = np.flatnonzero(in_tail[1:] != in_tail[:-1]) + 1
-    if len(starts) > 256:
-        return split_tail(good, day)
-    bounds = [0, *starts.tolist(), good.num_rows]
-    runs = [(a, b, bool(in_tail[a])) for a, b in zip(bounds[:-1], bounds[1:])]
-    pieces = ([good.slice(a, b - a) for a, b, tail in runs if tail == part] for part in (False, True))
-    return [pa.concat_tables(slices) for slices in pieces if slices]
 
 
 def _refused_without_partition(lake: Lake, day: dt.date) -> list[pa.Table]:
