@@ -31,20 +31,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from iot_platform.core import simulator as sim
-from iot_platform.core.calendar import DAY_US, day_start_us
+from iot_platform.core.calendar import day_start_us
 from iot_platform.core.detectors.pipeline import DayStage, run_chunk
-from iot_platform.core.schemas import conform
 from iot_platform.io.commit import day_lock
 from iot_platform.io.downstream import (
-    HISTORY_COLUMNS,
-    HISTORY_SCHEMA,
     DayOutput,
     DownstreamSettings,
     context_us,
     day_output,
-    emit_end_for,
     history_days,
+    history_from_memory,
     history_window_stats,
+    history_with,
     sensor_rows,
     write_day,
 )
@@ -253,10 +251,7 @@ def _history(lake: Lake, day: dt.date, settings: DownstreamSettings, previous: t
     if previous is None:
         return history_window_stats(lake, day, settings)
     prev, written = previous
-    newest = history_days(day, settings)[-1] == prev.day
-    if newest and emit_end_for(prev.day, now_us, settings) == day_start_us(prev.day) + DAY_US:
-        older = history_window_stats(lake, day, settings, days=history_days(day, settings)[:-1])
-        windows = prev.windows.result()
-        return pa.concat_tables([older, conform(windows.select(list(HISTORY_COLUMNS)), HISTORY_SCHEMA)])
+    if history_from_memory(day, prev.day, now_us, settings):
+        return history_with(lake, day, settings, prev.windows.result())
     written.result()
     return history_window_stats(lake, day, settings)

@@ -28,20 +28,17 @@ import pyarrow as pa
 
 from iot_platform.core.calendar import DAY_US, day_start_us
 from iot_platform.core.detectors.pipeline import ChunkTask, DayStage, run_chunk
-from iot_platform.core.schemas import conform
 from iot_platform.io import day_pool
 from iot_platform.io.commit import day_lock
 from iot_platform.io.downstream import (
-    HISTORY_COLUMNS,
-    HISTORY_SCHEMA,
     DayOutput,
     DownstreamSettings,
     context_us,
     day_output,
     day_sensors,
-    emit_end_for,
-    history_days,
+    history_from_memory,
     history_window_stats,
+    history_with,
     sensor_rows,
     write_day,
 )
@@ -119,10 +116,10 @@ def build_days(
             now = now_us()
             nxt = None
             # the next day starts now if this day is its newest history day and is written whole (a past day)
-            if following is not None and history_days(following, settings)[-1] == day and emit_end_for(day, now, settings) == day_start_us(day) + DAY_US:
+            if following is not None and history_from_memory(following, day, now, settings):
                 nxt = _Day(lake, following, settings, processes)
                 open_days.append(nxt)
-                nxt.start(_history_with(lake, following, settings, windows))
+                nxt.start(history_with(lake, following, settings, windows))
             assert current.stage is not None
             out = day_output(current.stage.finish(), day, now, settings)
             write_day(lake, day, out)
@@ -133,14 +130,6 @@ def build_days(
     finally:
         for d in open_days:
             d.release()
-
-
-def _history_with(lake: Lake, day: dt.date, settings: DownstreamSettings, windows: pa.Table) -> pa.Table:
-    """``day``'s history with its newest day's windows (computed, not written yet) from memory: the rows
-    :func:`history_window_stats` reads once they are written, in the same order (days ascending)."""
-    older = history_window_stats(lake, day, settings, days=history_days(day, settings)[:-1])
-    newest = conform(windows.select(list(HISTORY_COLUMNS)), HISTORY_SCHEMA)
-    return pa.concat_tables([older, newest])
 
 
 def _chunk_in_worker(root: str, store: ObjectStore | None, day: dt.date, sensors: list[str], ctx_us: int, task: ChunkTask) -> list[tuple]:

@@ -215,6 +215,21 @@ def history_window_stats(lake: Lake, day: dt.date, settings: DownstreamSettings,
     return conform(got.to_arrow_table(), schema)
 
 
+def history_from_memory(day: dt.date, previous: dt.date, now_us: int | None, settings: DownstreamSettings) -> bool:
+    """Whether ``day``'s history can take ``previous``'s windows from memory, before they are written: it is
+    ``day``'s newest history day and is written whole (a past day)."""
+    whole = emit_end_for(previous, now_us, settings) == day_start_us(previous) + DAY_US
+    return history_days(day, settings)[-1] == previous and whole
+
+
+def history_with(lake: Lake, day: dt.date, settings: DownstreamSettings, windows: pa.Table) -> pa.Table:
+    """``day``'s history with its newest day's windows (computed, not written yet) from memory: the rows
+    :func:`history_window_stats` reads once they are written, in the same order (days ascending)."""
+    older = history_window_stats(lake, day, settings, days=history_days(day, settings)[:-1])
+    newest = conform(windows.select(list(HISTORY_COLUMNS)), HISTORY_SCHEMA)
+    return pa.concat_tables([older, newest])
+
+
 def emit_end_for(day: dt.date, now_us: int | None, settings: DownstreamSettings) -> int:
     """A past day is emitted whole; today only up to the watermark."""
     b = day_start_us(day) + DAY_US
