@@ -5,9 +5,11 @@ into its file a few sensors at a time; here each validated chunk is also
 handed to the day's detection (:class:`~iot_platform.core.detectors.pipeline.DayStage`)
 as it is written, so windows and detectors run on the other core while the
 next chunk is simulated and validated, and the day is never read back from
-the file. The previous day's tail and the previous days' window_stats come
-from the lake, written by then (the days are built in order). The same bytes
-as ``build_readings_day`` then ``build_day`` (tested).
+the file. The previous day's tail comes from the lake (written by then: the
+days are built in order), as do the previous days' window_stats but the
+newest, which a day takes from memory while that day is still being written
+(:func:`build_chain_days`). The same bytes as ``build_readings_day`` then
+``build_day`` (tested).
 
 Locks: the day's readings lock, then its :func:`~iot_platform.io.commit.day_lock`,
 both taken before the first read, in that order (nothing takes them the other
@@ -51,8 +53,9 @@ from iot_platform.io.lake import Lake
 
 
 class _Detection:
-    """A day's detection fed chunk by chunk: ``settings.workers`` chunks computed at once (threads), at most
-    twice that many waiting, so the readings build waits rather than holding the day in memory.
+    """A day's detection fed chunk by chunk: ``settings.workers`` chunks computed at once (threads); a chunk
+    waits for one of ``slots`` (shared with the previous day, still finishing), so the readings build waits
+    rather than holding the day in memory.
 
     ``history`` gives the previous days' window_stats when the first chunk needs them: the newest of
     them may still be finishing (:func:`build_chain_days`).
@@ -122,11 +125,13 @@ class _Detection:
         self.windows()
         return day_output(self.stage.finish(), self.day, now_us, self.settings)
 
-    def cancel(self) -> None:
+    def close(self) -> None:
+        """Drop what is left: chunks not collected (a running one ends unread) and the stage's results."""
         for fut in self.pending:
             fut.cancel()
-            self.slots.release()  # its chunk is no one's any more (a running one ends unread)
+            self.slots.release()
         self.pending.clear()
+        self._stage = None
 
 
 def derived_inputs(lake: Lake, day: dt.date, settings: DownstreamSettings) -> list[tuple[str, int, int]]:
@@ -183,23 +188,8 @@ class _Day:
             self.release()
 
     def release(self) -> None:
-        self.detection.cancel()
-        self.detection._stage = None  # the day's chunks' results: its output is built (or lost) by now
+        self.detection.close()  # its output is built (or lost) by now
         self.locks.close()
-
-
-def build_chain_day(
-    lake: Lake,
-    fleet: sim.FleetParams | None,
-    day: dt.date,
-    settings: DownstreamSettings,
-    *,
-    now_us: int | None,
-    write_labels: bool = True,
-) -> ChainDay:
-    """``build_readings_day`` then ``build_day`` of ``day``, in one pass over its readings."""
-    (got,) = build_chain_days(lake, fleet, [day], settings, now_us=lambda: now_us, write_labels=write_labels)
-    return got
 
 
 def build_chain_days(
