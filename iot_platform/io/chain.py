@@ -28,13 +28,12 @@ import functools
 import threading
 from collections.abc import Callable, Iterator
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from iot_platform.core import simulator as sim
 from iot_platform.core.calendar import day_start_us
-from iot_platform.core.detectors.pipeline import DayStage, run_chunk
+from iot_platform.core.detectors.pipeline import DayStage
+from iot_platform.core.windows import EncodedSensors, ReadingsSource
 from iot_platform.io.commit import day_lock
 from iot_platform.io.downstream import (
     DayOutput,
@@ -84,7 +83,7 @@ class _Detection:
         if good.num_rows == 0:
             return
         self.buffer.append(good)
-        self.sensors += pc.count_distinct(good["sensor_id"]).as_py()
+        self.sensors += len(EncodedSensors(good["sensor_id"]).used())
         if self.sensors >= self.settings.sensors_per_chunk:
             self._submit()
 
@@ -93,14 +92,13 @@ class _Detection:
             return
         readings = pa.concat_tables(self.buffer)
         self.buffer, self.sensors = [], 0
-        names = np.array(pc.unique(readings["sensor_id"]).to_pylist(), dtype=object)
-        task = self.stage.task(self.stage.past(names))
+        stage = self.stage  # made here, not in a worker: it may wait for the previous day's windows
         while not self.slots.acquire(blocking=False):
             if not self.pending:  # every slot is the previous day's: its finishing frees them
                 self.slots.acquire()
                 break
             self._collect()
-        self.pending.append(self.pool.submit(self._run, readings, names.tolist(), task))
+        self.pending.append(self.pool.submit(self._run, readings, stage))
 
     def _collect(self) -> None:
         fut = self.pending.popleft()
@@ -109,10 +107,14 @@ class _Detection:
         finally:
             self.slots.release()
 
-    def _run(self, readings: pa.Table, names: list[str], task) -> list[tuple]:  # noqa: ANN001
+    def _run(self, readings: pa.Table, stage: DayStage) -> list[tuple]:
+        """A chunk as ``run_day_chunked`` computes it: its sensors from the runs of its sensor_id column, the
+        previous day's tail of those, one encoded source whose names also pick the history's rows."""
         a = day_start_us(self.day)
+        names = sorted(EncodedSensors(readings["sensor_id"]).used())
         prev = sensor_rows(self.lake, self.day - dt.timedelta(days=1), names, a - self.ctx, a)
-        return run_chunk(readings, prev, task)
+        source = ReadingsSource([prev, readings])
+        return stage.run(readings, prev, stage.past(source.names), source)
 
     def windows(self) -> pa.Table:
         """Wait for every chunk: the day's window_stats."""
