@@ -2,6 +2,7 @@
 
     python benchmarks/bench_chain.py                         # 7 days x 100 sensors, then 1 day x 1,000 sensors
     python benchmarks/bench_chain.py --sensors 100 --days 7  # one size
+    python benchmarks/bench_chain.py --sensors 100 --days 7 --repeat 3  # 3 rounds, chain and reference alternated
 
 The chain is one CLI run in a fresh process, a temp IOT_DATA_DIR and a temp
 DAGSTER_HOME (so the run and its step timings are recorded):
@@ -24,7 +25,10 @@ readings of the sensor), each day written to Parquet. No validation, no
 faults, no detectors beyond the z-score, no Dagster: a floor for the work.
 
 Also prints CPU seconds (user + sys) of both, a steadier figure than wall time
-on a shared machine. Prints markdown for the README.
+on a shared machine. With ``--repeat N`` the chain and the reference run in
+turns, N times each: the host's speed drifts by 10-15 % over minutes, so each
+round's ratio compares two runs made side by side, and the summary gives the
+median and the range over the rounds. Prints markdown for the README.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -238,11 +243,30 @@ def report_reference(c: dict, r: dict) -> str:
     return "\n".join(lines)
 
 
+def report_rounds(rounds: list[tuple[dict, dict | None]]) -> str:
+    """One row per round (chain, then reference), and the medians and ranges over the rounds."""
+    lines = [
+        "| round | chain run (s) | readings/s | CPU (s) | peak RSS | reference run (s) | chain / reference |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, (c, r) in enumerate(rounds, 1):
+        ref = f"{r['run_s']:.1f} | {c['run_s'] / r['run_s']:.2f}x" if r else "- | -"
+        lines.append(f"| {i} | {c['run_s']:.1f} | {c['readings'] / c['run_s'] / 1e6:.2f} M | {c['cpu_s']:.1f} | {_gb(c['rss'])} | {ref} |")
+    rates = [c["readings"] / c["run_s"] / 1e6 for c, _ in rounds]
+    lines += ["", f"Readings/s over {len(rounds)} rounds: median **{statistics.median(rates):.2f} M** "
+              f"(range {min(rates):.2f}-{max(rates):.2f} M)."]  # fmt: skip
+    ratios = [c["run_s"] / r["run_s"] for c, r in rounds if r]
+    if ratios:
+        lines[-1] += f" Chain / reference: median **{statistics.median(ratios):.2f}x** (range {min(ratios):.2f}-{max(ratios):.2f}x)."
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sensors", type=int)
     ap.add_argument("--days", type=int)
     ap.add_argument("--reference-max", type=int, default=700, help="run the reference up to this many sensor-days")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of chain then reference, for medians and ranges")
     ap.add_argument("--reference-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.reference_only:
@@ -252,13 +276,19 @@ def main() -> None:
     sizes = [(args.sensors, args.days)] if args.sensors else [(100, 7), (1000, 1)]
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start\n")
     for sensors, days in sizes:
-        c = chain(sensors, days)
-        print(report_chain(c) + "\n", flush=True)
-        # the naive reference holds a day of the fleet many times over: ~10 GB at 1,000 sensors
-        if sensors * days <= args.reference_max:
-            r = reference(sensors, days)
-            r["days"] = days
-            print(report_reference(c, r) + "\n", flush=True)
+        rounds: list[tuple[dict, dict | None]] = []
+        for _ in range(args.repeat):
+            c = chain(sensors, days)
+            print(report_chain(c) + "\n", flush=True)
+            r = None
+            # the naive reference holds a day of the fleet many times over: ~10 GB at 1,000 sensors
+            if sensors * days <= args.reference_max:
+                r = reference(sensors, days)
+                r["days"] = days
+                print(report_reference(c, r) + "\n", flush=True)
+            rounds.append((c, r))
+        if args.repeat > 1:
+            print(report_rounds(rounds) + "\n", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
