@@ -48,7 +48,8 @@ from iot_platform.io.downstream import (
     write_day,
 )
 from iot_platform.io.ingest import DayStats, build_readings_locked
-from iot_platform.io.lake import Lake
+from iot_platform.io.lake import TABLES, Lake
+from iot_platform.io.pass_audits import PassAudit, audited_files
 
 
 class _Detection:
@@ -147,10 +148,19 @@ def derived_inputs(lake: Lake, day: dt.date, settings: DownstreamSettings) -> li
 
 
 @dataclasses.dataclass(frozen=True)
+class ReadingsAudited:
+    """The readings audits of a day from its rows as written (None: read the files back), and the files."""
+
+    results: dict | None
+    files: list[tuple[str, int, int]]  # audited_files right after the write, the readings lock held
+
+
+@dataclasses.dataclass(frozen=True)
 class ChainDay:
     stats: DayStats  # the readings build
     out: DayOutput  # the derived tables written
     inputs: list[tuple[str, int, int]]  # derived_inputs right after the write, the day's lock held
+    audited: ReadingsAudited
 
 
 class _Day:
@@ -171,7 +181,16 @@ class _Day:
         self.windows: cf.Future = cf.Future()  # set once every chunk is computed
 
     def readings(self, fleet: sim.FleetParams | None, now_us: int | None, write_labels: bool) -> DayStats:
-        stats = build_readings_locked(self.lake, fleet, self.day, now_us, write_labels=write_labels, on_good=self.detection.add)
+        audit = PassAudit(self.day, TABLES["readings"])
+
+        def on_good(rows: pa.Table) -> None:
+            self.detection.add(rows)
+            audit.add(rows)
+
+        stats = build_readings_locked(self.lake, fleet, self.day, now_us, write_labels=write_labels, on_good=on_good)
+        has_labels = bool(self.lake.files("fault_labels", self.day))
+        labels = self.lake.read("fault_labels", [self.day]) if has_labels else TABLES["fault_labels"].empty_table()
+        self.audited = ReadingsAudited(audit.results(labels), audited_files(self.lake, self.day))
         self.readings_lock.close()  # the day's readings are written: micro-batches may append again
         return stats
 
@@ -185,7 +204,7 @@ class _Day:
                 raise
             out = self.detection.finish(now_us)
             write_day(self.lake, self.day, out)
-            return ChainDay(stats, out, derived_inputs(self.lake, self.day, self.settings))
+            return ChainDay(stats, out, derived_inputs(self.lake, self.day, self.settings), self.audited)
         finally:
             self.release()
 

@@ -9,6 +9,11 @@ reports those days instead of computing them again, but only while every one
 of those files is unchanged (a micro-batch or another build in between: the
 day is computed as usual). Each asset is still materialized by its own step.
 
+The same pass audits each day's readings from the rows it writes
+(:mod:`iot_platform.io.pass_audits`): the run's readings check reports a clean
+day from here while its readings and fault_labels files are unchanged, and
+reads the files back for any other day.
+
 Kept on this machine (``<data>/lake/_state/chain_handoff``): a step on
 another machine finds nothing and computes the day itself.
 """
@@ -21,11 +26,13 @@ import pickle
 import time
 from pathlib import Path
 
-from iot_platform.io.chain import derived_inputs
+from iot_platform.io.audits import AuditResult
+from iot_platform.io.chain import ReadingsAudited, derived_inputs
 from iot_platform.io.commit import day_lock
 from iot_platform.io.downstream import DownstreamSettings
 from iot_platform.io.fsutil import fsync_path
 from iot_platform.io.lake import Lake
+from iot_platform.io.pass_audits import audited_files
 
 _KEEP_S = 86_400  # a crashed run's handoff is removed by the next run after this long
 
@@ -38,12 +45,17 @@ class HandedDay:
     inputs: list[tuple[str, int, int]]
 
 
-def _path(lake: Lake, run_id: str) -> Path:
-    return Path(lake.root) / "lake" / "_state" / "chain_handoff" / f"{run_id}.pkl"
+def _path(lake: Lake, run_id: str, kind: str = "") -> Path:
+    return Path(lake.root) / "lake" / "_state" / "chain_handoff" / f"{run_id}{kind}.pkl"
 
 
-def save(lake: Lake, run_id: str, days: dict[dt.date, HandedDay]) -> None:
-    path = _path(lake, run_id)
+def save(lake: Lake, run_id: str, days: dict[dt.date, HandedDay], audited: dict[dt.date, ReadingsAudited] | None = None) -> None:
+    """Hand over the days' derived tables (for the detection step) and readings audits (for the readings check)."""
+    _save(_path(lake, run_id), days)
+    _save(_path(lake, run_id, ".readings_audits"), {d: a for d, a in (audited or {}).items() if a.results is not None})
+
+
+def _save(path: Path, days: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for old in path.parent.glob("*.pkl"):
         if time.time() - old.stat().st_mtime > _KEEP_S:
@@ -52,6 +64,16 @@ def save(lake: Lake, run_id: str, days: dict[dt.date, HandedDay]) -> None:
     tmp.write_bytes(pickle.dumps(days))
     fsync_path(tmp)
     tmp.replace(path)
+
+
+def take_audits(lake: Lake, run_id: str, days: list[dt.date]) -> dict[dt.date, dict[str, AuditResult]]:
+    """The readings audits handed over for ``days`` whose files are unchanged; the handoff is removed."""
+    path = _path(lake, run_id, ".readings_audits")
+    if not path.exists():
+        return {}
+    handed: dict[dt.date, ReadingsAudited] = pickle.loads(path.read_bytes())  # our own file, written by this run
+    path.unlink(missing_ok=True)
+    return {day: handed[day].results for day in days if day in handed and audited_files(lake, day) == handed[day].files}
 
 
 def take(lake: Lake, run_id: str, days: list[dt.date], settings: DownstreamSettings) -> dict[dt.date, HandedDay]:

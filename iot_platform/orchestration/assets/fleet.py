@@ -127,9 +127,11 @@ def _detection_in_run(context: AssetExecutionContext) -> bool:
 
 def _chain(context: AssetExecutionContext, params, lake: LakeResource, detection: DetectionResource) -> Iterator[DayStats]:
     """Each day's readings, window_stats and anomalies in one pass (io.chain); the derived tables' metadata
-    (made while the next day is built) handed to the run's detection step."""
+    (made while the next day is built) handed to the run's detection step, the readings audits of clean days
+    (io.pass_audits) to its readings check."""
     settings = detection.settings(params, lake.lake.root)
     handed: dict[dt.date, chain_handoff.HandedDay] = {}
+    audited = {}
     write_labels = "fault_labels" in {k.to_user_string() for k in context.selected_asset_keys}
 
     def hand(c) -> None:  # noqa: ANN001
@@ -143,7 +145,8 @@ def _chain(context: AssetExecutionContext, params, lake: LakeResource, detection
             if pending is not None:
                 pending.result()
             pending = pool.submit(hand, c)
+            audited[c.stats.day] = c.audited
             yield c.stats
         if pending is not None:
             pending.result()
-    chain_handoff.save(lake.lake, context.run.run_id, handed)
+    chain_handoff.save(lake.lake, context.run.run_id, handed, audited)
