@@ -21,7 +21,7 @@ from iot_platform.io.pass_audits import PassAudit
 from iot_platform.orchestration import chain_handoff
 from iot_platform.orchestration.assets.detection import window_stats_and_anomalies
 from iot_platform.orchestration.assets.fleet import fleet_readings
-from iot_platform.orchestration.checks import readings_checks
+from iot_platform.orchestration.checks import anomalies_checks, readings_checks, window_stats_checks
 from iot_platform.orchestration.resources import ClockResource, DetectionResource, FleetResource, LakeResource
 
 DAY = dt.date(2024, 3, 5)
@@ -107,18 +107,18 @@ def test_the_handed_audits_hold_only_while_the_files_are_unchanged(tmp_path: Pat
     built = list(build_chain_days(lake, FLEET, DAYS, DownstreamSettings(fleet=FLEET, sensors_per_chunk=2), now_us=lambda: None))
     assert [c.audited.results for c in built] == [PASSED, PASSED]
     assert [audit_readings(lake, d) for d in DAYS] == [PASSED, PASSED]
-    audited = {c.stats.day: c.audited for c in built}
-    chain_handoff.save(lake, "run-1", {}, audited)
-    assert chain_handoff.take_audits(lake, "run-2", DAYS) == {}  # another run's: nothing
-    assert chain_handoff.take_audits(lake, "run-1", DAYS) == dict.fromkeys(DAYS, PASSED)
-    assert chain_handoff.take_audits(lake, "run-1", DAYS) == {}  # taken once
+    checked = {"readings": {c.stats.day: c.audited for c in built}}
+    chain_handoff.save(lake, "run-1", {}, checked)
+    assert chain_handoff.take_checks(lake, "run-2", "readings", DAYS) == {}  # another run's: nothing
+    assert chain_handoff.take_checks(lake, "run-1", "readings", DAYS) == dict.fromkeys(DAYS, PASSED)
+    assert chain_handoff.take_checks(lake, "run-1", "readings", DAYS) == {}  # taken once
     # a late reading in the first day, new labels on the second: both read back
-    chain_handoff.save(lake, "run-1", {}, audited)
+    chain_handoff.save(lake, "run-1", {}, checked)
     late = lake.read("readings", [DAYS[0]]).slice(0, 1)
     late = late.set_column(1, "ts", pa.array([day_start_us(DAYS[0]) + 5 * US]).cast(late.schema.field("ts").type))
     lake.write_part("readings", DAYS[0], "late", late)
     lake.replace_partition("fault_labels", DAYS[1], lake.read("fault_labels", [DAYS[1]]).slice(1))
-    assert chain_handoff.take_audits(lake, "run-1", DAYS) == {}
+    assert chain_handoff.take_checks(lake, "run-1", "readings", DAYS) == {}
 
 
 def test_a_backfill_run_reports_the_audits_of_its_pass_as_a_check_run_reads_them_back(tmp_path: Path, instance, data_dir: Path):
@@ -132,18 +132,20 @@ def test_a_backfill_run_reports_the_audits_of_its_pass_as_a_check_run_reads_them
 
     def checks(result: dg.ExecuteInJobResult) -> dict:
         evaluations = result.get_asset_check_evaluations()
-        return {e.check_name: (e.passed, {k: v.value for k, v in e.metadata.items()}) for e in evaluations}
+        return {(e.asset_key.to_user_string(), e.check_name): (e.passed, {k: v.value for k, v in e.metadata.items()})
+                for e in evaluations}  # fmt: skip
 
-    assets = [fleet_readings, window_stats_and_anomalies, readings_checks]
-    chained = dg.materialize(assets, instance=instance, resources=resources, tags=tags)
+    all_checks = [readings_checks, window_stats_checks, anomalies_checks]
+    chained = dg.materialize([fleet_readings, window_stats_and_anomalies, *all_checks], instance=instance, resources=resources, tags=tags)
     assert chained.success
     logs = [e.user_message for e in instance.all_logs(chained.run_id)]
     assert "3 of 3 days audited by this run's readings step, from the rows it wrote" in logs
-    read_back = dg.materialize([readings_checks], instance=instance, resources=resources, tags=tags,
-                               selection=dg.AssetSelection.checks(readings_checks))  # fmt: skip
+    assert "3 of 3 days checked in this run's readings step, over the rows it wrote" in logs
+    read_back = dg.materialize(all_checks, instance=instance, resources=resources, tags=tags,
+                               selection=dg.AssetSelection.all_asset_checks())  # fmt: skip
     assert read_back.success
-    assert not any("audited by this run's readings step" in (e.user_message or "") for e in instance.all_logs(read_back.run_id))
+    assert not any("this run's readings step" in (e.user_message or "") for e in instance.all_logs(read_back.run_id))
     assert checks(chained) == checks(read_back)
-    assert set(checks(chained)) == set(READINGS_AUDITS)
+    assert len(checks(chained)) == len(READINGS_AUDITS) + 3 + 4
     assert all(passed and meta["partitions_checked"] == 3 for passed, meta in checks(chained).values())
     np.testing.assert_equal(len(list((data_dir / "lake" / "_state" / "chain_handoff").glob("*.pkl"))), 0)  # all taken

@@ -49,7 +49,7 @@ from iot_platform.io.downstream import (
 )
 from iot_platform.io.ingest import DayStats, build_readings_locked
 from iot_platform.io.lake import TABLES, Lake
-from iot_platform.io.pass_audits import PassAudit, audited_files
+from iot_platform.io.pass_audits import READINGS_AUDITED, PassAudit, Vouched, table_files
 
 
 class _Detection:
@@ -148,19 +148,12 @@ def derived_inputs(lake: Lake, day: dt.date, settings: DownstreamSettings) -> li
 
 
 @dataclasses.dataclass(frozen=True)
-class ReadingsAudited:
-    """The readings audits of a day from its rows as written (None: read the files back), and the files."""
-
-    results: dict | None
-    files: list[tuple[str, int, int]]  # audited_files right after the write, the readings lock held
-
-
-@dataclasses.dataclass(frozen=True)
 class ChainDay:
     stats: DayStats  # the readings build
     out: DayOutput  # the derived tables written
     inputs: list[tuple[str, int, int]]  # derived_inputs right after the write, the day's lock held
-    audited: ReadingsAudited
+    audited: Vouched  # the readings audits
+    written: dict[str, list[tuple[str, int, int]]]  # table_files of window_stats and anomalies after the write
 
 
 class _Day:
@@ -190,7 +183,7 @@ class _Day:
         stats = build_readings_locked(self.lake, fleet, self.day, now_us, write_labels=write_labels, on_good=on_good)
         has_labels = bool(self.lake.files("fault_labels", self.day))
         labels = self.lake.read("fault_labels", [self.day]) if has_labels else TABLES["fault_labels"].empty_table()
-        self.audited = ReadingsAudited(audit.results(labels), audited_files(self.lake, self.day))
+        self.audited = Vouched(audit.results(labels), table_files(self.lake, self.day, READINGS_AUDITED))
         self.readings_lock.close()  # the day's readings are written: micro-batches may append again
         return stats
 
@@ -204,7 +197,8 @@ class _Day:
                 raise
             out = self.detection.finish(now_us)
             write_day(self.lake, self.day, out)
-            return ChainDay(stats, out, derived_inputs(self.lake, self.day, self.settings), self.audited)
+            written = {t: table_files(self.lake, self.day, (t,)) for t in ("window_stats", "anomalies")}
+            return ChainDay(stats, out, derived_inputs(self.lake, self.day, self.settings), self.audited, written)
         finally:
             self.release()
 

@@ -12,11 +12,12 @@ for the exact counts and examples, as without the chain.
 
 The result holds for the files it was computed with: the check uses it only
 while the day's readings and fault_labels files are unchanged (name, size,
-mtime; :func:`audited_files`).
+mtime; :func:`table_files`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -34,10 +35,20 @@ _WANT = {"sensor_id": pa.string(), "ts": pa.timestamp("us", tz="UTC")} | {
 }
 
 
-def audited_files(lake: Lake, day: dt.date) -> list[tuple[str, int, int]]:
-    """(file, size, mtime) of what the readings audits of ``day`` read: its readings and fault_labels."""
-    files = [*lake.files("readings", day), *lake.files("fault_labels", day)]
-    return [(str(f), (st := f.stat()).st_size, st.st_mtime_ns) for f in files]
+READINGS_AUDITED = ("readings", "fault_labels")  # what the readings audits read
+
+
+def table_files(lake: Lake, day: dt.date, tables: tuple[str, ...]) -> list[tuple[str, int, int]]:
+    """(file, size, mtime) of ``day``'s files of ``tables``: while they are unchanged, so are checks over them."""
+    return [(str(f), (st := f.stat()).st_size, st.st_mtime_ns) for t in tables for f in lake.files(t, day)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Vouched:
+    """A day's check results computed in the pass that wrote it (None: read the files back), and the files."""
+
+    results: dict[str, AuditResult] | None
+    files: list[tuple[str, int, int]]  # table_files right after the write, the table's lock held
 
 
 class PassAudit:

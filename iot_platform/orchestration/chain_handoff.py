@@ -9,10 +9,11 @@ reports those days instead of computing them again, but only while every one
 of those files is unchanged (a micro-batch or another build in between: the
 day is computed as usual). Each asset is still materialized by its own step.
 
-The same pass audits each day's readings from the rows it writes
-(:mod:`iot_platform.io.pass_audits`): the run's readings check reports a clean
-day from here while its readings and fault_labels files are unchanged, and
-reads the files back for any other day.
+The same pass runs each day's checks over the rows it writes: the readings
+audits (:mod:`iot_platform.io.pass_audits`), the window_stats and anomalies
+checks over the tables in memory. The run's check steps report a day that
+passed from here while the files the check reads are unchanged, and read the
+files back for any other day.
 
 Kept on this machine (``<data>/lake/_state/chain_handoff``): a step on
 another machine finds nothing and computes the day itself.
@@ -27,12 +28,12 @@ import time
 from pathlib import Path
 
 from iot_platform.io.audits import AuditResult
-from iot_platform.io.chain import ReadingsAudited, derived_inputs
+from iot_platform.io.chain import derived_inputs
 from iot_platform.io.commit import day_lock
 from iot_platform.io.downstream import DownstreamSettings
 from iot_platform.io.fsutil import fsync_path
 from iot_platform.io.lake import Lake
-from iot_platform.io.pass_audits import audited_files
+from iot_platform.io.pass_audits import READINGS_AUDITED, Vouched, table_files
 
 _KEEP_S = 86_400  # a crashed run's handoff is removed by the next run after this long
 
@@ -49,10 +50,12 @@ def _path(lake: Lake, run_id: str, kind: str = "") -> Path:
     return Path(lake.root) / "lake" / "_state" / "chain_handoff" / f"{run_id}{kind}.pkl"
 
 
-def save(lake: Lake, run_id: str, days: dict[dt.date, HandedDay], audited: dict[dt.date, ReadingsAudited] | None = None) -> None:
-    """Hand over the days' derived tables (for the detection step) and readings audits (for the readings check)."""
+def save(lake: Lake, run_id: str, days: dict[dt.date, HandedDay], checked: dict[str, dict[dt.date, Vouched]] | None = None) -> None:
+    """Hand over the days' derived tables (for the detection step) and, per table, the results of the days whose
+    checks passed in the pass (for the table's check step)."""
     _save(_path(lake, run_id), days)
-    _save(_path(lake, run_id, ".readings_audits"), {d: a for d, a in (audited or {}).items() if a.results is not None})
+    for table, vouched in (checked or {}).items():
+        _save(_path(lake, run_id, f".{table}_checks"), {d: v for d, v in vouched.items() if v.results is not None})
 
 
 def _save(path: Path, days: dict) -> None:
@@ -66,14 +69,15 @@ def _save(path: Path, days: dict) -> None:
     tmp.replace(path)
 
 
-def take_audits(lake: Lake, run_id: str, days: list[dt.date]) -> dict[dt.date, dict[str, AuditResult]]:
-    """The readings audits handed over for ``days`` whose files are unchanged; the handoff is removed."""
-    path = _path(lake, run_id, ".readings_audits")
+def take_checks(lake: Lake, run_id: str, table: str, days: list[dt.date]) -> dict[dt.date, dict[str, AuditResult]]:
+    """The check results of ``table`` handed over for ``days`` whose files are unchanged; the handoff is removed."""
+    path = _path(lake, run_id, f".{table}_checks")
     if not path.exists():
         return {}
-    handed: dict[dt.date, ReadingsAudited] = pickle.loads(path.read_bytes())  # our own file, written by this run
+    handed: dict[dt.date, Vouched] = pickle.loads(path.read_bytes())  # our own file, written by this run
     path.unlink(missing_ok=True)
-    return {day: handed[day].results for day in days if day in handed and audited_files(lake, day) == handed[day].files}
+    read = READINGS_AUDITED if table == "readings" else (table,)
+    return {day: handed[day].results for day in days if day in handed and table_files(lake, day, read) == handed[day].files}
 
 
 def take(lake: Lake, run_id: str, days: list[dt.date], settings: DownstreamSettings) -> dict[dt.date, HandedDay]:

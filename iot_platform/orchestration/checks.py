@@ -11,11 +11,14 @@ Severities are deliberate: ERROR where downstream results would be wrong
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
 import dagster as dg
+import pyarrow as pa
 from dagster import AssetCheckExecutionContext
 
 from iot_platform.core.checks import ANOMALIES_CHECKS, WINDOW_STATS_CHECKS
+from iot_platform.core.schemas import conform
 from iot_platform.io.audits import AuditResult, audit_readings_days
 from iot_platform.io.day_pool import day_processes
+from iot_platform.io.lake import TABLES
 from iot_platform.orchestration import chain_handoff
 from iot_platform.orchestration.metadata import days_of
 from iot_platform.orchestration.partitions import daily_partitions
@@ -64,7 +67,7 @@ _SPECS = {
 def readings_checks(context: AssetCheckExecutionContext, lake: LakeResource):
     days = days_of(context)
     # clean days this run's readings step audited from the rows it wrote, files unchanged since (chain_handoff)
-    handed = chain_handoff.take_audits(lake.lake, context.run.run_id, days)
+    handed = chain_handoff.take_checks(lake.lake, context.run.run_id, "readings", days)
     if handed:
         context.log.info(f"{len(handed)} of {len(days)} days audited by this run's readings step, from the rows it wrote")
     # the others read back, side by side in worker processes (a backfill range)
@@ -74,6 +77,23 @@ def readings_checks(context: AssetCheckExecutionContext, lake: LakeResource):
         yield _result("readings", name, [(day, audits[name]) for day, audits in per_day], severity)
 
 
+def check_table(checks: dict, data: pa.Table) -> dict[str, AuditResult]:
+    """Every check of a table over one day's rows."""
+    results = {}
+    for name, fn in checks.items():
+        r = fn(data)
+        examples = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in r.examples.to_pylist()]
+        results[name] = AuditResult(name, r.n_bad, examples)
+    return results
+
+
+def passed_in_pass(table: str, data: pa.Table) -> dict[str, AuditResult] | None:
+    """The checks of ``table`` over a day's rows as the pass wrote them: their results if all passed, else None
+    (the check step reads the files back, for the examples as they are stored)."""
+    results = check_table(TABLE_CHECKS[table], conform(data, TABLES[table]))
+    return results if all(r.passed for r in results.values()) else None
+
+
 def _table_checks(table: str, checks: dict, severities: dict):
     @dg.multi_asset_check(
         name=f"{table}_audits",
@@ -81,14 +101,17 @@ def _table_checks(table: str, checks: dict, severities: dict):
         description=f"The audits of each {table} partition, over one read of the day.",
     )
     def _checks(context: AssetCheckExecutionContext, lake: LakeResource):
+        days = days_of(context)
+        # days whose checks passed in this run's readings step's pass, files unchanged since (chain_handoff)
+        handed = chain_handoff.take_checks(lake.lake, context.run.run_id, table, days)
+        if handed:
+            context.log.info(f"{len(handed)} of {len(days)} days checked in this run's readings step, over the rows it wrote")
         results: dict[str, list] = {n: [] for n in checks}
-        for day in days_of(context):
-            data = lake.lake.read(table, [day])  # once, for every check of the table
-            for name, fn in checks.items():
-                r = fn(data)
-                examples = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
-                            for row in r.examples.to_pylist()]  # fmt: skip
-                results[name].append((str(day), AuditResult(name, r.n_bad, examples)))
+        for day in days:
+            # else once, for every check of the table
+            got = handed[day] if day in handed else check_table(checks, lake.lake.read(table, [day]))
+            for name in checks:
+                results[name].append((str(day), got[name]))
         for name, per_day in results.items():
             yield _result(table, name, per_day, severities.get(name, ERROR))
 
@@ -97,5 +120,6 @@ def _table_checks(table: str, checks: dict, severities: dict):
 
 window_stats_checks = _table_checks("window_stats", WINDOW_STATS_CHECKS, {})
 anomalies_checks = _table_checks("anomalies", ANOMALIES_CHECKS, {})
+TABLE_CHECKS = {"window_stats": WINDOW_STATS_CHECKS, "anomalies": ANOMALIES_CHECKS}
 
 all_checks = [readings_checks, window_stats_checks, anomalies_checks]

@@ -17,7 +17,9 @@ from iot_platform.io.downstream import make_update_downstream
 from iot_platform.io.ingest import DayStats, build_readings_days
 from iot_platform.io.malloc_tuning import tune_malloc
 from iot_platform.io.microbatch import drain_landing
+from iot_platform.io.pass_audits import Vouched
 from iot_platform.orchestration import chain_handoff
+from iot_platform.orchestration.checks import passed_in_pass
 from iot_platform.orchestration.freshness import LIVE
 from iot_platform.orchestration.metadata import days_of, derived_metadata, md_table, ts_text
 from iot_platform.orchestration.partitions import daily_partitions, start_date
@@ -127,16 +129,18 @@ def _detection_in_run(context: AssetExecutionContext) -> bool:
 
 def _chain(context: AssetExecutionContext, params, lake: LakeResource, detection: DetectionResource) -> Iterator[DayStats]:
     """Each day's readings, window_stats and anomalies in one pass (io.chain); the derived tables' metadata
-    (made while the next day is built) handed to the run's detection step, the readings audits of clean days
-    (io.pass_audits) to its readings check."""
+    (made while the next day is built) handed to the run's detection step, the checks of the days that passed them
+    in the pass (io.pass_audits; the derived tables' checks over them in memory) to the check steps."""
     settings = detection.settings(params, lake.lake.root)
     handed: dict[dt.date, chain_handoff.HandedDay] = {}
-    audited = {}
+    checked: dict[str, dict] = {"readings": {}, "window_stats": {}, "anomalies": {}}
     write_labels = "fault_labels" in {k.to_user_string() for k in context.selected_asset_keys}
 
     def hand(c) -> None:  # noqa: ANN001
         ws_meta, anomaly_meta, summary = derived_metadata(lake.lake, c.stats.day, c.out)
         handed[c.stats.day] = chain_handoff.HandedDay(ws_meta, anomaly_meta, summary, c.inputs)
+        for table, data in (("window_stats", c.out.window_stats), ("anomalies", c.out.anomalies)):
+            checked[table][c.stats.day] = Vouched(passed_in_pass(table, data), c.written[table])
 
     with cf.ThreadPoolExecutor(max_workers=1) as pool:
         pending = None
@@ -145,8 +149,8 @@ def _chain(context: AssetExecutionContext, params, lake: LakeResource, detection
             if pending is not None:
                 pending.result()
             pending = pool.submit(hand, c)
-            audited[c.stats.day] = c.audited
+            checked["readings"][c.stats.day] = c.audited
             yield c.stats
         if pending is not None:
             pending.result()
-    chain_handoff.save(lake.lake, context.run.run_id, handed, audited)
+    chain_handoff.save(lake.lake, context.run.run_id, handed, checked)
