@@ -432,20 +432,25 @@ class ReadingsSource:
         """The frame of codes ``lo <= code < hi`` (renumbered from 0); ``registry`` (a
         :class:`~iot_platform.core.registry.SensorRegistry`) gives valid ranges and known intervals."""
         names = self.names[lo:hi]
-        pieces = []
+        pieces = []  # (block codes, block starts, rows, table): a piece's rows in blocks of one code each
         for table, order, key, starts in self._parts:
             a, b = np.searchsorted(key, [lo, hi])
             if b <= a:
                 continue
-            if starts is None:
+            if starts is None:  # a code per row
                 code = key[a:b] - lo
-            else:
-                code = np.repeat(key[a:b] - lo, np.diff(starts[a : b + 1]))
+                block = np.r_[0, np.flatnonzero(code[1:] != code[:-1]) + 1]
+                block_code = code[block]
+            else:  # a code per run of rows (runs of one code may follow each other: merged into one block)
+                run_code = key[a:b] - lo
+                first = np.r_[True, run_code[1:] != run_code[:-1]]
+                block_code, block = run_code[first], starts[a:b][first] - starts[a]
                 a, b = starts[a], starts[b]
             piece = table.slice(a, b - a) if order is None else table.take(pa.array(order[a:b]))
-            pieces.append((code, piece))
+            pieces.append((block_code, block, b - a, piece))
         if len(pieces) == 1:
-            code, piece = pieces[0]
+            block_code, block, n_piece, piece = pieces[0]
+            code = np.repeat(block_code, np.diff(np.r_[block, n_piece]))
             ts = _ts_us(piece.column("ts"))
             values = {m: _float(piece.column(m) if m in piece.column_names else None, len(code)) for m in METRICS}
         elif pieces:
@@ -456,24 +461,28 @@ class ReadingsSource:
         return build_frame(names, code, ts, values, params, intervals, registry)
 
 
-def _merge_pieces(pieces: list[tuple[np.ndarray, pa.Table]], n_names: int):
+def _merge_pieces(pieces: list[tuple[np.ndarray, np.ndarray, int, pa.Table]], n_names: int):
     """(code, ts, values) of several pieces, each grouped by (ascending) code, merged by code: a sensor's rows
     of the first piece, then its rows of the next... (what a stable sort on the code of the concatenation
-    gives, which leaves (code, ts) sorted when the pieces are successive in time).
+    gives, which leaves (code, ts) sorted when the pieces are successive in time). A piece is (the codes of
+    its blocks, ascending and distinct; their first rows; its row count; its table).
 
     Each (piece, sensor) block lands in one contiguous range of the output: the columns are copied block by
-    block straight from the Arrow chunks, with no concatenation, sort or gather."""
-    counts = [np.bincount(code, minlength=n_names) for code, _ in pieces]
+    block straight from the Arrow chunks, with no concatenation, sort or gather; the blocks' sizes come from
+    their bounds, with no pass over a code per row."""
+    counts = []
+    for block_code, block, n_piece, _ in pieces:
+        count = np.zeros(n_names, np.int64)
+        count[block_code] = np.diff(np.r_[block, n_piece])
+        counts.append(count)
     total = np.sum(counts, axis=0)
     offsets = np.r_[0, np.cumsum(total)]
     placed = offsets[:-1].copy()
     plans = []
-    for (code, piece), count in zip(pieces, counts):
-        starts = np.r_[0, np.flatnonzero(code[1:] != code[:-1]) + 1]
-        c = code[starts]
+    for (c, starts, n_piece, piece), count in zip(pieces, counts):
         dst = placed[c].copy()
         placed[c] += count[c]
-        plans.append((starts, dst, len(code), piece))
+        plans.append((starts, dst, n_piece, piece))
     n = int(offsets[-1])
     code = np.repeat(np.arange(n_names, dtype=np.int64), total)
     ts = np.empty(n, np.int64)
@@ -519,9 +528,7 @@ def _sort_unique(code: np.ndarray, ts: np.ndarray, values: dict[str, np.ndarray]
     n = len(ts)
     if n < 2:
         return None
-    same_code = code[1:] == code[:-1]
-    step = ts[1:] - ts[:-1]
-    if np.all((code[1:] > code[:-1]) | (same_code & (step > 0))):
+    if _sorted_unique(code, ts, np.diff(ts)):
         return None
     order = _key_order(code, ts)
     c, t = code[order], ts[order]
@@ -541,6 +548,16 @@ def _sort_unique(code: np.ndarray, ts: np.ndarray, values: dict[str, np.ndarray]
     return keep[_key_order(code[keep], ts[keep])]
 
 
+def _sorted_unique(code: np.ndarray, ts: np.ndarray, step: np.ndarray) -> bool:
+    """Whether rows are sorted by (code, ts) and unique on it (``step``: ``np.diff(ts)``): codes never
+    decrease, and where ts does not increase the code does. Steps that do not increase are few (one per
+    sensor in a frame), so they are found first and only their codes compared."""
+    if not (code[1:] >= code[:-1]).all():
+        return False
+    flat = np.flatnonzero(step <= 0)
+    return bool((code[flat + 1] > code[flat]).all())
+
+
 def _key_order(code: np.ndarray, ts: np.ndarray) -> np.ndarray:
     lo = int(ts.min())
     span = int(ts.max()) - lo + 1
@@ -558,17 +575,20 @@ def build_frame(
     intervals: pa.Table | None = None,
     registry=None,
 ) -> ReadingsFrame:
-    order = _sort_unique(code, ts, values)
-    if order is not None:
-        code, ts = code[order], ts[order]
-        values = {m: v[order] for m, v in values.items()}
+    step = np.diff(ts)  # the spacings: the order check's and (rows in order) the intervals' estimate's
+    if len(ts) >= 2 and not _sorted_unique(code, ts, step):
+        order = _sort_unique(code, ts, values)
+        if order is not None:
+            code, ts = code[order], ts[order]
+            values = {m: v[order] for m, v in values.items()}
+            step = np.diff(ts)
     offsets = np.searchsorted(code, np.arange(len(names) + 1)).astype(np.int64)
     lo = hi = None
     if registry is not None:
         intervals = registry_intervals(registry, names, intervals)
         res = registry.resolve(names)
         lo, hi = res.valid_lo, res.valid_hi
-    interval = _intervals_us(names, ts, offsets, params, intervals)
+    interval = _intervals_us(names, ts, offsets, params, intervals, step)
     hop, length = geometry(interval, params)
     return ReadingsFrame(names, code, ts, values, offsets, interval, hop, length, lo, hi)
 
@@ -597,7 +617,8 @@ def round_interval_us(median_us: float) -> int:
 
 
 def _intervals_us(
-    names: np.ndarray, ts: np.ndarray, offsets: np.ndarray, params: WindowParams, intervals: pa.Table | None
+    names: np.ndarray, ts: np.ndarray, offsets: np.ndarray, params: WindowParams, intervals: pa.Table | None,
+    step: np.ndarray | None = None,
 ) -> np.ndarray:
     out = np.full(len(names), round_interval_us(params.default_interval_s * US), dtype=np.int64)
     given = np.zeros(len(names), dtype=bool)
@@ -608,22 +629,25 @@ def _intervals_us(
         out[code[ok]] = np.maximum(np.round(iv[ok] * US).astype(np.int64), _MIN_INTERVAL_US)
         given[code[ok]] = True
     todo = np.flatnonzero(~given & (np.diff(offsets) >= 2))
-    for i, med in zip(todo, _median_spacings(ts, offsets, todo)):
+    for i, med in zip(todo, _median_spacings(ts, offsets, todo, step)):
         out[i] = round_interval_us(med)
     return out
 
 
-def _median_spacings(ts: np.ndarray, offsets: np.ndarray, sensors: np.ndarray) -> list[float]:
-    """``np.median(np.diff(ts))`` of each of ``sensors`` (codes with at least two readings), exactly.
+def _median_spacings(ts: np.ndarray, offsets: np.ndarray, sensors: np.ndarray, step: np.ndarray | None = None
+                     ) -> list[float]:  # fmt: skip
+    """``np.median(np.diff(ts))`` of each of ``sensors`` (codes with at least two readings), exactly
+    (``step``: ``np.diff(ts)`` when the caller has it).
 
     A regular sensor's spacings are mostly one value: the median of its first 101 spacings is checked
-    against all of them with two vectorized counts (it is the median when at most (n-1)//2 spacings are
-    below it and at least n//2 + 1 are at or below it: both middle values are it); only sensors failing
-    the check get a full median of their own.
+    against all of them by counting the spacings below it and above it (it is the median when at most
+    (n-1)//2 spacings are below it and at least n//2 + 1 are at or below it: both middle values are it);
+    only sensors failing the check get a full median of their own. The spacings that differ from it are
+    few (gaps, jitter): found in one pass, then counted per sensor by binary search.
     """
     if len(sensors) == 0:
         return []
-    d = np.diff(ts)  # spacings; the ones across two sensors are never counted below
+    d = np.diff(ts) if step is None else step  # spacings; the ones across two sensors are never counted below
     a, b = offsets[sensors], offsets[sensors + 1] - 1  # sensor i's spacings are d[a:b]
     cand = np.array([np.median(d[x : min(x + 101, y)]) for x, y in zip(a, b)])
     if (cand == cand[0]).all():  # sensors sampling alike (a fleet at 1 Hz): one candidate for every spacing
@@ -632,15 +656,15 @@ def _median_spacings(ts: np.ndarray, offsets: np.ndarray, sensors: np.ndarray) -
         lut = np.full(len(offsets) - 1, np.nan)
         lut[sensors] = cand
         c = np.repeat(lut, np.diff(offsets))[1:]  # each spacing's candidate: its later row's sensor's
-    # counts over each sensor's own spacings d[a:b]: sums over segments a, b, a', b', ... of which every
-    # other one is a sensor's (a spacing across two sensors lies outside every such range; the sensors are
-    # ascending, each with at least one spacing, so the bounds are strictly increasing)
-    bounds = np.column_stack([a, b]).reshape(-1)
-    bounds = bounds[bounds < len(d)]
+    # counts over each sensor's own spacings d[a:b] (a spacing across two sensors lies outside every such
+    # range): below it, and above it (at or below it: the rest; spacings are integers, never NaN)
     with np.errstate(invalid="ignore"):
-        below = np.add.reduceat(d < c, bounds, dtype=np.int64)[::2]
-        at_most = np.add.reduceat(d <= c, bounds, dtype=np.int64)[::2]
+        other = np.flatnonzero(d != c)  # NaN candidates (spacings across sensors not asked for) included
+        od, oc = d[other], (c if np.ndim(c) == 0 else c[other])
+        lt, gt = other[od < oc], other[od > oc]  # ascending: the ones in d[a:b] by two binary searches
     n = b - a
+    below = np.searchsorted(lt, b) - np.searchsorted(lt, a)
+    at_most = n - (np.searchsorted(gt, b) - np.searchsorted(gt, a))
     exact = (below <= (n - 1) // 2) & (at_most >= n // 2 + 1)
     return [float(cand[j]) if exact[j] else float(np.median(d[a[j] : b[j]])) for j in range(len(sensors))]
 

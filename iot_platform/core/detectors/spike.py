@@ -169,15 +169,17 @@ def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok:
     close = cache[max_gap]
     counts = frame.__dict__.setdefault("_close_counts", {})
     if max_gap not in counts:
-        counts[max_gap] = np.add.reduceat(close, panes.start, dtype=np.int64)
-    n_close = counts[max_gap]
+        counts[max_gap] = (np.add.reduceat(close, panes.start, dtype=np.int64), np.flatnonzero(~close))
+    n_close, far = counts[max_gap]
     x = frame.values[metric]
     d = np.empty(n)
     d[0] = 0.0
     with np.errstate(invalid="ignore"):  # an invalid row's NaN: its differences are replaced below
         np.subtract(x[1:], x[:-1], out=d[1:])
         np.abs(d, out=d)
-        np.multiply(d, close, out=d)  # differences across a gap or a sensor change do not count
+        # differences across a gap or a sensor change do not count: times 0 (times 1 elsewhere, a no-op), at
+        # the few rows where that is (rather than a multiplication of every row)
+        d[far] *= 0.0
     bad = np.flatnonzero(~ok) if bad is None else bad  # the rows not ok (callers may pass them)
     if len(bad):
         # runs of invalid rows [first, last]: the row after a run pairs with the row before it
@@ -203,7 +205,8 @@ def _successive_differences(frame: ReadingsFrame, panes: Panes, metric: str, ok:
     positive = d > 0  # implies close: d is 0 where a pair does not count
     dsum = np.add.reduceat(d, panes.start)
     n_zero = n_close - np.add.reduceat(positive, panes.start, dtype=np.int64)
-    np.copyto(d, np.inf, where=~positive)  # the metric's resolution: its smallest non-zero step
+    # the metric's resolution: its smallest non-zero step (``positive`` negated in place: no other mask)
+    np.copyto(d, np.inf, where=np.logical_not(positive, out=positive))
     return dsum, n_close, n_zero, np.minimum.reduceat(d, panes.start)
 
 
