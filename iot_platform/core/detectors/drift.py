@@ -82,6 +82,24 @@ def _group_median(group: np.ndarray, x: np.ndarray, presorted: bool = False) -> 
     return g[start], med, count
 
 
+def _slot_medians(group: np.ndarray, x: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(median, count) of ``x`` per group ``0 .. n_groups - 1`` (``group`` ascending; NaN and 0 for a group
+    without a value): what :func:`_group_median` gives for the groups with values, scattered into all
+    groups, by the same sorting network over the same padded layout, laid out for every group at once
+    (one flat scatter, no compaction). None where :func:`_group_median` would not use the network."""
+    if len(group) == 0:
+        return None
+    start = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    count = np.diff(np.r_[start, len(group)])
+    width = int(count.max())
+    if width > _MAX_NETWORK or np.isnan(x).any():
+        return None
+    pad = np.full(width * n_groups, np.nan)  # (position in the group, group), NaN-padded
+    pad[(np.arange(len(group)) - np.repeat(start, count)) * n_groups + group] = x
+    med, n = column_nanmedian(pad.reshape(width, n_groups))
+    return med, n.astype(np.int64)
+
+
 def usable_windows(wf: WindowFrame, drift: DriftParams, windows: WindowParams, metric: str = "temperature",
                    alarm: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Windows that are evidence for ``metric``: past the warm-up, a mean; temperature: not flat; a metric with
@@ -194,12 +212,17 @@ def _baseline_parts(previous_window_stats: pa.Table | None, params: DetectionPar
             if not use.any():
                 continue
         use, x = use[order], wf.mean(m)[order]
-        _, med, cnt = _group_median(ks[use], x[use], presorted=True)
-        with_rows = np.zeros(len(all_keys), dtype=bool)
-        with_rows[row_key[use]] = True
-        median_all = np.full(len(all_keys), np.nan)
-        n_days_all = np.zeros(len(all_keys), np.int64)
-        median_all[with_rows], n_days_all[with_rows] = med, cnt
+        slots = _slot_medians(row_key[use], x[use], len(all_keys))
+        if slots is not None:
+            median_all, n_days_all = slots
+            with_rows = n_days_all > 0
+        else:
+            _, med, cnt = _group_median(ks[use], x[use], presorted=True)
+            with_rows = np.zeros(len(all_keys), dtype=bool)
+            with_rows[row_key[use]] = True
+            median_all = np.full(len(all_keys), np.nan)
+            n_days_all = np.zeros(len(all_keys), np.int64)
+            median_all[with_rows], n_days_all[with_rows] = med, cnt
         # temperature: every (sensor, slot) seen, the list of known sensors for the silence detector
         keep = np.ones(len(all_keys), dtype=bool) if m == "temperature" else with_rows
         keys, median, n_days = all_keys[keep], median_all[keep], n_days_all[keep]

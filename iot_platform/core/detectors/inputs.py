@@ -108,6 +108,11 @@ class WindowFrame:
                 cols[c] = _float(table.column(c) if c in table.column_names else None, n)
         end = cols["window_end"]
         start = cols["window_start"] if cols["window_start"] is not None else end
+        if _sorted_unique(code, end):  # rows of known sensors in (code, window_end) order: taken as they are
+            return cls(names, code, start, end, cols["n_readings"], cols["temp_mean"], cols["temp_std"],
+                       cols["vibration_max"], cols["battery_level"], cols["missing_rate"],
+                       _hops(code, end, len(names), windows, hop_us)[code], cols["humidity_mean"],
+                       cols["pressure_mean"], cols["vibration_mean"])  # fmt: skip
         code, end = code[keep], end[keep]
         order = _key_order(code, end) if len(code) else np.zeros(0, np.int64)
         code, end = code[order], end[order]
@@ -191,6 +196,17 @@ def detect_on_windows(detect_frame, window_stats: pa.Table, params, windows: Win
     wf = WindowFrame.from_table(window_stats, sensor_names(window_stats), windows)
     a, b = to_us(emit_start, "emit_start"), to_us(emit_end, "emit_end")
     return detect_frame(wf, params, windows, -(2**62) if a is None else a, 2**62 if b is None else b)
+
+
+def _sorted_unique(code: np.ndarray, end: np.ndarray) -> bool:
+    """Whether every row is a known sensor's (code >= 0) and rows are in (code, end) order, unique on it."""
+    if len(code) == 0 or code[0] < 0:
+        return False
+    up = code[1:] >= code[:-1]
+    if not up.all():
+        return False
+    flat = np.flatnonzero(end[1:] <= end[:-1])  # few: where one sensor's rows end and the next one's begin
+    return bool((code[flat + 1] > code[flat]).all())
 
 
 def _lut(old: np.ndarray, new: np.ndarray) -> np.ndarray:

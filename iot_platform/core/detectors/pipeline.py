@@ -492,6 +492,7 @@ class _History:
     COLUMNS = ("sensor_id", "window_end", "n_readings", "temp_mean", "temp_std", "humidity_mean", "pressure_mean",
                "vibration_mean", "vibration_max")  # what drift and silence read  # fmt: skip
     MAX_RUNS = 64
+    MAX_PIECES = 512  # (sensors x runs) sliced one by one; beyond, a slice per run of consecutive sensors
 
     def __init__(self, table: pa.Table | None, lo: int, hi: int):
         self.lo, self.hi = lo, hi
@@ -518,13 +519,22 @@ class _History:
         codes = pos[self.names[pos] == names]
         if len(codes) == 0:
             return None
-        ranges = np.split(codes, np.flatnonzero(np.diff(codes) != 1) + 1)  # runs of consecutive codes
         pieces = []
-        for start, run in self.runs:
-            for r in ranges:
-                a, b = np.searchsorted(run, [r[0], r[-1] + 1])
-                if b > a:
-                    pieces.append((start + a, start + b))
+        if self.order is None and len(codes) * len(self.runs) <= self.MAX_PIECES:
+            # a sensor's rows of each run (day) in turn: the rows come in (sensor, window_end) order when the
+            # days do, and the windows' frame then takes them as they are (no sort, no gathers)
+            bounds = [(start, np.searchsorted(run, codes), np.searchsorted(run, codes + 1)) for start, run in self.runs]
+            for i in range(len(codes)):
+                for start, lo, hi in bounds:
+                    if hi[i] > lo[i]:
+                        pieces.append((start + lo[i], start + hi[i]))
+        else:
+            ranges = np.split(codes, np.flatnonzero(np.diff(codes) != 1) + 1)  # runs of consecutive codes
+            for start, run in self.runs:
+                for r in ranges:
+                    a, b = np.searchsorted(run, [r[0], r[-1] + 1])
+                    if b > a:
+                        pieces.append((start + a, start + b))
         if not pieces:
             return None
         if self.order is None:
