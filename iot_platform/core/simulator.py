@@ -226,18 +226,28 @@ def _normal_pair(key_a: np.uint64 | np.ndarray, key_b: np.uint64 | np.ndarray, k
         else:
             at = np.unravel_index(bad, s.shape)
             ka, kb, kk = (np.broadcast_to(a, s.shape)[at] for a in (key_a, key_b, k))
-        flat_u, flat_v, flat_s = u.reshape(-1), v.reshape(-1), s.reshape(-1)
+        # The retried cells' values are gathered in arrays of their own (in the order of ``bad``) and
+        # written into the grid once, in order: scattering each attempt into the grid cost as much as
+        # hashing it. Each attempt writes all its cells; a cell still outside is overwritten by a later one.
+        left = None  # positions in ``bad`` of the cells still outside the disc (None: all of them)
         attempt = 1
-        while bad.size:  # the cells still outside the disc, retried on their own
+        while True:
             counter = kk + attempt * _RETRY
             uu, vv = _centered(ka, counter), _centered(kb, counter)
-            ss = uu * uu + vv * vv
-            inside = ss < 1.0
-            done = bad[inside]
-            flat_u[done], flat_v[done], flat_s[done] = uu[inside], vv[inside], ss[inside]
-            keep = ~inside
-            bad, ka, kb, kk = bad[keep], ka[keep], kb[keep], kk[keep]
+            ss = uu * uu
+            ss += vv * vv
+            if left is None:
+                ru, rv, rs = uu, vv, ss
+            else:
+                ru[left], rv[left], rs[left] = uu, vv, ss
+            still = np.flatnonzero(ss >= 1.0)  # index gathers: a random boolean mask mispredicts every branch
+            if not still.size:
+                break
+            left = still if left is None else left[still]
+            ka, kb, kk = ka[still], kb[still], kk[still]
             attempt += 1
+        for grid, values in ((u, ru), (v, rv), (s, rs)):
+            grid.reshape(-1)[bad] = values
     np.log(s, out=f)
     f *= -2.0
     f /= s
