@@ -60,6 +60,18 @@ def resources(data_dir: Path, small_fleet: FleetParams) -> dict:
 
 
 @pytest.fixture
+def range_run(data_dir: Path) -> tuple[dict, dict]:
+    """Resources and tags of a run over 2024-01-02...2024-01-04 of four sensors every 10 s."""
+    resources = {
+        "lake": LakeResource(data_dir=str(data_dir)),
+        "fleet": FleetResource(n_sensors=4, sample_interval_s=10.0),
+        "detection": DetectionResource(),
+        "clock": ClockResource(),
+    }
+    return resources, {"dagster/asset_partition_range_start": "2024-01-02", "dagster/asset_partition_range_end": "2024-01-04"}
+
+
+@pytest.fixture
 def instance(tmp_path: Path):
     """A real, persistent-on-disk Dagster instance in a tmp DAGSTER_HOME."""
     home = tmp_path / "dagster_home"

@@ -19,7 +19,7 @@ from iot_platform.io.lake import Lake
 from iot_platform.orchestration import chain_handoff
 from iot_platform.orchestration.assets.detection import window_stats_and_anomalies
 from iot_platform.orchestration.assets.fleet import fleet_readings
-from iot_platform.orchestration.resources import ClockResource, DetectionResource, FleetResource, LakeResource
+from iot_platform.orchestration.resources import LakeResource
 
 DAYS = [dt.date(2024, 1, 2), dt.date(2024, 1, 3), dt.date(2024, 1, 4)]
 TABLES = ("readings", "rejected_readings", "fault_labels", "window_stats", "anomaly_points", "anomalies")
@@ -93,14 +93,8 @@ def test_the_handoff_holds_only_while_every_input_is_unchanged(tmp_path: Path):
     assert set(chain_handoff.take(lake, "run-1", DAYS, settings)) == set()
 
 
-def test_a_backfill_run_computes_each_day_once_with_the_same_result(tmp_path: Path, instance, data_dir: Path):
-    resources = {
-        "lake": LakeResource(data_dir=str(data_dir)),
-        "fleet": FleetResource(n_sensors=4, sample_interval_s=10.0),
-        "detection": DetectionResource(),
-        "clock": ClockResource(),
-    }
-    tags = {"dagster/asset_partition_range_start": "2024-01-02", "dagster/asset_partition_range_end": "2024-01-04"}
+def test_a_backfill_run_computes_each_day_once_with_the_same_result(tmp_path: Path, instance, data_dir: Path, range_run):
+    resources, tags = range_run
     result = dg.materialize([fleet_readings, window_stats_and_anomalies], instance=instance, resources=resources, tags=tags)
     assert result.success
     logs = [e.user_message for e in instance.all_logs(result.run_id)]

@@ -42,12 +42,15 @@ from test_microbatch_rerun import (  # noqa: F401
     test_re_running_a_committed_batch_keeps_its_rows_and_adds_only_what_is_new,
     test_re_running_a_committed_import_batch_without_a_fleet_loses_nothing,
 )
+from test_pass_audits import PASSED
 
 from iot_platform.cli import main
+from iot_platform.io.chain import build_chain_days, derived_inputs
 from iot_platform.io.downstream import DownstreamSettings, build_day, compute_day, make_update_downstream
 from iot_platform.io.lake import Lake, LakeConflict
 from iot_platform.io.microbatch import run_micro_batch
 from iot_platform.io.objstore import parse_lake_url
+from iot_platform.io.pass_audits import table_files
 
 pytestmark = pytest.mark.objectstore
 FIRST = dt.date(2024, 1, 1)
@@ -185,3 +188,14 @@ def test_two_machines_committing_a_micro_batch_at_once_commit_one(lake: Lake, s3
         commit_state(other, theirs)
     seq, record, _, _ = lake.last_record()
     assert (seq, list(json.loads(record)["parts"]["readings"]["2024-01-03"])) == (1, ["part-a.parquet"])
+
+
+def test_a_chain_pass_vouches_for_the_days_it_wrote_alone(lake: Lake, small_fleet):
+    settings = DownstreamSettings(fleet=small_fleet)
+    days = [FIRST, FIRST + dt.timedelta(days=1)]
+    built = list(build_chain_days(lake, small_fleet, days, settings, now_us=lambda: None))
+    for c in built:
+        assert c.audited.results == PASSED
+        assert c.audited.files == table_files(lake, c.stats.day, ("readings", "fault_labels"))
+        assert c.inputs == derived_inputs(lake, c.stats.day, settings)
+        assert c.written["anomalies"] == table_files(lake, c.stats.day, ("anomalies",))

@@ -49,7 +49,7 @@ from iot_platform.io.downstream import (
 )
 from iot_platform.io.ingest import DayStats, build_readings_locked
 from iot_platform.io.lake import TABLES, Lake
-from iot_platform.io.pass_audits import READINGS_AUDITED, PassAudit, Vouched, table_files
+from iot_platform.io.pass_audits import READINGS_AUDITED, PassAudit, Vouched, own_files
 
 
 class _Detection:
@@ -151,9 +151,9 @@ def derived_inputs(lake: Lake, day: dt.date, settings: DownstreamSettings) -> li
 class ChainDay:
     stats: DayStats  # the readings build
     out: DayOutput  # the derived tables written
-    inputs: list[tuple[str, int, int]]  # derived_inputs right after the write, the day's lock held
+    inputs: list[tuple[str, int, int]] | None  # derived_inputs right after the write, the day's lock held
     audited: Vouched  # the readings audits
-    written: dict[str, list[tuple[str, int, int]]]  # table_files of window_stats and anomalies after the write
+    written: dict[str, list[tuple[str, int, int]] | None]  # own_files of window_stats and anomalies after the write
 
 
 class _Day:
@@ -181,9 +181,11 @@ class _Day:
             audit.add(rows)
 
         stats = build_readings_locked(self.lake, fleet, self.day, now_us, write_labels=write_labels, on_good=on_good)
+        # the files first, then the labels: a label file committed in between shows as a change at the check
+        files = own_files(self.lake, self.day, READINGS_AUDITED, stats.written)
         has_labels = bool(self.lake.files("fault_labels", self.day))
         labels = self.lake.read("fault_labels", [self.day]) if has_labels else TABLES["fault_labels"].empty_table()
-        self.audited = Vouched(audit.results(labels), table_files(self.lake, self.day, READINGS_AUDITED))
+        self.audited = Vouched(audit.results(labels) if files is not None else None, files or [])
         self.readings_lock.close()  # the day's readings are written: micro-batches may append again
         return stats
 
@@ -196,9 +198,15 @@ class _Day:
                 self.windows.set_exception(exc)
                 raise
             out = self.detection.finish(now_us)
-            write_day(self.lake, self.day, out)
-            written = {t: table_files(self.lake, self.day, (t,)) for t in ("window_stats", "anomalies")}
-            return ChainDay(stats, out, derived_inputs(self.lake, self.day, self.settings), self.audited, written)
+            paths = write_day(self.lake, self.day, out)
+            written = {t: own_files(self.lake, self.day, (t,), paths) for t in ("window_stats", "anomalies")}
+            # the derived tables are of the rows this pass wrote: handed over only if the day's readings are
+            # still just that file (a micro-batch may have committed a part since the readings lock was released),
+            # checked after the snapshot so that a commit in between is seen by one or the other
+            inputs = derived_inputs(self.lake, self.day, self.settings)
+            ours = own_files(self.lake, self.day, ("readings", *paths), {**paths, "readings": stats.written["readings"]})
+            inputs = inputs if ours is not None else None
+            return ChainDay(stats, out, inputs, self.audited, written)
         finally:
             self.release()
 

@@ -26,6 +26,7 @@ import json
 import math
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -278,12 +279,11 @@ def _points_until(points: pa.Table, end: int) -> pa.Table:
 
 def write_day(
     lake: Lake, day: dt.date, out: DayOutput, tables: tuple[str, ...] = ("window_stats", "anomaly_points", "anomalies")
-) -> None:
-    """Replace the day's derived partitions; the caller holds :func:`day_lock`."""
+) -> dict[str, Path]:
+    """Replace the day's derived partitions; the caller holds :func:`day_lock`. Returns each table's new file."""
     meta = {UNTIL_KEY: str(out.until_us)}
     data = {"window_stats": out.window_stats, "anomaly_points": out.points, "anomalies": out.anomalies}
-    for table in tables:
-        lake.replace_partition(table, day, data[table], metadata=meta)
+    return {table: lake.replace_partition(table, day, data[table], metadata=meta) for table in tables}
 
 
 def build_day(

@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -53,6 +54,7 @@ class DayStats:
     labels: int = 0
     preview: pa.Table | None = None
     sensor_ids: set[str] = dataclasses.field(default_factory=set)
+    written: dict[str, Path] = dataclasses.field(default_factory=dict, compare=False)  # table -> file committed
 
     @property
     def missing_rate(self) -> float:
@@ -198,18 +200,20 @@ def build_readings_locked(
         SIM_SENSORS_KEY: str(fleet.n_sensors if fleet is not None else 0),
         RAW_PARTS_KEY: json.dumps([f.name for f in raw_files]),
     }
-    lake.replace_partition("readings", day, validated_chunks(), metadata=metadata, locked=True)
+    stats.written["readings"] = lake.replace_partition("readings", day, validated_chunks(), metadata=metadata, locked=True)
     # rejected_readings is guarded by the readings lock, as in micro-batches; readings
     # refused for having no partition are not in the day's sources: carry them over
     rejected += _refused_without_partition(lake, day)
-    lake.replace_partition(
+    stats.written["rejected_readings"] = lake.replace_partition(
         "rejected_readings", day, pa.concat_tables(rejected) if rejected else REJECTED.empty_table(), locked=True
     )
     label_table = pa.concat_tables(labels) if labels else FAULT_LABELS.empty_table()
     # today's ground truth is what has happened so far, not the episodes still to come
     label_table = label_table.filter(pc.less(label_table["start_ts"].cast(pa.int64()), until))
     if fleet is not None and write_labels:
-        lake.replace_partition("fault_labels", day, label_table.sort_by([("sensor_id", "ascending"), ("start_ts", "ascending")]))
+        stats.written["fault_labels"] = lake.replace_partition(
+            "fault_labels", day, label_table.sort_by([("sensor_id", "ascending"), ("start_ts", "ascending")])
+        )
     stats.labels = label_table.num_rows
     return stats
 

@@ -45,8 +45,8 @@ from iot_platform.core.schemas import TABLES as _CORE_TABLES
 from iot_platform.core.schemas import conform
 from iot_platform.io.fsutil import exclusive_lock, fsync_path
 from iot_platform.io.lake_store import StoreFile, store_root
-from iot_platform.io.parquet_files import parquet_damage, parquet_source, read_metadata, write_parquet_atomic  # noqa: F401 - re-exported
 from iot_platform.io.objstore import ObjectStore, lake_store_from_env
+from iot_platform.io.parquet_files import parquet_damage, parquet_source, read_metadata, write_parquet_atomic  # noqa: F401 - re-exported
 
 # the lake's tables: the core's, plus the detectors' alert points (merged into
 # `anomalies` episodes; kept so micro-batches can re-merge a day exactly)
@@ -328,12 +328,13 @@ class Lake:
         metadata: dict[str, str] | None = None,
         locked: bool = False,
         base: frozenset[Path] | None = None,
-    ) -> int:
+    ) -> Path:
         """Replace a whole partition with ``data`` (one compacted file), atomically: one Delta commit.
 
         ``data`` may be an iterable of tables, streamed to disk one at a time so
         that a large day never sits in memory whole. Pass ``locked=True`` when the
-        caller already holds :meth:`lock`. Returns the number of rows written.
+        caller already holds :meth:`lock`. Returns the file it committed (the
+        partition lists just that file until another writer commits).
         The lock is what keeps a concurrent micro-batch's part out of the window
         between this replace's reads and its commit (a part committed there would
         be removed by the overwrite). Writers on other machines share no lock:
@@ -351,7 +352,7 @@ class Lake:
             old = self.files(table, day)
             path = self.partition_dir(table, day) / f"{COMPACTED_PREFIX}{uuid.uuid4().hex[:16]}.parquet"
             try:
-                rows = write_parquet_atomic(chunks, path, schema, metadata)
+                write_parquet_atomic(chunks, path, schema, metadata)
                 self.commit(table, [(day, path)], replace_day=day, base=base)
             except BaseException:
                 path.unlink(missing_ok=True)
@@ -369,7 +370,7 @@ class Lake:
                 # on a store, readers of the old snapshot may be anywhere: superseded files
                 # go once no snapshot of the grace period needs them
                 self.collect_garbage(table)
-        return rows
+        return path
 
     def write_part(
         self,

@@ -10,15 +10,18 @@ sensor fault. Anything else (a null key, a row outside the day, rows out of
 order, an unexplained value) gives None, and the check reads the files back
 for the exact counts and examples, as without the chain.
 
-The result holds for the files it was computed with: the check uses it only
-while the day's readings and fault_labels files are unchanged (name, size,
-mtime; :func:`table_files`).
+The result holds for the files it was computed with: it is kept only if each
+table the pass wrote lists just the file the pass committed (a writer that
+shares no lock, on another machine, may have committed a part since:
+:func:`own_files`), and the check uses it only while the day's readings and
+fault_labels files are unchanged (name, size, mtime; :func:`table_files`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -40,7 +43,20 @@ READINGS_AUDITED = ("readings", "fault_labels")  # what the readings audits read
 
 def table_files(lake: Lake, day: dt.date, tables: tuple[str, ...]) -> list[tuple[str, int, int]]:
     """(file, size, mtime) of ``day``'s files of ``tables``: while they are unchanged, so are checks over them."""
-    return [(str(f), (st := f.stat()).st_size, st.st_mtime_ns) for t in tables for f in lake.files(t, day)]
+    return _stat([f for t in tables for f in lake.files(t, day)])
+
+
+def _stat(files: list[Path]) -> list[tuple[str, int, int]]:
+    return [(str(f), (st := f.stat()).st_size, st.st_mtime_ns) for f in files]
+
+
+def own_files(lake: Lake, day: dt.date, tables: tuple[str, ...], written: dict[str, Path]) -> list[tuple[str, int, int]] | None:
+    """:func:`table_files` of ``tables``, or None if a table in ``written`` lists anything but the file written
+    to it (another writer committed since: what was computed from the rows written is not what is stored)."""
+    listed = {t: lake.files(t, day) for t in tables}
+    if any(t in written and [f.name for f in listed[t]] != [written[t].name] for t in tables):
+        return None
+    return _stat([f for t in tables for f in listed[t]])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,7 +43,7 @@ class HandedDay:
     window_metadata: dict
     anomaly_metadata: dict
     summary: str  # the detection step's log line
-    inputs: list[tuple[str, int, int]]
+    inputs: list[tuple[str, int, int]] | None  # None: never current (the day's files are not all the pass's)
 
 
 def _path(lake: Lake, run_id: str, kind: str = "") -> Path:

@@ -140,7 +140,8 @@ def _chain(context: AssetExecutionContext, params, lake: LakeResource, detection
         ws_meta, anomaly_meta, summary = derived_metadata(lake.lake, c.stats.day, c.out)
         handed[c.stats.day] = chain_handoff.HandedDay(ws_meta, anomaly_meta, summary, c.inputs)
         for table, data in (("window_stats", c.out.window_stats), ("anomalies", c.out.anomalies)):
-            checked[table][c.stats.day] = Vouched(passed_in_pass(table, data), c.written[table])
+            files = c.written[table]  # None: another writer committed to the table since the pass wrote it
+            checked[table][c.stats.day] = Vouched(passed_in_pass(table, data) if files is not None else None, files or [])
 
     with cf.ThreadPoolExecutor(max_workers=1) as pool:
         pending = None
