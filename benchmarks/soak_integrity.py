@@ -5,8 +5,9 @@ real time, with every writer in a real process of its own:
 
 * micro-batches, each SIGKILLed at a random moment with probability 1/2 and then
   retried with the same batch id (as Dagster's run retry does);
-* backfills of the day (readings, then window_stats, anomaly_points and
-  anomalies), SIGKILLed the same way and rerun;
+* backfills of the day, SIGKILLed the same way and rerun: half of them readings,
+  then window_stats, anomaly_points and anomalies, the other half the one-pass
+  chain of a `group:lake` backfill (io.chain: readings and detection together);
 * imports (a landing file of an extra sensor) landing between them;
 * re-executions of an already committed batch id (a re-run from the UI).
 
@@ -52,6 +53,7 @@ WORKER = textwrap.dedent(
     """
     import datetime as dt, sys
     from iot_platform.core import simulator as sim
+    from iot_platform.io.chain import build_chain_days
     from iot_platform.io.downstream import DownstreamSettings, build_day, make_update_downstream
     from iot_platform.io.ingest import build_readings_day
     from iot_platform.io.lake import Lake
@@ -63,6 +65,9 @@ WORKER = textwrap.dedent(
     if what == "batch":
         run_micro_batch(lake, batch_id, until, fleet=fleet, landing=lake.root / "landing", first_day=first,
                         downstream=make_update_downstream(settings, first))
+    elif what == "chain":
+        for _ in build_chain_days(lake, fleet, [dt.date.fromisoformat({day!r})], settings, now_us=lambda: until):
+            pass
     else:
         day = dt.date.fromisoformat({day!r})
         build_readings_day(lake, fleet, day, now_us=until)
@@ -108,7 +113,7 @@ def soak(root: Path, kills: int, seed: int) -> dict:
     clock = D0 + 600 * S
     committed: list[tuple[str, int]] = []
     imported: list[tuple[int, float]] = []
-    counts = {"kills": 0, "batches": 0, "backfills": 0, "reruns": 0, "imports": 0}
+    counts = {"kills": 0, "batches": 0, "backfills": 0, "chain_backfills": 0, "reruns": 0, "imports": 0}
     while counts["kills"] < kills:
         action = rng.choices(["batch", "backfill", "rerun", "import"], weights=[5, 2, 2, 2])[0]
         if action == "import":
@@ -122,13 +127,13 @@ def soak(root: Path, kills: int, seed: int) -> dict:
             batch_id, until = rng.choice(committed)
             counts["reruns"] += 1
         elif action == "backfill":
-            batch_id, until = "backfill", clock
-            counts["backfills"] += 1
+            batch_id, until = rng.choice(["backfill", "chain"]), clock
+            counts["chain_backfills" if batch_id == "chain" else "backfills"] += 1
         else:
             clock += 30 * S * rng.randint(1, 10)
             batch_id, until = f"mb-{clock}", clock
             counts["batches"] += 1
-        what = "backfill" if batch_id == "backfill" else "batch"
+        what = batch_id if batch_id in ("backfill", "chain") else "batch"
         kill_after = rng.uniform(0.3, 2.0) if rng.random() < 0.5 else None
         if not _run(root, what, batch_id, until, kill_after):
             counts["kills"] += 1

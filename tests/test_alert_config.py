@@ -43,7 +43,6 @@ def test_a_full_config_parses_and_hides_its_secrets():
     [
         ({"chanels": {}}, "alerts.yaml: unknown field chanels; expected one of policy, retry, groups, channels"),
         ({"channels": {"x": {"type": "sms"}}}, "alerts.yaml: channels.x.type='sms' is invalid; expected one of webhook, email"),
-        ({"channels": {"x": {"type": "webhook", "url": "${NOPE}"}}}, r"alerts.yaml: channels.x.url refers to \$\{NOPE\}, which is not set in the environment"),
         ({"channels": {"x": {"type": "webhook", "url": "ftp://a"}}}, "alerts.yaml: channels.x.url must start with http:// or https://"),
         ({"channels": {"x": {"type": "webhook", "url": "http://a", "filters": {"severities": ["info"]}}}},
          "alerts.yaml: channels.x.filters.severities: 'info' is invalid; expected some of warning, critical"),
@@ -56,6 +55,17 @@ def test_a_full_config_parses_and_hides_its_secrets():
 def test_bad_config_names_the_field(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(raw, ENV)
+
+
+def test_an_unset_variable_makes_its_channel_unusable_not_the_file():
+    raw = {"channels": {"x": {"type": "webhook", "url": "${NOPE}"}, "y": {"type": "webhook", "url": "${URL}"},
+                        "z": {"type": "webhook", "url": "${NOPE}", "format": "xml"}}}  # fmt: skip
+    with pytest.raises(ConfigError, match="alerts.yaml: channels.z.format='xml' is invalid"):  # the file's own mistakes still stop it
+        parse_config(raw, ENV)
+    del raw["channels"]["z"]
+    x, y = parse_config(raw, ENV).channels
+    assert x.unusable == "alerts.yaml: channels.x.url refers to ${NOPE}, which is not set in the environment"
+    assert (y.unusable, y.url) == ("", ENV["URL"])
 
 
 @pytest.mark.parametrize(

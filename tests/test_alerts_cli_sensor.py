@@ -82,7 +82,8 @@ def test_test_channel(configured, hook, capsys, monkeypatch):
     assert capsys.readouterr().err == "Error: channel 'other' is not configured; expected one of: hook\n"
     monkeypatch.delenv("HOOK_URL")
     assert main(["alerts", "test-channel", "hook"]) == 1
-    assert capsys.readouterr().err == f"Error: {configured / 'alerts.yaml'}: channels.hook.url refers to ${{HOOK_URL}}, which is not set in the environment\n"
+    unset = f"{configured / 'alerts.yaml'}: channels.hook.url refers to ${{HOOK_URL}}, which is not set in the environment"
+    assert capsys.readouterr().err == f"Error: channel hook (webhook) failed: {unset}\n"
 
 
 @pytest.mark.parametrize(

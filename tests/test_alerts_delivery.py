@@ -215,6 +215,25 @@ DELIVER = "import sys; from pathlib import Path; from iot_platform.io.alerts imp
           "root = Path(sys.argv[1]); run_pass(root, load_config(root), int(sys.argv[2]))"
 
 
+def test_a_channel_whose_variable_is_unset_waits_and_the_others_deliver(data_dir, hook, smtp):
+    env = write_config(data_dir, hook, smtp)
+    config = (data_dir / "alerts.yaml").read_text()
+    (data_dir / "alerts.yaml").write_text(config.replace("host: 127.0.0.1", "host: ${SMTP_HOST}"))
+    write_anomalies(data_dir, [A1_CRITICAL], until_s=60)
+    unset = f"{data_dir / 'alerts.yaml'}: channels.mail.host refers to ${{SMTP_HOST}}, which is not set in the environment"
+    first = passes(data_dir, env, 90)
+    assert (first.delivery.sent, first.delivery.failed) == (["a1:opened@hook", "a1:opened@slack"], {"mail": unset})
+    assert hook.keys() == ["a1:opened@hook", "a1:opened@slack"] and smtp.messages == []
+    with AlertStore.at(data_dir) as store:
+        (mail,) = store.outbox(status="pending")
+        assert (mail.channel, mail.attempts, mail.last_error) == ("mail", 1, unset)
+    # the variable set (the platform restarted with it): the notification that waited goes out, once
+    back = passes(data_dir, {**env, "SMTP_HOST": "127.0.0.1"}, 95)
+    assert (back.delivery.sent, back.delivery.failed) == (["a1:opened@mail"], {})
+    assert [m["msg"]["X-Idempotency-Key"] for m in smtp.messages] == ["a1:opened@mail"]
+    assert hook.keys() == ["a1:opened@hook", "a1:opened@slack"]
+
+
 @pytest.mark.parametrize("on_uncertain", ["resend", "skip"])
 def test_a_delivery_killed_after_sending_before_recording(data_dir, hook, on_uncertain):
     """SIGKILL lands after the request reached the receiver and before the sender recorded it.

@@ -54,6 +54,10 @@ class ConfigError(ValueError):
     """A bad alerts configuration: the message names the file, field and value."""
 
 
+class UnsetVariable(ConfigError):
+    """A channel's ``${VAR}`` is not in the environment: that channel cannot send (the others can)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Filters:
     groups: tuple[str, ...] = ()  # empty: any
@@ -81,6 +85,8 @@ class Channel:
     password: str = dataclasses.field(default="", repr=False)
     sender: str = ""
     to: tuple[str, ...] = ()
+    # why the channel cannot send (an unset ${VAR}): its notifications wait and fail with this; "" if it can
+    unusable: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,7 +211,7 @@ def _resolve(value: Any, env: Mapping[str, str], secrets: set[str], source: str,
     def sub(m: re.Match) -> str:
         name = m.group(1)
         if name not in env:
-            raise ConfigError(f"{source}: {field} refers to ${{{name}}}, which is not set in the environment")
+            raise UnsetVariable(f"{source}: {field} refers to ${{{name}}}, which is not set in the environment")
         secrets.add(env[name])
         return env[name]
 
@@ -237,19 +243,30 @@ def _channel(name: str, spec: Any, env: Mapping[str, str], secrets: set[str], so
     if on_uncertain not in ON_UNCERTAIN:
         raise ConfigError(f"{source}: {where}.on_uncertain={on_uncertain!r} is invalid; expected one of {', '.join(ON_UNCERTAIN)}")
     timeout = float(_num(spec, "timeout_s", 10.0, source, f"{where}."))
+    channel = Channel(name, kind, filters, on_uncertain, timeout)
+    try:
+        return _endpoint(channel, spec, env, secrets, source)
+    except UnsetVariable as exc:
+        # the environment's, not the file's: this channel's notifications wait with this reason, the others go
+        return dataclasses.replace(channel, unusable=str(exc))
+
+
+def _endpoint(channel: Channel, spec: Mapping, env: Mapping[str, str], secrets: set[str], source: str) -> Channel:
+    """``channel`` with where it sends to (its ``${VAR}`` references resolved)."""
+    where, kind = f"channels.{channel.name}", channel.type
     res = lambda key, default="": _resolve(spec.get(key, default), env, secrets, source, f"{where}.{key}")  # noqa: E731
     if kind == "webhook":
-        url = res("url")
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{source}: {where}.url must start with http:// or https://")
         fmt = spec.get("format", "json")
         if fmt not in WEBHOOK_FORMATS:
             raise ConfigError(f"{source}: {where}.format={fmt!r} is invalid; expected one of {', '.join(WEBHOOK_FORMATS)}")
         headers_raw = spec.get("headers") or {}
         if not isinstance(headers_raw, Mapping):
             raise ConfigError(f"{source}: {where}.headers must map header names to values")
+        url = res("url")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{source}: {where}.url must start with http:// or https://")
         headers = tuple((str(k), _resolve(v, env, secrets, source, f"{where}.headers.{k}")) for k, v in headers_raw.items())
-        return Channel(name, kind, filters, on_uncertain, timeout, url=url, format=fmt, headers=headers)
+        return dataclasses.replace(channel, url=url, format=fmt, headers=headers)
     host = res("host")
     if not host:
         raise ConfigError(f"{source}: {where}.host is required for an email channel")
@@ -258,9 +275,9 @@ def _channel(name: str, spec: Any, env: Mapping[str, str], secrets: set[str], so
     sender = res("from")
     if not to or not sender:
         raise ConfigError(f"{source}: {where} needs `from` and at least one address in `to`")
-    return Channel(
-        name, kind, filters, on_uncertain, timeout, host=host, port=port, starttls=bool(spec.get("starttls", False)),
-        ssl=bool(spec.get("ssl", False)), username=res("username"), password=res("password"), sender=sender, to=to,
+    return dataclasses.replace(
+        channel, host=host, port=port, starttls=bool(spec.get("starttls", False)), ssl=bool(spec.get("ssl", False)),
+        username=res("username"), password=res("password"), sender=sender, to=to,
     )  # fmt: skip
 
 

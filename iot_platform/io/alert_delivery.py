@@ -83,6 +83,8 @@ SENDERS: dict[str, Callable[[Channel, Notification, str], None]] = {"webhook": s
 
 
 def send(channel: Channel, note: Notification, key: str) -> None:
+    if channel.unusable:
+        raise DeliveryError(channel.unusable)
     SENDERS[channel.type](channel, note, key)
 
 

@@ -28,6 +28,9 @@ from iot_platform.orchestration.resources import ClockResource, LakeResource
 def evaluate_and_deliver_alerts(context: OpExecutionContext, lake: LakeResource, clock: ClockResource):
     root = lake.lake.root
     config = load_config(root)
+    for channel in config.channels:
+        if channel.unusable:
+            context.log.warning(f"channel {channel.name} cannot send: {channel.unusable}")
     started = time.monotonic()
     result = run_pass(root, config, clock.now_us())
     if result is None:
