@@ -80,7 +80,7 @@ def test_materialize_one_partition_then_the_warehouse(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     rows = _lake_rows(data_dir, "readings", "2024-01-03")
     assert proc.stdout.splitlines()[-2] == f"  2024-01-03  readings                 {rows:>10,} rows"
-    assert proc.stdout.splitlines()[-1].startswith(f"materialize done: 1 partition (2024-01-03..2024-01-03), 1 assets, rows: readings {rows:,}; ")
+    assert proc.stdout.splitlines()[-1].startswith(f"materialize done: 1 partition (2024-01-03..2024-01-03), 1 asset, rows: readings {rows:,}; ")
 
     proc = _run(data_dir, home, "materialize")  # no partition: the warehouse's SQL models
     assert proc.returncode == 0, proc.stderr

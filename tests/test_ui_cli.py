@@ -18,7 +18,7 @@ import pytest
 from conftest_serial import cli_command
 
 from iot_platform.cli import build_parser
-from iot_platform.cli.dagster_home import dagster_home
+from iot_platform.cli.dagster_home import dagster_home, open_instance
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,12 +73,14 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_ui_serves_the_assets_with_a_clean_console_and_stops_on_ctrl_c(tmp_path: Path):
+    """Ctrl-C as a terminal sends it, to the whole foreground process group, as the daemon launches a run."""
     port = _free_port()
     env = dict(os.environ, IOT_DATA_DIR=str(tmp_path / "data"), IOT_FLEET_SIZE="2", IOT_SAMPLE_INTERVAL_S="60")
     env.pop("DAGSTER_HOME", None)
     log = tmp_path / "console.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([*cli_command(), "ui", "--port", str(port)], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([*cli_command(), "ui", "--port", str(port)], cwd=PROJECT_ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 180
         nodes: list = []
@@ -97,14 +99,63 @@ def test_ui_serves_the_assets_with_a_clean_console_and_stops_on_ctrl_c(tmp_path:
                 pass
         assert {"readings", "anomalies"} <= {"/".join(n["assetKey"]["path"]) for n in nodes}
         assert (tmp_path / "data" / "dagster_home" / "dagster.yaml").is_file()
+        # the next time the daemon's run queue launches what the sensors requested (a run's process starting)
+        launches = log.read_text().count("Priority sorting")
+        while log.read_text().count("Priority sorting") == launches and time.monotonic() < deadline + 60:
+            time.sleep(0.05)
+        time.sleep(0.3)
     finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(60)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(90)
     console = log.read_text()
     assert code == 0, console[-3000:]
     assert "Warning:" not in console, console  # Python warnings print "<Category>Warning: ..."
+    assert "Traceback" not in console, console[-5000:]
+    with open_instance(tmp_path / "data" / "dagster_home") as instance:
+        runs = instance.get_runs()
+        # finished, or still queued for the next start; none failed or cut short by the Ctrl-C
+        statuses = {r.status for r in runs}
+        ok = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.QUEUED}
+        assert dg.DagsterRunStatus.SUCCESS in statuses and statuses <= ok, [(r.job_name, r.status) for r in runs]
     assert "superseded" not in console
     assert [c for c in _processes_with("dagster-webserver") if f"-p {port}" in c] == []  # both children stopped
+
+
+def test_a_killed_ui_leaves_no_webserver_or_daemon_behind(tmp_path: Path):
+    data = tmp_path / "data"
+    env = dict(os.environ, IOT_DATA_DIR=str(data), IOT_FLEET_SIZE="2", IOT_SAMPLE_INTERVAL_S="60")
+    env.pop("DAGSTER_HOME", None)
+    proc = subprocess.Popen([*cli_command(), "ui", "--port", str(_free_port())], cwd=PROJECT_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    children = lambda: _pids_with_env(f"IOT_DATA_DIR={data}", ("dagster-webserver", "dagster-daemon"))  # noqa: E731
+    try:
+        deadline = time.monotonic() + 120
+        while len(children()) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        proc.kill()  # SIGKILL: no handler of ours runs; the kernel signals the children (PR_SET_PDEATHSIG)
+        proc.wait()
+        deadline = time.monotonic() + 60
+        while children() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert children() == []
+    finally:
+        proc.kill()
+        for pid in children():
+            os.kill(pid, signal.SIGKILL)
+
+
+def _pids_with_env(entry: str, commands: tuple[str, ...]) -> list[int]:
+    """Processes running one of ``commands`` whose environment holds ``entry`` (``NAME=value``), from /proc."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if any(c in cmdline for c in commands) and entry.encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
 
 
 def _processes_with(word: str) -> list[str]:

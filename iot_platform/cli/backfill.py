@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             )
     days = (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days + 1
     on = f" on {args.workers} workers" if args.workers > 1 else ""
-    print(f"backfill {first}..{last} ({days} days) of {', '.join(k.to_user_string() for k in keys)}{on}", flush=True)
+    print(f"backfill {first}..{last} ({days} day{'s' * (days != 1)}) of {', '.join(k.to_user_string() for k in keys)}{on}", flush=True)
     return runs.run_and_report("backfill", defs, plan, home, data_root=str(data_dir()), debug=args.debug, workers=args.workers)
 
 

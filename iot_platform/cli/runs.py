@@ -244,7 +244,8 @@ def summary_line(verb: str, plan: Plan, outcome: Outcome) -> str:
     span = f"{len(parts)} partition{'s' * (len(parts) != 1)} ({parts[0]}..{parts[-1]})" if parts else "unpartitioned"
     rows = ", ".join(f"{name} {n:,}" for name, n in sorted(outcome.rows.items())) or "-"
     state = "done" if outcome.success else "FAILED"
-    return f"{verb} {state}: {span}, {len(plan.keys)} assets, rows: {rows}; {outcome.seconds:.1f} s; run {outcome.run_id}"
+    assets = f"{len(plan.keys)} asset{'s' * (len(plan.keys) != 1)}"
+    return f"{verb} {state}: {span}, {assets}, rows: {rows}; {outcome.seconds:.1f} s; run {outcome.run_id}"
 
 
 def run_and_report(command: str, defs: dg.Definitions, plan: Plan, home, *, data_root: str, debug: bool, workers: int = 1) -> int:
