@@ -121,6 +121,36 @@ def test_late_readings_refresh_their_day(instance, tmp_path: Path):
     assert spikes["anomaly_type"].to_pylist() == ["spike"]
 
 
+def test_late_readings_in_a_days_last_minutes_refresh_the_next_day_too(instance, tmp_path: Path):
+    """The next day's first windows and detectors read the previous day's last minutes: both days are refreshed,
+    and both equal the days backfilled from scratch with the late readings already in."""
+    from iot_platform.core.schemas import LANDING, conform
+    from iot_platform.io.lake import write_parquet_atomic
+
+    nxt = DAY + dt.timedelta(days=1)
+    late_ts = [D0 + 24 * H - (300 - 10 * i) * S + 5 * S for i in range(30)]  # 23:55:05 .. 23:59:55, between samples
+    late = conform(pa.table({
+        "sensor_id": ["sensor_001"] * 30, "ts": pa.array(late_ts, pa.timestamp("us", tz="UTC")),
+        "temperature": [40.0 + i % 3 for i in range(30)], "source": ["import:late.csv"] * 30,
+    }), LANDING)  # fmt: skip
+    live, scratch = tmp_path / "live", tmp_path / "scratch"
+    for day in (PREV, DAY, nxt):
+        _backfill(instance, live, day)
+    before = _table(live, "window_stats", nxt)
+    write_parquet_atomic(late, live / "landing" / "import-late" / "late.parquet")
+    (res,) = _run_ticks(instance, live, [D0 + 3 * 24 * H + 45 * S])  # days later
+    mat = [m for m in res.get_asset_materialization_events() if m.asset_key == dg.AssetKey("readings")][0]
+    assert mat.materialization.metadata["late_days_refreshed"].value == "2024-01-03, 2024-01-04"
+    assert not _table(live, "window_stats", nxt).equals(before)  # the late readings reach into the next day's windows
+    # from scratch: the late file lands first, then the three days are backfilled
+    write_parquet_atomic(late, scratch / "landing" / "import-late" / "late.parquet")
+    for day in (PREV, DAY, nxt):
+        _backfill(instance, scratch, day)
+    for day in (DAY, nxt):
+        for table in ("readings", "window_stats", "anomalies"):
+            assert _table(live, table, day).equals(_table(scratch, table, day)), (day, table)
+
+
 def test_a_batch_killed_after_its_downstream_parts_is_redone_exactly(instance, tmp_path: Path):
     """Crash after every part of a batch is on disk but before its commit; the next batch redoes it."""
     from iot_platform.io.downstream import make_update_downstream

@@ -468,6 +468,18 @@ def _day_points(lake: Lake, state: State, day: dt.date) -> pa.Table:
     return conform(con.sql(f"SELECT * FROM {parquet_scan(con, files)}").to_arrow_table(), POINTS)
 
 
+def _reaches_next_day(lake: Lake, state: State, day: dt.date, rows: pa.Table | None, settings: DownstreamSettings) -> bool:
+    """Whether readings staged in ``day`` fall in the last minutes the next day's windows and detectors read, while
+    the next day has derived tables already (a late import at 23:58 changes the windows ending at 00:01): that
+    day is then rebuilt whole too, or it would differ from a rebuild from scratch."""
+    if rows is None or not rows.num_rows:
+        return False
+    nxt = day + dt.timedelta(days=1)
+    if downstream_until(lake, state, nxt) is None:
+        return False
+    return pc.max(rows["ts"].cast(pa.int64())).as_py() >= day_start_us(nxt) - context_us(lake, nxt, settings)
+
+
 def make_update_downstream(settings: DownstreamSettings, first_day: dt.date | None = None, skip_days: frozenset[dt.date] = frozenset()):
     """The ``downstream`` callback of :func:`iot_platform.io.microbatch.run_micro_batch`.
 
@@ -477,11 +489,13 @@ def make_update_downstream(settings: DownstreamSettings, first_day: dt.date | No
     def update(lake: Lake, state: State, batch_id: str, staged: dict, until_us: int, result) -> None:
         today = EPOCH_DATE + dt.timedelta(days=(until_us - 1) // DAY_US)
         days = set(staged) | result.rebuild_days | {d for d in (today - dt.timedelta(days=1), today) if lake.exists("readings", d)}
-        for day in sorted(days):
+        spilled = {d + dt.timedelta(days=1) for d, rows in staged.items() if _reaches_next_day(lake, state, d, rows, settings)}
+        for day in sorted(days | spilled):
             if (first_day is not None and day < first_day) or day in skip_days:
                 continue
-            how, _ = update_day(lake, state, batch_id, day, staged, until_us, settings, rebuild=day in result.rebuild_days)
-            if how == "late":
+            rebuild = day in result.rebuild_days or day in spilled
+            how, _ = update_day(lake, state, batch_id, day, staged, until_us, settings, rebuild=rebuild)
+            if how == "late" or day in spilled:
                 result.late_days.append(day.isoformat())
             if how != "current" and day.isoformat() not in result.partitions:
                 result.partitions.append(day.isoformat())
